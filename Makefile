@@ -1,0 +1,41 @@
+# aifn developer entry points. `make setup` and `make test` are all a fresh machine needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+PYTEST_ARGS ?=
+
+.PHONY: setup tools test unit integration models demo dev-apiserver bench e2e images clean
+
+setup: $(VENV)/.installed ## create .venv and install the project editable with its dev extras
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip >/dev/null
+	$(PIP) install -e '.[dev]'
+	touch $@
+
+tools: ## build kube-apiserver, etcd, kube-controller-manager, helm, ksvc-check into ~/.cache/aifn and link them in bin/
+	bash hack/build-tools.sh
+
+test: setup tools ## the whole suite (unit, Triton, control plane); kind e2e tests skip without Docker
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: setup ## unit tests only
+	$(PY) -m pytest -m "not integration and not triton and not e2e" $(PYTEST_ARGS)
+
+models: setup ## retrain/export the shipped models (digits artifact, minilm weights)
+	$(PY) model_repo/build.py
+
+demo: setup ## serve examples/digits.yaml locally with a real Triton and send it real digits
+	$(PY) hack/demo.py
+
+dev-apiserver: setup tools ## a real control plane in the foreground; kubeconfig in .aifn/dev/kubeconfig
+	$(PY) hack/dev_apiserver.py
+
+e2e: setup tools ## kind + Knative + the chart; needs Docker
+	$(PY) -m pytest tests/e2e --e2e $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) bin .aifn .pytest_cache
