@@ -1,0 +1,1 @@
+"""The `aifn` subcommands, one module each."""

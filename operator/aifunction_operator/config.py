@@ -1,0 +1,36 @@
+"""Operator configuration: defaults the renderer applies where a function is silent."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .naming import KNATIVE_NAMESPACE
+
+# NGC Triton with the python backend and torch; Triton 2.51, the release the nvidia-pytriton
+# wheel that `aifn run` uses carries, so the cluster and the laptop run the same server.
+DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-pyt-python-py3"
+DEFAULT_STORAGE_INITIALIZER_IMAGE = "kserve/storage-initializer:v0.21.0"
+TRITON_IMAGE_UID = 1000  # the NGC image's triton-server user
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """Everything the renderer and operator take from their environment, as plain values."""
+
+    triton_image: str = DEFAULT_TRITON_IMAGE
+    storage_initializer_image: str = DEFAULT_STORAGE_INITIALIZER_IMAGE
+    triton_run_as_user: int = TRITON_IMAGE_UID
+    knative_namespace: str = KNATIVE_NAMESPACE
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
+        """Read AIFN_TRITON_IMAGE, AIFN_STORAGE_INITIALIZER_IMAGE, AIFN_TRITON_UID, AIFN_KNATIVE_NAMESPACE."""
+        env = os.environ if env is None else env
+        return cls(
+            triton_image=env.get("AIFN_TRITON_IMAGE", DEFAULT_TRITON_IMAGE),
+            storage_initializer_image=env.get("AIFN_STORAGE_INITIALIZER_IMAGE", DEFAULT_STORAGE_INITIALIZER_IMAGE),
+            triton_run_as_user=int(env.get("AIFN_TRITON_UID", TRITON_IMAGE_UID)),
+            knative_namespace=env.get("AIFN_KNATIVE_NAMESPACE", KNATIVE_NAMESPACE),
+        )

@@ -1,0 +1,1 @@
+"""`aifn run`: serve AI functions on one machine with a real tritonserver."""

@@ -1,0 +1,247 @@
+"""Render the Knative Service that runs Triton for one AIFunction (pure, deterministic)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import OperatorConfig
+from ..naming import (
+    KNATIVE_SERVING_API,
+    LABEL_FUNCTION,
+    LABEL_MANAGED_BY,
+    LABEL_NAME,
+    LABEL_VISIBILITY,
+    MANAGED_BY,
+)
+from ..spec import AIFunction, FieldError, InvalidSpec, RepositorySource, SourceKind, classify
+from .metadata import owner_references
+from .triton import GRPC_PORT, HTTP_PORT, TritonPorts, triton_args
+
+Manifest = dict[str, Any]
+
+MODEL_MOUNT = "/mnt/models"
+SHM_VOLUME = "dshm"
+MODEL_VOLUME = "model-store"
+CREDENTIALS_VOLUME = "storage-credentials"
+CREDENTIALS_MOUNT = "/var/run/secrets/aifn/storage"
+GCS_CREDENTIALS_KEY = "gcloud-application-credentials.json"
+KPA_CLASS = "kpa.autoscaling.knative.dev"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+
+
+def function_labels(fn: AIFunction) -> dict[str, str]:
+    """Labels every child of a function carries."""
+    return {LABEL_NAME: fn.name, LABEL_MANAGED_BY: MANAGED_BY, LABEL_FUNCTION: fn.name}
+
+
+def render_service(fn: AIFunction, config: OperatorConfig) -> Manifest:
+    """The Knative Service for `fn`; raises InvalidSpec for what a cluster cannot serve."""
+    source = classify(fn.spec.model.repository)
+    assert not isinstance(source, FieldError)  # parse_function already rejected bad URIs
+    if source.kind is SourceKind.LOCAL:
+        raise InvalidSpec([FieldError("spec.model.repository", f"the local path {source.uri!r} works only with `aifn run`; in a cluster use s3://, gs://, as://, pvc://, http(s)://, hf:// or file:///<path in the image>")])
+    labels = function_labels(fn)
+    service_labels = dict(labels)
+    if fn.spec.triggers.http.visibility == "cluster-local":
+        service_labels[LABEL_VISIBILITY] = "cluster-local"
+    metadata: Manifest = {"name": fn.name, "namespace": fn.namespace, "labels": service_labels}
+    if fn.uid:
+        metadata["ownerReferences"] = owner_references(fn)
+    return {
+        "apiVersion": KNATIVE_SERVING_API,
+        "kind": "Service",
+        "metadata": metadata,
+        "spec": {
+            "template": {
+                "metadata": {"labels": labels, "annotations": _template_annotations(fn)},
+                "spec": _pod_spec(fn, config, source),
+            }
+        },
+    }
+
+
+def _template_annotations(fn: AIFunction) -> dict[str, str]:
+    scaling = fn.spec.scaling
+    prefix = "autoscaling.knative.dev/"
+    annotations = {
+        prefix + "class": KPA_CLASS,
+        prefix + "metric": scaling.metric,
+        prefix + "min-scale": str(scaling.min_replicas),
+        "serving.knative.dev/progress-deadline": f"{scaling.startup_timeout}s",
+    }
+    target = scaling.target_concurrency if scaling.metric == "concurrency" else scaling.target_requests_per_second
+    optional = {
+        prefix + "target": target,
+        prefix + "max-scale": scaling.max_replicas,
+        prefix + "initial-scale": scaling.initial_replicas,
+        prefix + "scale-down-delay": None if scaling.scale_down_delay is None else f"{scaling.scale_down_delay}s",
+        prefix + "scale-to-zero-pod-retention-period": None if scaling.scale_to_zero_retention is None else f"{scaling.scale_to_zero_retention}s",
+    }
+    annotations.update({key: str(value) for key, value in optional.items() if value is not None})
+    return dict(sorted(annotations.items()))
+
+
+def _pod_spec(fn: AIFunction, config: OperatorConfig, source: RepositorySource) -> Manifest:
+    spec = fn.spec
+    pod: Manifest = {}
+    if spec.scaling.container_concurrency is not None:
+        pod["containerConcurrency"] = spec.scaling.container_concurrency
+    if spec.timeout_seconds is not None:
+        pod["timeoutSeconds"] = spec.timeout_seconds
+    if source.kind is SourceKind.INITIALIZER:
+        pod["initContainers"] = [_storage_initializer(fn, config, source)]
+    pod["containers"] = [_triton_container(fn, config, source)]
+    pod["volumes"] = _volumes(fn, source)
+    pod.update(_placement(fn))
+    return pod
+
+
+def model_repository_path(source: RepositorySource) -> str:
+    """What Triton's --model-repository points at inside the pod."""
+    if source.kind is SourceKind.DIRECT:
+        return source.uri
+    if source.kind is SourceKind.IMAGE:
+        return source.path
+    return MODEL_MOUNT
+
+
+def _triton_container(fn: AIFunction, config: OperatorConfig, source: RepositorySource) -> Manifest:
+    spec = fn.spec
+    grpc = spec.runtime.protocol == "grpc"
+    container: Manifest = {
+        "name": "triton",
+        "image": spec.runtime.image or config.triton_image,
+        "command": ["tritonserver"],
+        "args": triton_args(
+            model_repository=model_repository_path(source),
+            model_name=spec.model.name,
+            ports=TritonPorts(),
+            extra_args=spec.runtime.args,
+        ),
+        "ports": [{"name": "h2c", "containerPort": GRPC_PORT}] if grpc else [{"name": "http1", "containerPort": HTTP_PORT}],
+    }
+    env = _env(fn, source)
+    if env:
+        container["env"] = env
+    if spec.model.credentials_secret and not _is_gcs(source):
+        container["envFrom"] = [{"secretRef": {"name": spec.model.credentials_secret}}]
+    container["resources"] = _resources(fn)
+    container["readinessProbe"] = {"grpc": {"port": GRPC_PORT}} if grpc else {"httpGet": {"path": "/v2/health/ready"}}
+    if not grpc:
+        container["livenessProbe"] = {"httpGet": {"path": "/v2/health/live"}, "periodSeconds": 10, "failureThreshold": 6}
+    container["volumeMounts"] = _triton_mounts(fn, source)
+    container["securityContext"] = _hardened(config.triton_run_as_user)
+    return container
+
+
+def _is_gcs(source: RepositorySource) -> bool:
+    return source.uri.startswith("gs://")
+
+
+def _env(fn: AIFunction, source: RepositorySource) -> list[Manifest]:
+    env: list[Manifest] = []
+    if fn.spec.model.credentials_secret and _is_gcs(source):
+        env.append({"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": f"{CREDENTIALS_MOUNT}/{GCS_CREDENTIALS_KEY}"})
+    for var in fn.spec.runtime.env:
+        item: Manifest = {"name": var.name}
+        if var.value is not None:
+            item["value"] = var.value
+        if var.value_from is not None:
+            item["valueFrom"] = var.value_from
+        env.append(item)
+    return env
+
+
+def _resources(fn: AIFunction) -> Manifest:
+    res = fn.spec.resources
+    requests: dict[str, Any] = {}
+    limits: dict[str, Any] = {}
+    if res.cpu is not None:
+        requests["cpu"] = res.cpu
+    if res.memory is not None:
+        requests["memory"] = res.memory
+        limits["memory"] = res.memory
+    if res.gpu.count > 0:
+        limits[res.gpu.type] = str(res.gpu.count)
+    resources: Manifest = {}
+    if requests:
+        resources["requests"] = requests
+    if limits:
+        resources["limits"] = limits
+    return resources
+
+
+def _triton_mounts(fn: AIFunction, source: RepositorySource) -> list[Manifest]:
+    mounts: list[Manifest] = [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}]
+    if source.kind is SourceKind.INITIALIZER:
+        mounts.append({"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT, "readOnly": True})
+    elif source.kind is SourceKind.PVC:
+        mount: Manifest = {"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT, "readOnly": True}
+        if source.sub_path:
+            mount["subPath"] = source.sub_path
+        mounts.append(mount)
+    if fn.spec.model.credentials_secret and _is_gcs(source):
+        mounts.append({"name": CREDENTIALS_VOLUME, "mountPath": CREDENTIALS_MOUNT, "readOnly": True})
+    return mounts
+
+
+def _volumes(fn: AIFunction, source: RepositorySource) -> list[Manifest]:
+    volumes: list[Manifest] = [{"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": fn.spec.resources.shared_memory}}]
+    if source.kind is SourceKind.INITIALIZER:
+        volumes.append({"name": MODEL_VOLUME, "emptyDir": {}})
+    elif source.kind is SourceKind.PVC:
+        volumes.append({"name": MODEL_VOLUME, "persistentVolumeClaim": {"claimName": source.claim, "readOnly": True}})
+    if fn.spec.model.credentials_secret and _is_gcs(source):
+        volumes.append({"name": CREDENTIALS_VOLUME, "secret": {"secretName": fn.spec.model.credentials_secret}})
+    return volumes
+
+
+def _storage_initializer(fn: AIFunction, config: OperatorConfig, source: RepositorySource) -> Manifest:
+    container: Manifest = {
+        "name": "storage-initializer",
+        "image": config.storage_initializer_image,
+        "args": [source.uri, MODEL_MOUNT],
+    }
+    if fn.spec.model.credentials_secret:
+        container["envFrom"] = [{"secretRef": {"name": fn.spec.model.credentials_secret}}]
+    container["resources"] = {"requests": {"cpu": "100m", "memory": "100Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+    container["terminationMessagePolicy"] = "FallbackToLogsOnError"
+    container["volumeMounts"] = [{"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT}]
+    container["securityContext"] = _hardened(config.triton_run_as_user)
+    return container
+
+
+def _hardened(uid: int) -> Manifest:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _placement(fn: AIFunction) -> Manifest:
+    spec = fn.spec
+    gpu = spec.resources.gpu
+    placement: Manifest = {}
+    node_selector = dict(spec.placement.node_selector)
+    if gpu.product:
+        node_selector[GPU_PRODUCT_LABEL] = gpu.product
+    if node_selector:
+        placement["nodeSelector"] = dict(sorted(node_selector.items()))
+    tolerations = [_toleration(t) for t in spec.placement.tolerations]
+    if gpu.count > 0 and not any(t.key == gpu.type for t in spec.placement.tolerations):
+        tolerations.append({"key": gpu.type, "operator": "Exists", "effect": "NoSchedule"})
+    if tolerations:
+        placement["tolerations"] = tolerations
+    if spec.placement.affinity is not None:
+        placement["affinity"] = spec.placement.affinity
+    if spec.placement.runtime_class_name is not None:
+        placement["runtimeClassName"] = spec.placement.runtime_class_name
+    return placement
+
+
+def _toleration(t: Any) -> Manifest:
+    fields = {"key": t.key, "operator": t.operator, "value": t.value, "effect": t.effect, "tolerationSeconds": t.toleration_seconds}
+    return {key: value for key, value in fields.items() if value is not None}

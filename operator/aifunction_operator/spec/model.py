@@ -1,0 +1,134 @@
+"""The typed AIFunction model: frozen dataclasses built from a validated, defaulted spec.
+
+Field names are the CRD's camelCase names in snake_case; `tests/unit/test_crd_sync.py`
+checks that every schema field has an attribute here and vice versa.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class SourceKind(str, Enum):
+    """How the model repository reaches Triton."""
+
+    DIRECT = "direct"  # s3://, gs://, as:// read by Triton itself
+    PVC = "pvc"  # pvc://<claim>/<path>, mounted read-only
+    INITIALIZER = "initializer"  # fetched by KServe's storage initializer into /mnt/models
+    IMAGE = "image"  # file:///path inside the image
+    LOCAL = "local"  # a path on this machine, `aifn run` only
+
+
+@dataclass(frozen=True)
+class RepositorySource:
+    """Where the model repository is, classified once for the renderer and the local runtime."""
+
+    kind: SourceKind
+    uri: str
+    claim: str | None = None  # pvc only
+    sub_path: str = ""  # pvc only
+    path: str = ""  # image and local
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    repository: str
+    version: int | None = None
+    credentials_secret: str | None = None
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    name: str
+    value: str | None = None
+    value_from: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Runtime:
+    image: str | None = None
+    protocol: str = "http"
+    args: tuple[str, ...] = ()
+    env: tuple[EnvVar, ...] = ()
+
+
+@dataclass(frozen=True)
+class GPU:
+    count: int = 0
+    type: str = "nvidia.com/gpu"
+    product: str | None = None
+
+
+@dataclass(frozen=True)
+class Resources:
+    gpu: GPU = GPU()
+    cpu: str | None = None
+    memory: str | None = None
+    shared_memory: str = "1Gi"
+
+
+@dataclass(frozen=True)
+class Toleration:
+    key: str | None = None
+    operator: str | None = None
+    value: str | None = None
+    effect: str | None = None
+    toleration_seconds: int | None = None
+
+
+@dataclass(frozen=True)
+class Placement:
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: tuple[Toleration, ...] = ()
+    affinity: dict[str, Any] | None = None
+    runtime_class_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Scaling:
+    min_replicas: int = 0
+    max_replicas: int | None = None
+    metric: str = "concurrency"
+    target_concurrency: int | None = None
+    target_requests_per_second: int | None = None
+    container_concurrency: int | None = None
+    initial_replicas: int | None = None
+    scale_down_delay: int | None = None  # seconds
+    scale_to_zero_retention: int | None = None  # seconds
+    startup_timeout: int = 900  # seconds
+
+
+@dataclass(frozen=True)
+class HTTPTrigger:
+    visibility: str = "external"
+
+
+@dataclass(frozen=True)
+class Triggers:
+    http: HTTPTrigger = HTTPTrigger()
+
+
+@dataclass(frozen=True)
+class AIFunctionSpec:
+    model: Model
+    runtime: Runtime = Runtime()
+    resources: Resources = Resources()
+    placement: Placement = Placement()
+    scaling: Scaling = Scaling()
+    triggers: Triggers = Triggers()
+    timeout_seconds: int | None = None
+
+
+@dataclass(frozen=True)
+class AIFunction:
+    """A parsed AIFunction: identity from metadata plus the validated spec."""
+
+    name: str
+    namespace: str
+    spec: AIFunctionSpec
+    uid: str | None = None
+    generation: int | None = None
+    annotations: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,144 @@
+"""Parse a plain AIFunction dict (from YAML or the apiserver) into the typed model.
+
+All problems are collected and raised together as InvalidSpec; nothing is partially applied.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ..naming import API_VERSION, KIND
+from .durations import parse_duration
+from .errors import FieldError, InvalidSpec
+from .model import (
+    GPU,
+    AIFunction,
+    AIFunctionSpec,
+    EnvVar,
+    HTTPTrigger,
+    Model,
+    Placement,
+    Resources,
+    Runtime,
+    Scaling,
+    Toleration,
+    Triggers,
+)
+from .repository import classify
+from .schema import spec_schema
+from .validate import validate
+
+_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+MAX_NAME_LENGTH = 57  # Knative names revisions <name>-00001, which must fit a 63-character label
+
+
+def parse_function(obj: Any) -> AIFunction:
+    """Validate and default an AIFunction object; raise InvalidSpec listing every problem."""
+    if not isinstance(obj, Mapping):
+        raise InvalidSpec([FieldError("<document>", f"must be an AIFunction object, got {type(obj).__name__}")])
+    errors: list[FieldError] = []
+    if obj.get("apiVersion", API_VERSION) != API_VERSION:
+        errors.append(FieldError("apiVersion", f"must be {API_VERSION}, got {obj.get('apiVersion')!r}"))
+    if obj.get("kind", KIND) != KIND:
+        errors.append(FieldError("kind", f"must be {KIND}, got {obj.get('kind')!r}"))
+    metadata = obj.get("metadata") or {}
+    if not isinstance(metadata, Mapping):
+        metadata = {}
+        errors.append(FieldError("metadata", "must be an object"))
+    name = metadata.get("name")
+    if not isinstance(name, str) or not name:
+        errors.append(FieldError("metadata.name", "required field is missing"))
+        name = ""
+    elif len(name) > MAX_NAME_LENGTH or not _DNS_1035.match(name):
+        errors.append(FieldError("metadata.name", f"must be a DNS-1035 label (lowercase letters, digits, '-', starting with a letter) of at most {MAX_NAME_LENGTH} characters, got {name!r}"))
+    raw_spec = obj.get("spec")
+    if raw_spec is None:
+        errors.append(FieldError("spec", "required field is missing"))
+        raise InvalidSpec(errors)
+    spec, spec_errors = validate(raw_spec, spec_schema(), "spec")
+    errors += spec_errors
+    if not errors:
+        source = classify(spec["model"]["repository"])
+        if isinstance(source, FieldError):
+            errors.append(source)
+        errors += _semantic_errors(spec)
+    if errors:
+        raise InvalidSpec(errors)
+    annotations = metadata.get("annotations") or {}
+    return AIFunction(
+        name=name,
+        namespace=str(metadata.get("namespace") or "default"),
+        spec=_build_spec(spec, name),
+        uid=metadata.get("uid"),
+        generation=metadata.get("generation"),
+        annotations={str(k): str(v) for k, v in annotations.items()},
+    )
+
+
+def _build_spec(spec: Mapping[str, Any], name: str) -> AIFunctionSpec:
+    model = spec["model"]
+    runtime = spec.get("runtime", {})
+    resources = spec.get("resources", {})
+    gpu = resources.get("gpu", {})
+    placement = spec.get("placement", {})
+    scaling = spec.get("scaling", {})
+    http = spec.get("triggers", {}).get("http", {})
+    return AIFunctionSpec(
+        model=Model(
+            name=model.get("name", name),
+            repository=model["repository"],
+            version=model.get("version"),
+            credentials_secret=model.get("credentialsSecret"),
+        ),
+        runtime=Runtime(
+            image=runtime.get("image"),
+            protocol=runtime.get("protocol", "http"),
+            args=tuple(runtime.get("args", ())),
+            env=tuple(EnvVar(e["name"], e.get("value"), e.get("valueFrom")) for e in runtime.get("env", ())),
+        ),
+        resources=Resources(
+            gpu=GPU(count=gpu.get("count", 0), type=gpu.get("type", "nvidia.com/gpu"), product=gpu.get("product")),
+            cpu=resources.get("cpu"),
+            memory=resources.get("memory"),
+            shared_memory=resources.get("sharedMemory", "1Gi"),
+        ),
+        placement=Placement(
+            node_selector=dict(placement.get("nodeSelector", {})),
+            tolerations=tuple(
+                Toleration(t.get("key"), t.get("operator"), t.get("value"), t.get("effect"), t.get("tolerationSeconds"))
+                for t in placement.get("tolerations", ())
+            ),
+            affinity=placement.get("affinity"),
+            runtime_class_name=placement.get("runtimeClassName"),
+        ),
+        scaling=Scaling(
+            min_replicas=scaling.get("minReplicas", 0),
+            max_replicas=scaling.get("maxReplicas"),
+            metric=scaling.get("metric", "concurrency"),
+            target_concurrency=scaling.get("targetConcurrency"),
+            target_requests_per_second=scaling.get("targetRequestsPerSecond"),
+            container_concurrency=scaling.get("containerConcurrency"),
+            initial_replicas=scaling.get("initialReplicas"),
+            scale_down_delay=_seconds(scaling.get("scaleDownDelay")),
+            scale_to_zero_retention=_seconds(scaling.get("scaleToZeroRetention")),
+            startup_timeout=parse_duration(scaling.get("startupTimeout", "15m")) or 900,
+        ),
+        triggers=Triggers(http=HTTPTrigger(visibility=http.get("visibility", "external"))),
+        timeout_seconds=spec.get("timeoutSeconds"),
+    )
+
+
+def _semantic_errors(spec: Mapping[str, Any]) -> list[FieldError]:
+    """Rules that span sections of the spec."""
+    errors = []
+    product = spec.get("resources", {}).get("gpu", {}).get("product")
+    selected = spec.get("placement", {}).get("nodeSelector", {}).get("nvidia.com/gpu.product")
+    if product and selected and product != selected:
+        errors.append(FieldError("spec.placement.nodeSelector.nvidia.com/gpu.product", f"conflicts with spec.resources.gpu.product ({product!r})"))
+    return errors
+
+
+def _seconds(value: str | None) -> int | None:
+    return None if value is None else parse_duration(value)
