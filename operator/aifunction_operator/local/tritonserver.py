@@ -44,7 +44,7 @@ from aifunction_operator.render.triton import TritonPorts, triton_args
 
 CONTAINER_HINT = (
     "serve the model with the Triton container image instead "
-    "(the image the operator renders, see aifunction_operator.config)"
+    "(nvcr.io/nvidia/tritonserver:24.10-pyt-python-py3, the image the operator renders)"
 )
 SUPPORTED_MACHINES = ("x86_64", "aarch64")
 STUB_NAME = "triton_python_backend_stub"
