@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Builds the real control-plane tools from Go modules pinned in hack/tools/*/go.mod:
+#   kube-apiserver, kube-controller-manager, kubectl  (k8s.io/kubernetes)
+#   etcd                                              (go.etcd.io/etcd/server/v3)
+#   helm                                              (helm.sh/helm/v3)
+#   ksvc-check                                        (our program over knative.dev/serving)
+# Each build lands in ${AIFN_TOOLS_CACHE:-~/.cache/aifn/bin}/<module>-<version>-<hash>/ and is
+# linked into bin/. A cached build costs nothing; the hash covers go.mod, go.sum, sources,
+# the Go version and the link flags, so changing any of them rebuilds.
+# KUBEBUILDER_ASSETS (e.g. from `setup-envtest use -p path`) supplies kube-apiserver, etcd and
+# kubectl when it holds them; kube-controller-manager, helm and ksvc-check are always built.
+set -euo pipefail
+shopt -s inherit_errexit
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="$ROOT/hack/tools"
+BIN="$ROOT/bin"
+CACHE="${AIFN_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/aifn/bin}"
+
+log() { printf 'build-tools: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+command -v go >/dev/null 2>&1 || die "Go is not on PATH; install Go >= 1.25 (https://go.dev/dl) and rerun 'make tools'"
+mkdir -p "$CACHE" "$BIN"
+GO_VERSION="$(go env GOVERSION)"
+
+# module_version DIR MODULE: the version of MODULE required by DIR/go.mod.
+module_version() {
+  awk -v m="$2" '
+    $1 == "require" && $2 == m { print $3; exit }
+    $1 == m && $2 != "=>"      { print $2; exit }' "$1/go.mod"
+}
+
+# recipe_hash DIR FLAGS: a short hash of what determines the binaries built from DIR.
+recipe_hash() {
+  { cat "$1/go.mod" "$1/go.sum" "$1"/*.go; printf '%s\n%s\n' "$GO_VERSION" "$2"; } | sha256sum | cut -c1-10
+}
+
+# build NAME DIR VERSION LDFLAGS BINARY=PACKAGE...: build each PACKAGE of the module in DIR as
+# BINARY into the cache (unless already there) and print the cache directory.
+build() {
+  local name="$1" dir="$2" version="$3" ldflags="$4"; shift 4
+  local dest
+  dest="$CACHE/$name-$version-$(recipe_hash "$dir" "$ldflags $*")"
+  if [[ ! -f "$dest/.complete" ]]; then
+    (
+      flock 9  # one build at a time, even across concurrent `make tools`
+      [[ -f "$dest/.complete" ]] && exit 0
+      tmp="$dest.tmp.$$"
+      rm -rf "$tmp" && mkdir -p "$tmp"
+      for target in "$@"; do
+        t0=$SECONDS
+        log "building ${target%%=*} ($name $version, $GO_VERSION); a first build takes minutes"
+        if ! (cd "$dir" && CGO_ENABLED=0 go build -buildvcs=false -trimpath -ldflags "$ldflags" \
+          -o "$tmp/${target%%=*}" "${target#*=}"); then
+          rm -rf "$tmp"
+          die "go build of ${target#*=} in $dir failed"
+        fi
+        log "built ${target%%=*} in $((SECONDS - t0)) s"
+      done
+      touch "$tmp/.complete"
+      rm -rf "$dest" && mv "$tmp" "$dest"
+    ) 9>"$CACHE/.lock" >&2
+  fi
+  echo "$dest"
+}
+
+# link NAME PATH: point bin/NAME at PATH.
+link() {
+  [[ -x "$2" ]] || die "$2 is not an executable"
+  ln -sfn "$2" "$BIN/$1"
+}
+
+# from_assets NAME: the binary NAME from KUBEBUILDER_ASSETS, if it is there.
+from_assets() {
+  [[ -n "${KUBEBUILDER_ASSETS:-}" && -x "${KUBEBUILDER_ASSETS}/$1" ]] && echo "${KUBEBUILDER_ASSETS}/$1"
+}
+
+started=$SECONDS
+
+# k8s.io/kubernetes: kube-apiserver, kube-controller-manager, kubectl.
+k8s_dir="$TOOLS/kubernetes"
+k8s_version="$(module_version "$k8s_dir" k8s.io/kubernetes)"
+k8s_minor="$(cut -d. -f2 <<<"$k8s_version")"
+k8s_ldflags="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  k8s_ldflags+=" -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$k8s_minor -X $pkg.gitTreeState=clean"
+done
+k8s_targets=(kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager)
+for tool in kube-apiserver kubectl; do
+  if asset="$(from_assets "$tool")"; then
+    link "$tool" "$asset"
+    log "$tool from KUBEBUILDER_ASSETS ($asset)"
+  else
+    k8s_targets+=("$tool=k8s.io/kubernetes/cmd/$tool")
+  fi
+done
+k8s_out="$(build kubernetes "$k8s_dir" "$k8s_version" "$k8s_ldflags" "${k8s_targets[@]}")"
+for target in "${k8s_targets[@]}"; do link "${target%%=*}" "$k8s_out/${target%%=*}"; done
+
+# etcd.
+if asset="$(from_assets etcd)"; then
+  link etcd "$asset"
+  log "etcd from KUBEBUILDER_ASSETS ($asset)"
+else
+  etcd_dir="$TOOLS/etcd"
+  etcd_version="$(module_version "$etcd_dir" go.etcd.io/etcd/server/v3)"
+  link etcd "$(build etcd "$etcd_dir" "$etcd_version" "-s -w" etcd=go.etcd.io/etcd/server/v3)/etcd"
+fi
+
+# helm; its lint rules and `helm template` assume the Kubernetes minor of its client-go.
+helm_dir="$TOOLS/helm"
+helm_version="$(module_version "$helm_dir" helm.sh/helm/v3)"
+helm_kube_minor="$(module_version "$helm_dir" k8s.io/client-go | cut -d. -f2)"
+helm_ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+  helm_ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$helm_kube_minor"
+done
+link helm "$(build helm "$helm_dir" "$helm_version" "$helm_ldflags" helm=helm.sh/helm/v3/cmd/helm)/helm"
+
+# ksvc-check: Knative's own SetDefaults/Validate.
+ksvc_dir="$TOOLS/ksvc-check"
+knative_version="$(module_version "$ksvc_dir" knative.dev/serving)"
+link ksvc-check "$(build ksvc-check "$ksvc_dir" "$knative_version" "-s -w -X main.version=$knative_version" ksvc-check=.)/ksvc-check"
+
+log "bin/: kube-apiserver kube-controller-manager kubectl etcd helm ksvc-check ready in $((SECONDS - started)) s"
