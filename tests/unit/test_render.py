@@ -1,0 +1,213 @@
+"""Golden and property tests for the Knative Service renderer.
+
+Golden files live in tests/unit/golden/<name>.yaml, one per function in examples/ and
+tests/unit/cases/. Regenerate them after an intended change with:
+
+    UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_render.py
+
+and review the diff like code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from aifunction_operator.commands.render import dump_yaml_stream
+from aifunction_operator.config import OperatorConfig
+from aifunction_operator.render import render
+from aifunction_operator.spec import InvalidSpec, parse_function
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent.parent
+GOLDEN = HERE / "golden"
+INPUTS = sorted((ROOT / "examples").glob("*.yaml")) + sorted((HERE / "cases").glob("*.yaml"))
+CONFIG = OperatorConfig()
+
+
+def load(path: Path) -> Any:
+    return parse_function(yaml.safe_load(path.read_text()))
+
+
+def render_path(path: Path) -> list[dict[str, Any]]:
+    return render(load(path), CONFIG)
+
+
+@pytest.mark.parametrize("path", INPUTS, ids=lambda p: p.stem)
+def test_golden(path: Path) -> None:
+    rendered = dump_yaml_stream(render_path(path))
+    golden = GOLDEN / f"{path.stem}.yaml"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(rendered)
+    assert golden.exists(), f"missing golden file {golden}; run with UPDATE_GOLDEN=1"
+    assert rendered == golden.read_text()
+
+
+@pytest.mark.parametrize("path", INPUTS, ids=lambda p: p.stem)
+def test_render_is_deterministic(path: Path) -> None:
+    assert dump_yaml_stream(render_path(path)) == dump_yaml_stream(render_path(path))
+
+
+def service(doc: str) -> dict[str, Any]:
+    return render(parse_function(yaml.safe_load(doc)), CONFIG)[0]
+
+
+def base(spec: str, name: str = "fn") -> str:
+    return f"apiVersion: aifn.dev/v1alpha1\nkind: AIFunction\nmetadata: {{name: {name}}}\nspec:\n{spec}"
+
+
+def container(svc: dict[str, Any]) -> dict[str, Any]:
+    return svc["spec"]["template"]["spec"]["containers"][0]
+
+
+def pod(svc: dict[str, Any]) -> dict[str, Any]:
+    return svc["spec"]["template"]["spec"]
+
+
+GPU_SPEC = base("""
+  model: {repository: "s3://m/r", credentialsSecret: creds}
+  resources: {gpu: {count: 2, product: NVIDIA-H100-80GB-HBM3}, cpu: "8", memory: 32Gi, sharedMemory: 4Gi}
+  scaling: {minReplicas: 0, maxReplicas: 5, targetConcurrency: 3, containerConcurrency: 6, initialReplicas: 1, scaleDownDelay: 2m, scaleToZeroRetention: 5m, startupTimeout: 25m}
+  timeoutSeconds: 900
+""")
+
+
+def test_gpu_limits_selector_and_default_toleration() -> None:
+    svc = service(GPU_SPEC)
+    assert container(svc)["resources"] == {"requests": {"cpu": "8", "memory": "32Gi"}, "limits": {"memory": "32Gi", "nvidia.com/gpu": "2"}}
+    assert pod(svc)["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    assert pod(svc)["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def test_no_gpu_means_no_gpu_toleration_or_limit() -> None:
+    svc = service(base("  model: {repository: 's3://m/r'}"))
+    assert "tolerations" not in pod(svc)
+    assert "nodeSelector" not in pod(svc)
+    assert "nvidia.com/gpu" not in container(svc).get("resources", {}).get("limits", {})
+
+
+def test_user_toleration_for_gpu_replaces_default() -> None:
+    svc = service(base("""
+  model: {repository: "s3://m/r"}
+  resources: {gpu: {count: 1}}
+  placement: {tolerations: [{key: nvidia.com/gpu, operator: Equal, value: a100, effect: NoSchedule}]}
+"""))
+    assert pod(svc)["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Equal", "value": "a100", "effect": "NoSchedule"}]
+
+
+def test_triton_arguments_and_single_port() -> None:
+    svc = service(GPU_SPEC)
+    c = container(svc)
+    assert c["command"] == ["tritonserver"]
+    assert "--model-repository=s3://m/r" in c["args"]
+    assert "--model-control-mode=explicit" in c["args"]
+    assert "--load-model=fn" in c["args"]
+    assert "--strict-readiness=true" in c["args"]
+    assert "--exit-on-error=true" in c["args"]
+    ports = [p for ctr in pod(svc)["containers"] for p in ctr.get("ports", [])]
+    assert ports == [{"name": "http1", "containerPort": 8000}]
+    assert c["readinessProbe"] == {"httpGet": {"path": "/v2/health/ready"}}
+
+
+def test_grpc_protocol_routes_h2c_with_grpc_probe() -> None:
+    svc = service(base("  model: {repository: 's3://m/r'}\n  runtime: {protocol: grpc}"))
+    assert container(svc)["ports"] == [{"name": "h2c", "containerPort": 8001}]
+    assert container(svc)["readinessProbe"] == {"grpc": {"port": 8001}}
+
+
+def test_autoscaling_annotations_only_on_template() -> None:
+    svc = service(GPU_SPEC)
+    assert not any(k.startswith("autoscaling.knative.dev") for k in svc["metadata"].get("annotations", {}))
+    assert svc["spec"]["template"]["metadata"]["annotations"] == {
+        "autoscaling.knative.dev/class": "kpa.autoscaling.knative.dev",
+        "autoscaling.knative.dev/initial-scale": "1",
+        "autoscaling.knative.dev/max-scale": "5",
+        "autoscaling.knative.dev/metric": "concurrency",
+        "autoscaling.knative.dev/min-scale": "0",
+        "autoscaling.knative.dev/scale-down-delay": "120s",
+        "autoscaling.knative.dev/scale-to-zero-pod-retention-period": "300s",
+        "autoscaling.knative.dev/target": "3",
+        "serving.knative.dev/progress-deadline": "1500s",
+    }
+    assert pod(svc)["containerConcurrency"] == 6
+    assert pod(svc)["timeoutSeconds"] == 900
+
+
+def test_default_progress_deadline_is_fifteen_minutes() -> None:
+    svc = service(base("  model: {repository: 's3://m/r'}"))
+    assert svc["spec"]["template"]["metadata"]["annotations"]["serving.knative.dev/progress-deadline"] == "900s"
+
+
+def test_credentials_by_reference_only() -> None:
+    svc = service(GPU_SPEC)
+    assert container(svc)["envFrom"] == [{"secretRef": {"name": "creds"}}]
+    assert "creds" not in str(container(svc).get("env", ""))
+
+
+def test_hardened_container() -> None:
+    sc = container(service(GPU_SPEC))["securityContext"]
+    assert sc["runAsNonRoot"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
+def test_shared_memory_volume() -> None:
+    svc = service(GPU_SPEC)
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "4Gi"}} in pod(svc)["volumes"]
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in container(svc)["volumeMounts"]
+
+
+def test_labels_and_cluster_local_visibility() -> None:
+    svc = service(base("  model: {repository: 's3://m/r'}\n  triggers: {http: {visibility: cluster-local}}"))
+    assert svc["metadata"]["labels"] == {
+        "app.kubernetes.io/name": "fn",
+        "app.kubernetes.io/managed-by": "aifn-operator",
+        "aifn.dev/function": "fn",
+        "networking.knative.dev/visibility": "cluster-local",
+    }
+    assert "networking.knative.dev/visibility" not in service(base("  model: {repository: 's3://m/r'}"))["metadata"]["labels"]
+
+
+def test_pvc_is_mounted_read_only_with_sub_path() -> None:
+    svc = service(base("  model: {repository: 'pvc://store/models/v2'}"))
+    assert {"name": "model-store", "persistentVolumeClaim": {"claimName": "store", "readOnly": True}} in pod(svc)["volumes"]
+    assert {"name": "model-store", "mountPath": "/mnt/models", "readOnly": True, "subPath": "models/v2"} in container(svc)["volumeMounts"]
+    assert "--model-repository=/mnt/models" in container(svc)["args"]
+    assert "initContainers" not in pod(svc)
+
+
+def test_storage_initializer_for_http_sources() -> None:
+    svc = service(base("  model: {repository: 'https://example.com/repo.tar.gz', credentialsSecret: dl}"))
+    init = pod(svc)["initContainers"][0]
+    assert init["name"] == "storage-initializer"
+    assert init["args"] == ["https://example.com/repo.tar.gz", "/mnt/models"]
+    assert init["envFrom"] == [{"secretRef": {"name": "dl"}}]
+    assert {"name": "model-store", "emptyDir": {}} in pod(svc)["volumes"]
+    assert {"name": "model-store", "mountPath": "/mnt/models", "readOnly": True} in container(svc)["volumeMounts"]
+
+
+def test_owner_reference_when_rendered_from_the_apiserver() -> None:
+    obj = yaml.safe_load(base("  model: {repository: 's3://m/r'}"))
+    obj["metadata"]["uid"] = "1234"
+    svc = render(parse_function(obj), CONFIG)[0]
+    assert svc["metadata"]["ownerReferences"] == [
+        {"apiVersion": "aifn.dev/v1alpha1", "kind": "AIFunction", "name": "fn", "uid": "1234", "controller": True, "blockOwnerDeletion": True}
+    ]
+
+
+def test_operator_config_sets_default_image() -> None:
+    fn = parse_function(yaml.safe_load(base("  model: {repository: 's3://m/r'}")))
+    svc = render(fn, OperatorConfig(triton_image="registry.local/triton:x"))[0]
+    assert container(svc)["image"] == "registry.local/triton:x"
+
+
+def test_local_path_cannot_be_served_by_a_cluster() -> None:
+    fn = parse_function(yaml.safe_load(base("  model: {repository: ../model_repo}")))
+    with pytest.raises(InvalidSpec) as err:
+        render(fn, CONFIG)
+    assert err.value.errors[0].path == "spec.model.repository"
+    assert "aifn run" in err.value.errors[0].message
