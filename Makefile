@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-.PHONY: setup tools test unit integration models demo dev-apiserver bench e2e images clean
+.PHONY: setup tools test unit models demo dev-apiserver crds e2e images clean
 
 setup: $(VENV)/.installed ## create .venv and install the project editable with its dev extras
 
@@ -33,6 +33,10 @@ demo: setup ## serve examples/digits.yaml locally with a real Triton and send it
 
 dev-apiserver: setup tools ## a real control plane in the foreground; kubeconfig in .aifn/dev/kubeconfig
 	$(PY) hack/dev_apiserver.py
+
+crds: setup ## regenerate crds/ from the spec schema (and the chart's copy)
+	$(VENV)/bin/aifn crd > crds/aifunctions.aifn.dev.yaml
+	if [ -f hack/sync-chart-crds.py ]; then $(PY) hack/sync-chart-crds.py; fi
 
 e2e: setup tools ## kind + Knative + the chart; needs Docker
 	$(PY) -m pytest tests/e2e --e2e $(PYTEST_ARGS)
