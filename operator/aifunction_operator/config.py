@@ -13,6 +13,8 @@ from .naming import KNATIVE_NAMESPACE
 DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-pyt-python-py3"
 DEFAULT_STORAGE_INITIALIZER_IMAGE = "kserve/storage-initializer:v0.21.0"
 TRITON_IMAGE_UID = 1000  # the NGC image's triton-server user
+DEFAULT_HANDLER_IMAGE = "ghcr.io/aifn-dev/aifn-handler:0.1.0"
+HANDLER_IMAGE_UID = 1000  # the handler runtime image's user
 
 
 @dataclass(frozen=True)
@@ -23,14 +25,17 @@ class OperatorConfig:
     storage_initializer_image: str = DEFAULT_STORAGE_INITIALIZER_IMAGE
     triton_run_as_user: int = TRITON_IMAGE_UID
     knative_namespace: str = KNATIVE_NAMESPACE
+    handler_image: str = DEFAULT_HANDLER_IMAGE
+    handler_run_as_user: int = HANDLER_IMAGE_UID
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
-        """Read AIFN_TRITON_IMAGE, AIFN_STORAGE_INITIALIZER_IMAGE, AIFN_TRITON_UID, AIFN_KNATIVE_NAMESPACE."""
+        """Read AIFN_TRITON_IMAGE, AIFN_STORAGE_INITIALIZER_IMAGE, AIFN_TRITON_UID, AIFN_KNATIVE_NAMESPACE, AIFN_HANDLER_IMAGE."""
         env = os.environ if env is None else env
         return cls(
             triton_image=env.get("AIFN_TRITON_IMAGE", DEFAULT_TRITON_IMAGE),
             storage_initializer_image=env.get("AIFN_STORAGE_INITIALIZER_IMAGE", DEFAULT_STORAGE_INITIALIZER_IMAGE),
             triton_run_as_user=int(env.get("AIFN_TRITON_UID", TRITON_IMAGE_UID)),
             knative_namespace=env.get("AIFN_KNATIVE_NAMESPACE", KNATIVE_NAMESPACE),
+            handler_image=env.get("AIFN_HANDLER_IMAGE", DEFAULT_HANDLER_IMAGE),
         )
