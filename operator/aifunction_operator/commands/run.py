@@ -1,0 +1,101 @@
+"""`aifn run FILE.yaml`: serve a function on this machine with a real Triton, scaling from and to zero."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..spec.durations import parse_duration
+from .inputs import InputError, load_functions
+
+EXIT_INVALID = 2
+EXIT_UNAVAILABLE = 3
+
+
+def register(subparsers: Any) -> None:
+    """Add `run`."""
+    p = subparsers.add_parser(
+        "run",
+        help="serve a function locally with a real Triton (starts on the first request, stops when idle)",
+        description="Serve an AIFunction on this machine: the KServe v2 HTTP API of its model on --host:--port, "
+        "Triton replicas started on demand and stopped after --idle-timeout without requests.",
+    )
+    p.add_argument("filename", help="AIFunction YAML file")
+    p.add_argument("--host", default="127.0.0.1", help="address the gateway binds (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="gateway HTTP port (default 8080; 0 picks a free one)")
+    p.add_argument("--grpc-port", type=int, default=None, help="gRPC port for functions with protocol grpc (default: a free one)")
+    p.add_argument("--model-repo", default=None, help="local model repository directory (overrides the function's)")
+    p.add_argument("--idle-timeout", type=_duration, default=60.0, help="scale to zero after this long without requests (default 60s)")
+    p.add_argument("--queue-limit", type=int, default=256, help="requests held while replicas start or are busy (default 256)")
+    p.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024, help="largest request body (default 16 MiB)")
+    p.add_argument("--max-replicas", type=int, default=None, help="replicas when the function sets no maxReplicas (default: CPU count)")
+    p.add_argument("--log-dir", type=Path, default=None, help="where Triton replica logs go (default: a temp directory)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until Ctrl-C / SIGTERM; returns the exit code."""
+    from ..local.repository import RepositoryError, resolve_repository  # noqa: PLC0415 - keep `aifn render` light
+    from ..local.runtime import Endpoints, RunOptions, serve  # noqa: PLC0415
+    from ..local.tritonserver import TritonUnavailable  # noqa: PLC0415
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s aifn: %(message)s", stream=sys.stderr)
+    try:
+        functions = load_functions(args.filename)
+    except InputError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_INVALID
+    if len(functions) != 1:
+        print(f"{args.filename}: holds {len(functions)} functions; aifn run serves one per file", file=sys.stderr)
+        return EXIT_INVALID
+    fn = functions[0]
+    try:
+        repository = resolve_repository(fn, Path(args.filename), args.model_repo)
+    except RepositoryError as exc:
+        print(f"{args.filename}: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    options = RunOptions(
+        host=args.host,
+        port=args.port,
+        grpc_port=args.grpc_port,
+        idle_timeout=args.idle_timeout,
+        queue_limit=args.queue_limit,
+        max_body_bytes=args.max_body_bytes,
+        max_replicas=args.max_replicas,
+        log_dir=args.log_dir,
+    )
+
+    def announce(endpoints: Endpoints) -> None:
+        grpc = f", gRPC at {endpoints.grpc}" if endpoints.grpc else ""
+        print(
+            f"aifn run: serving function {fn.name} (model {fn.spec.model.name}) at {endpoints.http}{grpc}; "
+            f"no Triton runs until the first request; replica logs in {endpoints.log_dir}",
+            flush=True,
+        )
+
+    try:
+        asyncio.run(serve(fn, repository, options, on_ready=announce))
+    except TritonUnavailable as exc:
+        print(f"aifn run: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except OSError as exc:
+        print(f"aifn run: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    print("aifn run: stopped", flush=True)
+    return 0
+
+
+def _duration(text: str) -> float:
+    """`90s`, `5m`, `1h30m` or a plain number of seconds."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    seconds = parse_duration(text)
+    if seconds is None:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (examples: 30s, 5m, 1h30m, 2.5)")
+    return float(seconds)

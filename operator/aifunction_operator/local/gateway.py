@@ -1,0 +1,210 @@
+"""The HTTP gateway of `aifn run`: the KServe v2 / Triton HTTP API of one model, proxied to replicas.
+
+The gateway is the only door: Triton replicas listen on loopback ports nobody else is told
+about. It answers health itself (the function is live and ready even at zero replicas: the
+next request starts one), checks what it can without Triton (model name, body size, JSON),
+holds requests in the pool's bounded queue during a cold start, and passes Triton's own
+answer through otherwise, including its 400s for a wrong shape or datatype. Every error the
+gateway produces itself is JSON `{"error": "..."}`, as Triton's are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from .metrics import GatewayMetrics
+from .pool import ReplicaPool, Unavailable
+
+log = logging.getLogger("aifn.run")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+FORWARDED_REQUEST_HEADERS = ("Content-Type", "Content-Encoding", "Accept-Encoding", "Inference-Header-Content-Length")
+FORWARDED_RESPONSE_HEADERS = ("Content-Type", "Content-Encoding", "Inference-Header-Content-Length")
+BINARY_HEADER = "Inference-Header-Content-Length"
+
+
+def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON error response in Triton's shape."""
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+class Gateway:
+    """aiohttp application serving one function's model through a ReplicaPool."""
+
+    def __init__(
+        self,
+        model_name: str,
+        pool: ReplicaPool,
+        metrics: GatewayMetrics,
+        *,
+        max_body_bytes: int = 16 * 1024 * 1024,
+        request_timeout: float = 300.0,
+        extra_status: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        self.model_name = model_name
+        self.pool = pool
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+        self.request_timeout = request_timeout
+        self.extra_status = extra_status or dict
+        self.closing = False
+
+    def application(self) -> web.Application:
+        """The aiohttp application with every route and the JSON error middleware."""
+        app = web.Application(client_max_size=self.max_body_bytes, middlewares=[self._errors_middleware])
+        app.router.add_get("/v2/health/live", self.live)
+        app.router.add_get("/v2/health/ready", self.ready)
+        app.router.add_get("/v2", self.server_metadata)
+        app.router.add_route("*", r"/v2/models/{model}{tail:(/.*)?}", self.proxy)
+        app.router.add_get("/metrics", self.prometheus)
+        app.router.add_get("/aifn/status", self.status)
+        app.router.add_get(r"/aifn/replicas/{replica:\d+}/metrics", self.replica_metrics)
+        return app
+
+    async def live(self, request: web.Request) -> web.Response:
+        return web.Response(status=200)
+
+    async def ready(self, request: web.Request) -> web.Response:
+        """Ready while not shutting down: at zero replicas the next request starts one."""
+        return web.Response(status=503 if self.closing else 200)
+
+    async def server_metadata(self, request: web.Request) -> web.Response:
+        return web.json_response({"name": "aifn", "version": "v2", "extensions": ["binary_tensor_data"], "models": [self.model_name]})
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.render(), content_type="text/plain", charset="utf-8")
+
+    async def status(self, request: web.Request) -> web.Response:
+        return web.json_response({"model": self.model_name, **self.extra_status(), **self.pool.describe()})
+
+    async def replica_metrics(self, request: web.Request) -> web.Response:
+        """Triton's own metrics for one replica."""
+        wanted = int(request.match_info["replica"])
+        replica = next((r for r in self.pool.replicas if r.id == wanted), None)
+        if replica is None:
+            known = ", ".join(str(r.id) for r in self.pool.replicas) or "none running"
+            return json_error(404, f"no replica {wanted} (replicas: {known})")
+        try:
+            text = await replica.fetch_metrics()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            return json_error(502, f"replica {wanted} did not answer its metrics endpoint: {exc!r}")
+        return web.Response(text=text, content_type="text/plain")
+
+    async def proxy(self, request: web.Request) -> web.Response:
+        """Everything under /v2/models/<name>: checked here, then proxied to a ready replica."""
+        model = request.match_info["model"]
+        if model != self.model_name:
+            return json_error(404, f"unknown model '{model}': this function serves model '{self.model_name}'")
+        if self.closing:
+            return json_error(503, "the function is shutting down", {"Retry-After": "1"})
+        body = await self._read_body(request)
+        if isinstance(body, web.Response):
+            return body
+        if request.method == "POST" and request.match_info["tail"].endswith("/infer"):
+            problem = infer_body_problem(body, request.headers.get(BINARY_HEADER))
+            if problem:
+                return json_error(400, problem)
+        return await self._forward(request, body)
+
+    async def _forward(self, request: web.Request, body: bytes) -> web.Response:
+        started = time.monotonic()
+        self.metrics.in_flight.labels(self.metrics.function).inc()
+        try:
+            try:
+                replica = await self.pool.acquire()
+            except Unavailable as exc:
+                return json_error(503, str(exc), {"Retry-After": str(exc.retry_after)})
+            try:
+                headers = {h: request.headers[h] for h in FORWARDED_REQUEST_HEADERS if h in request.headers}
+                sent = time.monotonic()
+                status, resp_headers, payload = await replica.forward(
+                    request.method, request.path, request.query_string, headers, body, self.request_timeout
+                )
+                self.metrics.proxy_latency.labels(self.metrics.function).observe(time.monotonic() - sent)
+            except asyncio.TimeoutError:
+                return json_error(504, f"Triton replica {replica.id} did not answer within {self.request_timeout:.0f}s")
+            except aiohttp.ClientError as exc:
+                self.pool.report_broken(replica)
+                return json_error(
+                    502, f"Triton replica {replica.id} failed while serving the request ({type(exc).__name__}: {exc}); "
+                    "it is replaced on the next request",
+                )
+            finally:
+                self.pool.release(replica)
+            if status < 500:
+                self.pool.record_response(replica)
+            out_headers = {h: resp_headers[h] for h in FORWARDED_RESPONSE_HEADERS if h in resp_headers}
+            return web.Response(status=status, body=payload, headers=out_headers)
+        finally:
+            self.metrics.in_flight.labels(self.metrics.function).dec()
+            self.metrics.latency.labels(self.metrics.function).observe(time.monotonic() - started)
+
+    async def _read_body(self, request: web.Request) -> bytes | web.Response:
+        too_big = json_error(
+            413, f"request body is larger than the gateway's limit of {self.max_body_bytes} bytes (--max-body-bytes)"
+        )
+        if request.content_length is not None and request.content_length > self.max_body_bytes:
+            return too_big
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return too_big
+
+    @web.middleware
+    async def _errors_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            message = f"{request.method} {request.path}: {exc.reason}"
+            if exc.status == 404:
+                message += f" (this gateway serves /v2/health/*, /v2/models/{self.model_name}/..., /metrics, /aifn/status)"
+            response = json_error(exc.status, message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the gateway must answer, and keep serving
+            log.exception("unexpected error serving %s %s", request.method, request.path)
+            response = json_error(500, f"internal gateway error serving {request.method} {request.path}; see the aifn log")
+        self.metrics.requests.labels(self.metrics.function, str(response.status)).inc()
+        return response
+
+
+def infer_body_problem(body: bytes, binary_header_length: str | None) -> str | None:
+    """What is wrong with an inference request body that Triton would reject as unparsable, or None."""
+    json_part = body
+    if binary_header_length is not None:
+        try:
+            length = int(binary_header_length)
+        except ValueError:
+            return f"header {BINARY_HEADER} must be an integer, got {binary_header_length!r}"
+        if not 0 <= length <= len(body):
+            return f"header {BINARY_HEADER} is {length} but the body has {len(body)} bytes"
+        json_part = body[:length]
+    if not json_part:
+        return "request body is empty: an inference request is a JSON object with an 'inputs' list"
+    try:
+        document = json.loads(json_part)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return f"request body is not valid JSON: {exc}"
+    if not isinstance(document, dict):
+        return f"request body must be a JSON object, got {type(document).__name__}"
+    inputs = document.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        return "request body must have a non-empty 'inputs' list"
+    for index, item in enumerate(inputs):
+        if not isinstance(item, dict):
+            return f"inputs[{index}] must be an object with name, shape, datatype and data"
+        missing = [key for key in ("name", "shape", "datatype") if key not in item]
+        if missing:
+            return f"inputs[{index}] is missing {', '.join(missing)}"
+    return None

@@ -1,0 +1,288 @@
+"""The replica pool: admission (a bounded queue), least-loaded routing, and the scaling loop.
+
+Requests `acquire()` a ready replica with room under `containerConcurrency`, or wait in a
+bounded FIFO queue while replicas start (scale from zero) or are busy; a full queue, a wait
+past `startupTimeout`, or a replica that cannot start answers `Unavailable` (the gateway's 503
+with Retry-After). A control loop samples demand every `tick` seconds (and at once when a
+request queues), asks the `Autoscaler` how many replicas are wanted, starts or drains
+replicas, and replaces replicas whose process died.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from .autoscaler import Autoscaler, ScalingPolicy
+from .metrics import GatewayMetrics
+from .replicas import Replica, State
+from .tritonserver import TritonProcess, TritonStartError
+
+log = logging.getLogger("aifn.run")
+
+START_FAILURE_BACKOFF = 2.0
+DEFAULT_RETRY_AFTER = 2
+
+
+class Unavailable(Exception):
+    """No replica can take the request now; `retry_after` is a hint in seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ReplicaPool:
+    """Triton replicas of one function, scaled by demand between min and max replicas."""
+
+    def __init__(
+        self,
+        new_process: Callable[[int], TritonProcess],
+        policy: ScalingPolicy,
+        metrics: GatewayMetrics,
+        *,
+        queue_limit: int = 256,
+        startup_timeout: float = 900.0,
+        tick: float = 0.1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.policy = policy
+        self.metrics = metrics
+        self.queue_limit = queue_limit
+        self.startup_timeout = startup_timeout
+        self.replicas: list[Replica] = []
+        self.last_cold_start: dict[str, object] | None = None
+        self._new_process = new_process
+        self._tick = tick
+        self._clock = clock
+        self._autoscaler = Autoscaler(policy, clock())
+        self._waiters: deque[asyncio.Future[Replica]] = deque()
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._next_id = 1
+        self._backoff_until = 0.0
+        self._closing = False
+
+    # -- requests -------------------------------------------------------------------------
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a replica."""
+        return sum(1 for f in self._waiters if not f.done())
+
+    @property
+    def in_flight(self) -> int:
+        """Requests proxied to a replica right now."""
+        return sum(r.in_flight for r in self.replicas)
+
+    async def acquire(self) -> Replica:
+        """A ready replica with a slot reserved for the caller; raises Unavailable."""
+        if self._closing:
+            raise Unavailable("the function is shutting down", DEFAULT_RETRY_AFTER)
+        replica = self._pick()
+        if replica is not None:
+            replica.in_flight += 1
+            return replica
+        if self.queued >= self.queue_limit:
+            raise Unavailable(
+                f"queue full: {self.queued} requests are already waiting for a ready Triton replica "
+                f"(limit {self.queue_limit})",
+                self._retry_after(),
+            )
+        future: asyncio.Future[Replica] = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        self._publish()
+        self._wake.set()
+        try:
+            return await asyncio.wait_for(future, self.startup_timeout)
+        except asyncio.TimeoutError:
+            raise Unavailable(
+                f"no Triton replica was ready within startupTimeout ({self.startup_timeout:.0f}s)", self._retry_after()
+            ) from None
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self.release(future.result())
+            raise
+        finally:
+            if future in self._waiters:
+                self._waiters.remove(future)
+            self._publish()
+
+    def release(self, replica: Replica) -> None:
+        """Give back the slot taken by `acquire`."""
+        replica.in_flight -= 1
+        self._dispatch()
+        if replica.state is State.DRAINING and replica.in_flight == 0:
+            self._wake.set()
+
+    def record_response(self, replica: Replica) -> None:
+        """Note a response from `replica`; logs the cold start when it is the replica's first."""
+        if replica.record_response():
+            stages = replica.cold_start
+            log.info("replica %d cold start: %s", replica.id, stages.describe())
+            if replica.from_zero:
+                self.last_cold_start = {"replica": replica.id, **stages.as_dict()}
+
+    def report_broken(self, replica: Replica) -> None:
+        """A request to `replica` failed at the connection level: check its process now."""
+        self._wake.set()
+
+    # -- scaling --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """The control loop; runs until `close()`."""
+        self._reconcile()
+        while not self._closing:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._tick)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            if not self._closing:
+                self._reconcile()
+
+    async def close(self, drain_timeout: float = 10.0) -> None:
+        """Refuse new requests, let in-flight ones finish (up to `drain_timeout`), stop every replica."""
+        self._closing = True
+        self._wake.set()
+        for future in self._waiters:
+            if not future.done():
+                future.set_exception(Unavailable("the function is shutting down", DEFAULT_RETRY_AFTER))
+        deadline = self._clock() + drain_timeout
+        while self.in_flight and self._clock() < deadline:
+            await asyncio.sleep(0.05)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(r.stop(grace=5.0) for r in self.replicas), return_exceptions=True)
+        self.replicas.clear()
+        self._publish()
+
+    def describe(self) -> dict[str, object]:
+        """A JSON-ready snapshot: replicas, queue, policy, last cold start."""
+        return {
+            "replicas": [r.describe() for r in self.replicas],
+            "queued": self.queued,
+            "in_flight": self.in_flight,
+            "last_cold_start": self.last_cold_start,
+            "policy": {
+                "min_replicas": self.policy.min_replicas,
+                "max_replicas": self.policy.max_replicas,
+                "target_concurrency": self.policy.target_concurrency,
+                "container_concurrency": self.policy.container_concurrency,
+                "scale_to_zero_after": self.policy.to_zero_after,
+                "queue_limit": self.queue_limit,
+                "startup_timeout": self.startup_timeout,
+            },
+        }
+
+    def _reconcile(self) -> None:
+        now = self._clock()
+        self._reap_exited()
+        self._autoscaler.observe(now, self.in_flight + self.queued)
+        active = [r for r in self.replicas if r.state in (State.STARTING, State.READY)]
+        desired = self._autoscaler.decide(now, len(active))
+        if desired > len(active) and now >= self._backoff_until:
+            from_zero = not any(r.state is State.READY for r in active)
+            for _ in range(desired - len(active)):
+                self._launch(from_zero)
+        elif desired < len(active):
+            ready = sorted((r for r in active if r.state is State.READY), key=lambda r: r.in_flight)
+            for replica in ready[: len(active) - desired]:
+                replica.state = State.DRAINING
+                log.info("replica %d draining (%d in flight; %d replicas wanted)", replica.id, replica.in_flight, desired)
+        for replica in [r for r in self.replicas if r.state is State.DRAINING and r.in_flight == 0]:
+            self.replicas.remove(replica)
+            self._spawn(self._stop(replica))
+        self._publish()
+
+    def _reap_exited(self) -> None:
+        for replica in [r for r in self.replicas if r.state in (State.READY, State.DRAINING) and r.exited()]:
+            replica.state = State.FAILED
+            self.replicas.remove(replica)
+            self.metrics.replica_failures.labels(self.metrics.function).inc()
+            log.warning(
+                "replica %d (pid %s) exited with status %s; %d requests in flight fail, a new replica starts on demand",
+                replica.id, replica.process.pid, replica.process.returncode, replica.in_flight,
+            )
+            self._spawn(replica.stop(grace=0.0))
+
+    def _launch(self, from_zero: bool) -> None:
+        replica = Replica(self._next_id, self._new_process(self._next_id), from_zero=from_zero)
+        self._next_id += 1
+        self.replicas.append(replica)
+        self.metrics.cold_starts.labels(self.metrics.function, str(from_zero).lower()).inc()
+        log.info("replica %d starting (%s)", replica.id, "scale from zero" if from_zero else "scale up")
+        self._spawn(self._start(replica))
+
+    async def _start(self, replica: Replica) -> None:
+        try:
+            await replica.start(self.startup_timeout)
+        except TritonStartError as exc:
+            replica.state = State.FAILED
+            if replica in self.replicas:
+                self.replicas.remove(replica)
+            await replica.stop(grace=0.0)
+            self.metrics.replica_failures.labels(self.metrics.function).inc()
+            self._backoff_until = self._clock() + START_FAILURE_BACKOFF
+            log.error("replica %d failed to start: %s", replica.id, exc)
+            if not any(r.state in (State.STARTING, State.READY) for r in self.replicas):
+                first_line = str(exc).splitlines()[0]
+                self._fail_waiters(Unavailable(f"Triton could not start: {first_line}", math.ceil(START_FAILURE_BACKOFF)))
+            return
+        self.metrics.cold_start_seconds.labels(self.metrics.function).observe(replica.cold_start.model_ready or 0.0)
+        log.info("replica %d ready (pid %d): %s", replica.id, replica.process.pid or 0, replica.cold_start.describe())
+        self._dispatch()
+        self._wake.set()
+
+    async def _stop(self, replica: Replica) -> None:
+        await replica.stop()
+        log.info("replica %d stopped", replica.id)
+        self._publish()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _pick(self) -> Replica | None:
+        limit = self.policy.container_concurrency
+        ready = [r for r in self.replicas if r.state is State.READY and (limit is None or r.in_flight < limit)]
+        return min(ready, key=lambda r: r.in_flight, default=None)
+
+    def _dispatch(self) -> None:
+        while self._waiters:
+            future = self._waiters[0]
+            if future.done():
+                self._waiters.popleft()
+                continue
+            replica = self._pick()
+            if replica is None:
+                break
+            self._waiters.popleft()
+            replica.in_flight += 1
+            future.set_result(replica)
+        self._publish()
+
+    def _fail_waiters(self, error: Unavailable) -> None:
+        while self._waiters:
+            future = self._waiters.popleft()
+            if not future.done():
+                future.set_exception(error)
+        self._publish()
+
+    def _retry_after(self) -> int:
+        last = self.last_cold_start or {}
+        seconds = last.get("model_ready")
+        return max(1, math.ceil(float(seconds))) if isinstance(seconds, (int, float)) else DEFAULT_RETRY_AFTER
+
+    def _publish(self) -> None:
+        fn = self.metrics.function
+        self.metrics.queue_depth.labels(fn).set(self.queued)
+        for state in State:
+            self.metrics.replicas.labels(fn, state.value).set(sum(1 for r in self.replicas if r.state is state))
