@@ -30,6 +30,11 @@ MODELS: dict[str, type] = {
     "scaling": m.Scaling,
     "triggers": m.Triggers,
     "triggers.http": m.HTTPTrigger,
+    "triggers.schedules[]": m.Schedule,
+    "triggers.events[]": m.EventTrigger,
+    "triggers.events[].filter": m.EventFilter,
+    "handler": m.Handler,
+    "handler.configMap": m.ConfigMapKey,
 }
 
 

@@ -211,3 +211,36 @@ def test_local_path_cannot_be_served_by_a_cluster() -> None:
         render(fn, CONFIG)
     assert err.value.errors[0].path == "spec.model.repository"
     assert "aifn run" in err.value.errors[0].message
+
+
+HANDLER_SPEC = base("""
+  model: {repository: "s3://m/r", version: 2}
+  handler: {entrypoint: "app:lambda_handler", code: "def lambda_handler(e, c): return {}"}
+  resources: {gpu: {count: 1}}
+  triggers:
+    schedules: [{name: tick, cron: "@hourly"}]
+    events: [{name: up, filter: {attributes: {type: t}}}]
+""")
+
+
+def test_handler_is_the_serving_container_and_triton_a_probed_sidecar() -> None:
+    objects = render(parse_function(yaml.safe_load(HANDLER_SPEC)), CONFIG)
+    svc = objects[0]
+    handler, triton = pod(svc)["containers"]
+    assert handler["name"] == "handler" and handler["ports"] == [{"name": "http1", "containerPort": 8080}]
+    assert "ports" not in triton
+    assert triton["readinessProbe"] == {"httpGet": {"path": "/v2/health/ready", "port": 8000}}
+    assert triton["resources"]["limits"]["nvidia.com/gpu"] == "1" and "resources" in handler
+    env = {e["name"]: e["value"] for e in handler["env"]}
+    assert env["AIFN_HANDLER_ENTRYPOINT"] == "app:lambda_handler" and env["AIFN_TRITON_URL"] == "127.0.0.1:8000" and env["AIFN_MODEL_VERSION"] == "2"
+    assert {"name": "handler-code", "configMap": {"name": "fn-handler", "items": [{"key": "app.py", "path": "app.py"}]}} in pod(svc)["volumes"]
+    assert [o["kind"] for o in objects] == ["Service", "ConfigMap", "PingSource", "Trigger"]
+    assert objects[1]["data"] == {"app.py": "def lambda_handler(e, c): return {}"}
+    assert objects[2]["spec"]["sink"] == objects[3]["spec"]["subscriber"] == {"ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "fn"}}
+
+
+def test_handler_baked_into_image_has_no_code_volume() -> None:
+    svc = service(base("  model: {repository: 's3://m/r'}\n  handler: {entrypoint: 'app:Model', image: 'reg/h:1'}"))
+    handler = pod(svc)["containers"][0]
+    assert handler["image"] == "reg/h:1" and "volumeMounts" not in handler
+    assert not any(v["name"] == "handler-code" for v in pod(svc)["volumes"])

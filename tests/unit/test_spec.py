@@ -56,6 +56,18 @@ spec:
     assert s.timeout_seconds == 30
 
 
+def test_handler_and_triggers_parse() -> None:
+    fn = parse_function(doc({
+        "model": MODEL,
+        "handler": {"entrypoint": "pkg.mod:Transformer", "configMap": {"name": "cm", "key": "k.py"}},
+        "triggers": {"schedules": [{"name": "n", "cron": "*/5 * * * *"}], "events": [{"name": "e", "filter": {"attributes": {"type": "t"}}}]},
+    }))
+    handler = fn.spec.handler
+    assert handler is not None and handler.module == "pkg.mod" and handler.config_map is not None and handler.config_map.key == "k.py"
+    assert fn.spec.triggers.schedules[0].content_type == "application/json"
+    assert fn.spec.triggers.events[0].broker == "default" and fn.spec.triggers.events[0].filter.attributes == {"type": "t"}
+
+
 def test_integer_quantities_are_accepted_as_strings() -> None:
     assert parse_function(doc({"model": MODEL, "resources": {"cpu": 2}})).spec.resources.cpu == "2"
 
@@ -101,6 +113,15 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
     ("timeout zero", {"spec": {"model": MODEL, "timeoutSeconds": 0}}, "spec.timeoutSeconds", "must be >= 1"),
     ("boolean as integer", {"spec": {"model": MODEL, "scaling": {"minReplicas": True}}}, "spec.scaling.minReplicas", "must be an integer, got a boolean"),
     ("null field", {"spec": {"model": MODEL, "scaling": None}}, "spec.scaling", "must not be null"),
+    ("schedule without handler", {"spec": {"model": MODEL, "triggers": {"schedules": [{"name": "n", "cron": "@daily"}]}}}, "spec.triggers.schedules", "needs spec.handler"),
+    ("event without handler", {"spec": {"model": MODEL, "triggers": {"events": [{"name": "e"}]}}}, "spec.triggers.events", "needs spec.handler"),
+    ("grpc with handler", {"spec": {"model": MODEL, "runtime": {"protocol": "grpc"}, "handler": {"entrypoint": "m:f", "code": "x"}}}, "spec.runtime.protocol", "grpc cannot be combined with spec.handler"),
+    ("code and configMap", {"spec": {"model": MODEL, "handler": {"entrypoint": "m:f", "code": "x", "configMap": {"name": "a", "key": "b"}}}}, "spec.handler.configMap", "are exclusive"),
+    ("bad entrypoint", {"spec": {"model": MODEL, "handler": {"entrypoint": "handler.py"}}}, "spec.handler.entrypoint", "must be a string matching"),
+    ("handler without entrypoint", {"spec": {"model": MODEL, "handler": {"code": "x"}}}, "spec.handler.entrypoint", "required field is missing"),
+    ("bad cron", {"spec": {"model": MODEL, "handler": {"entrypoint": "m:f"}, "triggers": {"schedules": [{"name": "n", "cron": "daily"}]}}}, "spec.triggers.schedules[0].cron", "must be a string matching"),
+    ("duplicate schedule", {"spec": {"model": MODEL, "handler": {"entrypoint": "m:f"}, "triggers": {"schedules": [{"name": "n", "cron": "@daily"}, {"name": "n", "cron": "@hourly"}]}}}, "spec.triggers.schedules[1]", "duplicate name 'n'"),
+    ("event filter not strings", {"spec": {"model": MODEL, "handler": {"entrypoint": "m:f"}, "triggers": {"events": [{"name": "e", "filter": {"attributes": {"type": 1}}}]}}}, "spec.triggers.events[0].filter.attributes.type", "must be a string"),
     ("upper-case name", {"metadata": {"name": "Digits"}}, "metadata.name", "must be a DNS-1035 label"),
     ("name too long", {"metadata": {"name": "a" * 58}}, "metadata.name", "at most 57 characters"),
     ("missing name", {"metadata": {}}, "metadata.name", "required field is missing"),

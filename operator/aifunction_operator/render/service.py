@@ -5,16 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import OperatorConfig
-from ..naming import (
-    KNATIVE_SERVING_API,
-    LABEL_FUNCTION,
-    LABEL_MANAGED_BY,
-    LABEL_NAME,
-    LABEL_VISIBILITY,
-    MANAGED_BY,
-)
+from ..naming import KNATIVE_SERVING_API, LABEL_VISIBILITY
 from ..spec import AIFunction, FieldError, InvalidSpec, RepositorySource, SourceKind, classify
-from .metadata import owner_references
+from .handler import handler_container, handler_volume
+from .metadata import child_metadata, function_labels
 from .triton import GRPC_PORT, HTTP_PORT, TritonPorts, triton_args
 
 Manifest = dict[str, Any]
@@ -29,11 +23,6 @@ KPA_CLASS = "kpa.autoscaling.knative.dev"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 
 
-def function_labels(fn: AIFunction) -> dict[str, str]:
-    """Labels every child of a function carries."""
-    return {LABEL_NAME: fn.name, LABEL_MANAGED_BY: MANAGED_BY, LABEL_FUNCTION: fn.name}
-
-
 def render_service(fn: AIFunction, config: OperatorConfig) -> Manifest:
     """The Knative Service for `fn`; raises InvalidSpec for what a cluster cannot serve."""
     source = classify(fn.spec.model.repository)
@@ -41,12 +30,8 @@ def render_service(fn: AIFunction, config: OperatorConfig) -> Manifest:
     if source.kind is SourceKind.LOCAL:
         raise InvalidSpec([FieldError("spec.model.repository", f"the local path {source.uri!r} works only with `aifn run`; in a cluster use s3://, gs://, as://, pvc://, http(s)://, hf:// or file:///<path in the image>")])
     labels = function_labels(fn)
-    service_labels = dict(labels)
-    if fn.spec.triggers.http.visibility == "cluster-local":
-        service_labels[LABEL_VISIBILITY] = "cluster-local"
-    metadata: Manifest = {"name": fn.name, "namespace": fn.namespace, "labels": service_labels}
-    if fn.uid:
-        metadata["ownerReferences"] = owner_references(fn)
+    private = {LABEL_VISIBILITY: "cluster-local"} if fn.spec.triggers.http.visibility == "cluster-local" else {}
+    metadata = child_metadata(fn, fn.name, private)
     return {
         "apiVersion": KNATIVE_SERVING_API,
         "kind": "Service",
@@ -90,7 +75,8 @@ def _pod_spec(fn: AIFunction, config: OperatorConfig, source: RepositorySource) 
         pod["timeoutSeconds"] = spec.timeout_seconds
     if source.kind is SourceKind.INITIALIZER:
         pod["initContainers"] = [_storage_initializer(fn, config, source)]
-    pod["containers"] = [_triton_container(fn, config, source)]
+    triton = _triton_container(fn, config, source, sidecar=spec.handler is not None)
+    pod["containers"] = [handler_container(fn, config, _hardened(config.handler_run_as_user)), triton] if spec.handler else [triton]
     pod["volumes"] = _volumes(fn, source)
     pod.update(_placement(fn))
     return pod
@@ -105,7 +91,8 @@ def model_repository_path(source: RepositorySource) -> str:
     return MODEL_MOUNT
 
 
-def _triton_container(fn: AIFunction, config: OperatorConfig, source: RepositorySource) -> Manifest:
+def _triton_container(fn: AIFunction, config: OperatorConfig, source: RepositorySource, *, sidecar: bool) -> Manifest:
+    """Triton: the serving container, or with a handler a probed sidecar without a port."""
     spec = fn.spec
     grpc = spec.runtime.protocol == "grpc"
     container: Manifest = {
@@ -118,17 +105,22 @@ def _triton_container(fn: AIFunction, config: OperatorConfig, source: Repository
             ports=TritonPorts(),
             extra_args=spec.runtime.args,
         ),
-        "ports": [{"name": "h2c", "containerPort": GRPC_PORT}] if grpc else [{"name": "http1", "containerPort": HTTP_PORT}],
     }
+    if not sidecar:
+        container["ports"] = [{"name": "h2c", "containerPort": GRPC_PORT}] if grpc else [{"name": "http1", "containerPort": HTTP_PORT}]
     env = _env(fn, source)
     if env:
         container["env"] = env
     if spec.model.credentials_secret and not _is_gcs(source):
         container["envFrom"] = [{"secretRef": {"name": spec.model.credentials_secret}}]
-    container["resources"] = _resources(fn)
-    container["readinessProbe"] = {"grpc": {"port": GRPC_PORT}} if grpc else {"httpGet": {"path": "/v2/health/ready"}}
+    resources = _resources(fn)
+    if resources:
+        container["resources"] = resources
+    # A sidecar's probes must name their port (and need Knative's multi-container-probing).
+    port = {"port": HTTP_PORT} if sidecar else {}
+    container["readinessProbe"] = {"grpc": {"port": GRPC_PORT}} if grpc else {"httpGet": {"path": "/v2/health/ready", **port}}
     if not grpc:
-        container["livenessProbe"] = {"httpGet": {"path": "/v2/health/live"}, "periodSeconds": 10, "failureThreshold": 6}
+        container["livenessProbe"] = {"httpGet": {"path": "/v2/health/live", **port}, "periodSeconds": 10, "failureThreshold": 6}
     container["volumeMounts"] = _triton_mounts(fn, source)
     container["securityContext"] = _hardened(config.triton_run_as_user)
     return container
@@ -193,6 +185,9 @@ def _volumes(fn: AIFunction, source: RepositorySource) -> list[Manifest]:
         volumes.append({"name": MODEL_VOLUME, "persistentVolumeClaim": {"claimName": source.claim, "readOnly": True}})
     if fn.spec.model.credentials_secret and _is_gcs(source):
         volumes.append({"name": CREDENTIALS_VOLUME, "secret": {"secretName": fn.spec.model.credentials_secret}})
+    code = handler_volume(fn)
+    if code is not None:
+        volumes.append(code)
     return volumes
 
 

@@ -107,8 +107,51 @@ class HTTPTrigger:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    name: str
+    cron: str
+    timezone: str | None = None
+    data: str | None = None
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EventTrigger:
+    name: str
+    broker: str = "default"
+    filter: EventFilter = EventFilter()
+
+
+@dataclass(frozen=True)
 class Triggers:
     http: HTTPTrigger = HTTPTrigger()
+    schedules: tuple[Schedule, ...] = ()
+    events: tuple[EventTrigger, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConfigMapKey:
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Handler:
+    """Python code in front of the model; `entrypoint` is module:function or module:Class."""
+
+    entrypoint: str
+    code: str | None = None
+    config_map: ConfigMapKey | None = None
+    image: str | None = None
+
+    @property
+    def module(self) -> str:
+        return self.entrypoint.partition(":")[0]
 
 
 @dataclass(frozen=True)
@@ -118,6 +161,7 @@ class AIFunctionSpec:
     resources: Resources = Resources()
     placement: Placement = Placement()
     scaling: Scaling = Scaling()
+    handler: Handler | None = None
     triggers: Triggers = Triggers()
     timeout_seconds: int | None = None
 

@@ -16,13 +16,18 @@ from .model import (
     GPU,
     AIFunction,
     AIFunctionSpec,
+    ConfigMapKey,
     EnvVar,
+    EventFilter,
+    EventTrigger,
+    Handler,
     HTTPTrigger,
     Model,
     Placement,
     Resources,
     Runtime,
     Scaling,
+    Schedule,
     Toleration,
     Triggers,
 )
@@ -84,7 +89,9 @@ def _build_spec(spec: Mapping[str, Any], name: str) -> AIFunctionSpec:
     gpu = resources.get("gpu", {})
     placement = spec.get("placement", {})
     scaling = spec.get("scaling", {})
-    http = spec.get("triggers", {}).get("http", {})
+    triggers = spec.get("triggers", {})
+    http = triggers.get("http", {})
+    handler = spec.get("handler")
     return AIFunctionSpec(
         model=Model(
             name=model.get("name", name),
@@ -125,7 +132,23 @@ def _build_spec(spec: Mapping[str, Any], name: str) -> AIFunctionSpec:
             scale_to_zero_retention=_seconds(scaling.get("scaleToZeroRetention")),
             startup_timeout=parse_duration(scaling.get("startupTimeout", "15m")) or 900,
         ),
-        triggers=Triggers(http=HTTPTrigger(visibility=http.get("visibility", "external"))),
+        handler=None if handler is None else Handler(
+            entrypoint=handler["entrypoint"],
+            code=handler.get("code"),
+            config_map=ConfigMapKey(**handler["configMap"]) if "configMap" in handler else None,
+            image=handler.get("image"),
+        ),
+        triggers=Triggers(
+            http=HTTPTrigger(visibility=http.get("visibility", "external")),
+            schedules=tuple(
+                Schedule(s["name"], s["cron"], s.get("timezone"), s.get("data"), s.get("contentType", "application/json"))
+                for s in triggers.get("schedules", ())
+            ),
+            events=tuple(
+                EventTrigger(e["name"], e.get("broker", "default"), EventFilter(dict(e.get("filter", {}).get("attributes", {}))))
+                for e in triggers.get("events", ())
+            ),
+        ),
         timeout_seconds=spec.get("timeoutSeconds"),
     )
 

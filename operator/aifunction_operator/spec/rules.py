@@ -79,7 +79,30 @@ def _known_scheme(model: dict[str, Any], path: str) -> list[FieldError]:
     return []
 
 
+def _triggers_need_handler(spec: dict[str, Any], path: str) -> list[FieldError]:
+    triggers = spec.get("triggers")
+    if "handler" in spec or not isinstance(triggers, dict):
+        return []
+    return [FieldError(f"{path}.triggers.{kind}", "needs spec.handler (Triton does not read CloudEvents)") for kind in ("schedules", "events") if triggers.get(kind)]
+
+
+def _handler_serves_http(spec: dict[str, Any], path: str) -> list[FieldError]:
+    runtime = spec.get("runtime")
+    if "handler" in spec and isinstance(runtime, dict) and runtime.get("protocol", "http") != "http":
+        return [FieldError(f"{path}.runtime.protocol", "grpc cannot be combined with spec.handler (the handler serves HTTP)")]
+    return []
+
+
+def _one_code_source(handler: dict[str, Any], path: str) -> list[FieldError]:
+    if "code" in handler and "configMap" in handler:
+        return [FieldError(f"{path}.configMap", "spec.handler.code and spec.handler.configMap are exclusive")]
+    return []
+
+
 _BY_MESSAGE: dict[str, Rule] = {
+    "spec.triggers.schedules and spec.triggers.events need spec.handler (Triton does not read CloudEvents)": _triggers_need_handler,
+    "spec.runtime.protocol grpc cannot be combined with spec.handler (the handler serves HTTP)": _handler_serves_http,
+    "spec.handler.code and spec.handler.configMap are exclusive": _one_code_source,
     "spec.model.repository must use s3, gs, as, pvc, http, https, hf, hdfs, webhdfs, modelscope or file, or be a local path": _known_scheme,
     "spec.scaling.maxReplicas must be >= spec.scaling.minReplicas": _max_ge_min,
     "spec.scaling.initialReplicas must be <= spec.scaling.maxReplicas": _initial_le_max,

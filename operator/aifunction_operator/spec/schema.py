@@ -146,6 +146,51 @@ SCALING = _obj(
     },
 )
 
+ENTRYPOINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|hourly)|(\S+\s+){4}\S+)$"
+SHORT_NAME_PATTERN = DNS_LABEL_PATTERN
+
+HANDLER = _obj(
+    "Python code in front of the model: Lambda style (module:function taking event, context) or KServe style "
+    "(module:Class with preprocess/postprocess). The code comes from code, configMap, or is baked into image.",
+    {
+        "entrypoint": _str("module:function or module:Class.", pattern=ENTRYPOINT_PATTERN, maxLength=256),
+        "code": _str("Inline Python source of the entrypoint's module; stored in a ConfigMap the operator owns.", maxLength=524288),
+        "configMap": _obj(
+            "A key of an existing ConfigMap holding the module's source.",
+            {"name": _str("ConfigMap name.", maxLength=253), "key": _str("Key holding the source.", maxLength=253)},
+            required=["name", "key"],
+        ),
+        "image": _str("Handler runtime image; defaults to the operator's. Holds the code when neither code nor configMap is set.", maxLength=512),
+    },
+    required=["entrypoint"],
+)
+
+SCHEDULE = _obj(
+    "Invoke the function on a schedule (a Knative PingSource).",
+    {
+        "name": _str("Name, unique among the function's schedules.", pattern=SHORT_NAME_PATTERN, maxLength=40),
+        "cron": _str("Cron schedule, five fields or @hourly/@daily/...", pattern=CRON_PATTERN, maxLength=128),
+        "timezone": _str("IANA time zone of the schedule, e.g. Europe/Paris; default UTC.", maxLength=64),
+        "data": _str("Event payload.", maxLength=65536),
+        "contentType": _str("Media type of data.", maxLength=128, default="application/json"),
+    },
+    required=["name", "cron"],
+)
+
+EVENT = _obj(
+    "Invoke the function on CloudEvents from a Knative Eventing Broker (a Trigger).",
+    {
+        "name": _str("Name, unique among the function's event triggers.", pattern=SHORT_NAME_PATTERN, maxLength=40),
+        "broker": _str("Broker in the function's namespace.", maxLength=253, default="default"),
+        "filter": _obj(
+            "Which events are delivered.",
+            {"attributes": {"type": "object", "description": "Exact matches on CloudEvent attributes, e.g. type.", "additionalProperties": {"type": "string", "maxLength": 256}}},
+        ),
+    },
+    required=["name"],
+)
+
 TRIGGERS = _obj(
     "How the function is invoked.",
     {
@@ -153,6 +198,10 @@ TRIGGERS = _obj(
             "HTTP exposure.",
             {"visibility": _str("external (through the ingress) or cluster-local.", enum=["external", "cluster-local"], default="external")},
         ),
+        "schedules": {"type": "array", "description": "Schedules (need a handler).", "items": SCHEDULE, "maxItems": 16,
+                      "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        "events": {"type": "array", "description": "CloudEvent subscriptions (need a handler).", "items": EVENT, "maxItems": 16,
+                   "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     },
 )
 
@@ -164,6 +213,7 @@ SPEC = _obj(
         "resources": RESOURCES,
         "placement": PLACEMENT,
         "scaling": SCALING,
+        "handler": HANDLER,
         "triggers": TRIGGERS,
         "timeoutSeconds": _int("Request timeout; the cluster's max-revision-timeout-seconds (default 600) bounds it.", minimum=1, maximum=3600),
     },
@@ -171,6 +221,12 @@ SPEC = _obj(
 )
 
 CROSS_FIELD_RULES: list[tuple[str, str, str]] = [
+    ("", "has(self.handler) || !has(self.triggers) || ((!has(self.triggers.schedules) || size(self.triggers.schedules) == 0) && (!has(self.triggers.events) || size(self.triggers.events) == 0))",
+     "spec.triggers.schedules and spec.triggers.events need spec.handler (Triton does not read CloudEvents)"),
+    ("", "!has(self.handler) || !has(self.runtime) || !has(self.runtime.protocol) || self.runtime.protocol == 'http'",
+     "spec.runtime.protocol grpc cannot be combined with spec.handler (the handler serves HTTP)"),
+    ("handler", "!(has(self.code) && has(self.configMap))",
+     "spec.handler.code and spec.handler.configMap are exclusive"),
     # (path of the object the rule sits on, CEL rule, message shared with spec.rules)
     ("scaling", "!has(self.maxReplicas) || !has(self.minReplicas) || self.maxReplicas >= self.minReplicas",
      "spec.scaling.maxReplicas must be >= spec.scaling.minReplicas"),
@@ -232,7 +288,7 @@ def spec_schema() -> dict[str, Any]:
     schema = copy.deepcopy(SPEC)
     for path, rule, message in CROSS_FIELD_RULES:
         node = schema
-        for part in path.split("."):
+        for part in path.split(".") if path else ():
             node = node["properties"][part]
         node.setdefault("x-kubernetes-validations", []).append({"rule": rule, "message": message})
     return schema

@@ -99,6 +99,13 @@ def _is_array(value: Any, schema: Schema, path: str, errors: list[FieldError]) -
         errors.append(FieldError(path, f"must have at most {schema['maxItems']} items, got {len(value)}"))
     for index, item in enumerate(value):
         value[index] = _check(item, schema["items"], f"{path}[{index}]", errors)
+    seen: set[tuple[Any, ...]] = set()
+    for index, item in enumerate(value):
+        if isinstance(item, dict) and schema.get("x-kubernetes-list-map-keys"):
+            key = tuple(item.get(k) for k in schema["x-kubernetes-list-map-keys"])
+            if key in seen:
+                errors.append(FieldError(f"{path}[{index}]", f"duplicate {', '.join(schema['x-kubernetes-list-map-keys'])} {', '.join(map(repr, key))}"))
+            seen.add(key)
     return True
 
 
