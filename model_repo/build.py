@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent
+sys.dont_write_bytecode = True  # no __pycache__ in the model repository (Triton would see a model)
 sys.path.insert(0, str(REPO))
 
 import digits_training  # noqa: E402 - needs the path above

@@ -272,6 +272,10 @@ class TritonProcess:
         _RUNNING.discard(self)
         return proc.returncode
 
+    def group_pids(self) -> list[int]:
+        """Processes still in the server's process group (the server and its stubs)."""
+        return process_group_pids(self._proc.pid) if self._proc else []
+
     def log_tail(self, max_chars: int = 4000) -> str:
         """The last `max_chars` characters of the server log."""
         try:
@@ -306,6 +310,20 @@ _RUNNING: weakref.WeakSet[TritonProcess] = weakref.WeakSet()
 def _stop_all() -> None:
     for proc in list(_RUNNING):
         proc.stop(grace=5.0)
+
+
+def process_group_pids(pgid: int) -> list[int]:
+    """Live (non-zombie) processes whose process group is `pgid`, read from /proc."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == pgid and state != "Z":
+            pids.append(int(stat.parent.name))
+    return sorted(pids)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
