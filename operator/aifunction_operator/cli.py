@@ -13,6 +13,7 @@ COMMANDS = {
     "render": "aifunction_operator.commands.render",
     "validate": "aifunction_operator.commands.render",
     "crd": "aifunction_operator.commands.render",
+    "operator": "aifunction_operator.commands.operator",
     "run": "aifunction_operator.commands.run",
 }
 

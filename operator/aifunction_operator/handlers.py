@@ -1,0 +1,90 @@
+"""kopf wiring, and nothing else: which events call which `Runtime` method.
+
+- AIFunction create / spec update / resume -> reconcile (transient API errors back off;
+  an invalid spec is reported in status and by an Event, then left alone).
+- AIFunction events -> keep the newest body (and forget deleted ones).
+- Knative Services we manage -> reconcile their owner: drift is re-applied, a deleted
+  Service recreated, Knative's status mirrored.
+- Pods of our functions -> reconcile when a pod starts or stops waiting for a node.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from .apply import ApiError
+from .naming import GROUP, LABEL_FUNCTION, LABEL_MANAGED_BY, MANAGED_BY, PLURAL, VERSION
+from .runtime import Key, Runtime
+
+MAX_BACKOFF = 60.0
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    """kopf's bookkeeping in `aifn.dev/` annotations, none in status; server-side watch filters."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP, key="last-handled-configuration")
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.watching.label_selectors["serving.knative.dev", "v1", "services"] = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+    settings.watching.label_selectors["", "v1", "pods"] = LABEL_FUNCTION
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.batching.worker_limit = 256
+
+
+def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
+    """Add the operator's handlers to `registry`."""
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", registry=registry)
+    async def reconcile_function(body: kopf.Body, retry: int, **_: Any) -> None:
+        await _reconcile(runtime, (body.metadata.namespace or "", body.metadata.name or ""), dict(body), retry)
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def cache_function(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        key = (body.metadata.namespace or "", body.metadata.name or "")
+        if event["type"] == "DELETED":
+            runtime.forget(key)
+        else:
+            runtime.remember(dict(body))
+
+    @kopf.on.event("serving.knative.dev", "v1", "services", labels={LABEL_MANAGED_BY: MANAGED_BY}, registry=registry)
+    async def service_changed(event: kopf.RawEvent, body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+        owner = _owner(body)
+        if owner is None or owner not in runtime.functions:
+            return
+        deleted = event["type"] == "DELETED"
+        try:
+            await runtime.reconcile(owner, live_service=None if deleted else dict(body), service_deleted=deleted)
+        except ApiError as exc:  # event handlers are not retried: the resync timer catches up
+            logger.warning("reconciling %s/%s after a Service event failed: %s", *owner, exc)
+
+    @kopf.on.event("", "v1", "pods", labels={LABEL_FUNCTION: kopf.PRESENT}, registry=registry)
+    async def pod_changed(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        key = (body.metadata.namespace or "", str(body.metadata.labels.get(LABEL_FUNCTION, "")))
+        pod = None if event["type"] == "DELETED" else dict(body)
+        if runtime.track_pod(key, body.metadata.name or "", pod) and key in runtime.functions:
+            await runtime.reconcile(key)
+
+
+async def _reconcile(runtime: Runtime, key: Key, body: dict[str, Any], retry: int) -> None:
+    try:
+        await runtime.reconcile(key, body)
+    except ApiError as exc:
+        if exc.transient:
+            raise kopf.TemporaryError(str(exc), delay=min(MAX_BACKOFF, 2.0 ** min(retry, 6))) from None
+        raise kopf.PermanentError(str(exc)) from None
+
+
+def _owner(body: kopf.Body) -> Key | None:
+    """The AIFunction that controls a Knative Service."""
+    for ref in body.metadata.get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("apiVersion", "").startswith(GROUP + "/"):
+            return (body.metadata.namespace or "", ref["name"])
+    return None

@@ -1,0 +1,108 @@
+"""Prometheus metrics, the health and readiness endpoints, and log formatting."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    """The operator's metrics, in their own registry (no process-global state)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.reconciles = Counter("aifn_reconciles_total", "Reconcile passes by result (the Ready reason, or error).", ["result"], registry=self.registry)
+        self.duration = Histogram(
+            "aifn_reconcile_duration_seconds",
+            "Time of one reconcile pass (render, apply, status).",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.functions = Gauge("aifn_functions", "Known functions by Ready status and reason.", ["ready", "reason"], registry=self.registry)
+        self._seen: set[tuple[str, str]] = set()
+
+    def observe_reconcile(self, result: str, seconds: float) -> None:
+        self.reconciles.labels(result=result).inc()
+        self.duration.observe(seconds)
+
+    def set_functions(self, readiness: Iterable[tuple[str, str]]) -> None:
+        """Replace the per-reason function counts."""
+        counts = Tally(readiness)
+        for ready, reason in self._seen | set(counts):
+            self.functions.labels(ready=ready, reason=reason).set(counts.get((ready, reason), 0))
+        self._seen |= set(counts)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def health_app(is_ready: Callable[[], bool], is_alive: Callable[[], bool]) -> web.Application:
+    """GET /healthz (liveness) and GET /readyz (readiness: watching and Knative settings loaded)."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok\n") if is_alive() else web.Response(status=503, text="not alive\n")
+
+    async def readyz(_: web.Request) -> web.Response:
+        return web.Response(text="ready\n") if is_ready() else web.Response(status=503, text="not ready\n")
+
+    app = web.Application()
+    app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz)])
+    return app
+
+
+def metrics_app(metrics: Metrics) -> web.Application:
+    """GET /metrics in the Prometheus text format."""
+
+    async def handler(_: web.Request) -> web.Response:
+        response = web.Response(body=metrics.exposition())
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    app = web.Application()
+    app.add_routes([web.get("/metrics", handler)])
+    return app
+
+
+async def serve(app: web.Application, port: int, host: str = "0.0.0.0") -> web.AppRunner:
+    """Start serving `app`; the caller cleans the runner up on shutdown."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and kopf's object reference."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        k8s = getattr(record, "k8s_ref", None)
+        if isinstance(k8s, dict):
+            entry["object"] = {key: k8s[key] for key in ("namespace", "name") if key in k8s}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(fmt: str, verbose: bool = False) -> None:
+    """Root logging in `text` or `json`; kopf's own chatter stays at WARNING unless verbose."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("kopf").setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("kopf.objects").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    for noisy in ("urllib3", "kubernetes", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

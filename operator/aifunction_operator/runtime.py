@@ -1,0 +1,175 @@
+"""The running operator's state: the functions it knows, pod scheduling, Knative's settings.
+
+One `Runtime` per process. Reconciles of the same function are serialized by a lock and run in
+a thread pool (the Kubernetes client is synchronous); the kopf handlers only call in here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .apply import CONFIGMAPS, ApiError, Kube
+from .config import OperatorConfig
+from .observability import Metrics
+from .preflight import AUTOSCALER_CONFIGMAP, FEATURES_CONFIGMAP
+from .reconcile import KnativeSettings, Outcome, reconcile
+from .status import summary
+
+Key = tuple[str, str]  # (namespace, name)
+log = logging.getLogger("aifn.operator")
+
+
+def unschedulable_message(pod: Mapping[str, Any]) -> str | None:
+    """The scheduler's message if the pod is Pending because no node fits, else None."""
+    status = pod.get("status") or {}
+    if status.get("phase", "Pending") != "Pending":
+        return None
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
+            return str(cond.get("message") or "no node can run the pod")
+    return None
+
+
+def resource_version(body: Mapping[str, Any]) -> int:
+    try:
+        return int((body.get("metadata") or {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+class Runtime:
+    """Caches fed by watch events, and the per-function reconcile entry point."""
+
+    def __init__(self, kube: Kube, config: OperatorConfig, metrics: Metrics, workers: int = 16) -> None:
+        self.kube = kube
+        self.config = config
+        self.metrics = metrics
+        self.knative = KnativeSettings()
+        self.functions: dict[Key, Mapping[str, Any]] = {}
+        self.pods: dict[Key, dict[str, str | None]] = defaultdict(dict)
+        self.readiness: dict[Key, tuple[str, str]] = {}
+        self._locks: dict[Key, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aifn-reconcile")
+        self._stop = threading.Event()
+        self.knative_loaded = threading.Event()
+
+    # --- caches -------------------------------------------------------------------------
+    def remember(self, body: Mapping[str, Any]) -> None:
+        """Keep the newest copy of a function's body."""
+        key = _key(body)
+        known = self.functions.get(key)
+        if known is None or resource_version(body) >= resource_version(known):
+            self.functions[key] = body
+
+    def forget(self, key: Key) -> None:
+        """Drop a deleted function."""
+        self.functions.pop(key, None)
+        self.pods.pop(key, None)
+        self._locks.pop(key, None)
+        if self.readiness.pop(key, None) is not None:
+            self.metrics.set_functions(self.readiness.values())
+
+    def track_pod(self, key: Key, pod_name: str, pod: Mapping[str, Any] | None) -> bool:
+        """Record a pod's scheduling state; True when the function's verdict changed."""
+        before = self.unschedulable(key)
+        if pod is None:
+            self.pods[key].pop(pod_name, None)
+        else:
+            self.pods[key][pod_name] = unschedulable_message(pod)
+        return self.unschedulable(key) != before
+
+    def unschedulable(self, key: Key) -> str | None:
+        """The first scheduler message among the function's Pending pods."""
+        messages = sorted(m for m in self.pods.get(key, {}).values() if m)
+        return messages[0] if messages else None
+
+    # --- reconciling ---------------------------------------------------------------------
+    async def reconcile(self, key: Key, body: Mapping[str, Any] | None = None, *, live_service: Mapping[str, Any] | None = None, service_deleted: bool = False) -> Outcome | None:
+        """Reconcile one function (serialized per function); None when it is not known."""
+        async with self._locks[key]:
+            if body is not None:
+                self.remember(body)
+            current = self.functions.get(key)
+            if current is None or (current.get("metadata") or {}).get("deletionTimestamp"):
+                return None
+            started = time.monotonic()
+            loop = asyncio.get_running_loop()
+            try:
+                outcome = await loop.run_in_executor(
+                    self._executor,
+                    lambda: reconcile(self.kube, current, self.config, self.knative, unschedulable=self.unschedulable(key), live_service=dict(live_service) if live_service else None, service_deleted=service_deleted),
+                )
+            except ApiError as exc:
+                self.metrics.observe_reconcile("error", time.monotonic() - started)
+                if exc.status == 404:  # the function is gone
+                    return None
+                raise
+            self.metrics.observe_reconcile(outcome.result, time.monotonic() - started)
+            if outcome.status_written:
+                self.remember({**current, "status": outcome.status})
+            self.readiness[key] = summary(outcome.status)
+            self.metrics.set_functions(self.readiness.values())
+            return outcome
+
+    async def reconcile_all(self) -> None:
+        """Re-check every known function (after Knative's settings changed)."""
+        results = await asyncio.gather(*(self.reconcile(key) for key in list(self.functions)), return_exceptions=True)
+        for error in (r for r in results if isinstance(r, Exception)):
+            log.warning("re-check after a Knative settings change failed: %s", error)
+
+    # --- Knative settings -----------------------------------------------------------------
+    def start_knative_watch(self, loop: asyncio.AbstractEventLoop) -> threading.Thread:
+        """Follow config-features and config-autoscaler in a thread; re-check all functions on change."""
+        thread = threading.Thread(target=self._watch_knative, args=(loop,), name="aifn-knative-config", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        """Stop the ConfigMap watch and the worker threads."""
+        self._stop.set()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _watch_knative(self, loop: asyncio.AbstractEventLoop) -> None:
+        namespace = self.config.knative_namespace
+        while not self._stop.is_set():
+            try:
+                data = {name: None for name in (FEATURES_CONFIGMAP, AUTOSCALER_CONFIGMAP)}
+                listing = self.kube.request("GET", CONFIGMAPS.path(namespace))
+                for item in listing.get("items") or []:
+                    if item["metadata"]["name"] in data:
+                        data[item["metadata"]["name"]] = item.get("data") or {}
+                version = (listing.get("metadata") or {}).get("resourceVersion")
+                self._set_knative(loop, data)
+                for kind, obj in self.kube.watch_configmaps(namespace, resource_version=version, timeout_seconds=30):
+                    if self._stop.is_set():
+                        return
+                    name = obj["metadata"]["name"]
+                    if name in data:
+                        data[name] = None if kind == "DELETED" else (obj.get("data") or {})
+                        self._set_knative(loop, data)
+            except ApiError as exc:
+                log.warning("cannot follow %s/%s and %s: %s; using what was last seen", namespace, FEATURES_CONFIGMAP, AUTOSCALER_CONFIGMAP, exc)
+                self.knative_loaded.set()
+                self._stop.wait(5)
+
+    def _set_knative(self, loop: asyncio.AbstractEventLoop, data: Mapping[str, Mapping[str, str] | None]) -> None:
+        settings = KnativeSettings(features=data[FEATURES_CONFIGMAP], autoscaler=data[AUTOSCALER_CONFIGMAP])
+        changed = settings != self.knative
+        self.knative = settings
+        first = not self.knative_loaded.is_set()
+        self.knative_loaded.set()
+        if changed and not first:
+            log.info("Knative settings in %s changed; re-checking every function", self.config.knative_namespace)
+            asyncio.run_coroutine_threadsafe(self.reconcile_all(), loop)
+
+
+def _key(body: Mapping[str, Any]) -> Key:
+    meta = body.get("metadata") or {}
+    return (str(meta.get("namespace")), str(meta.get("name")))

@@ -1,0 +1,168 @@
+"""Stage 4 of the pipeline: an AIFunction's status from what the operator observed (pure).
+
+Conditions follow the Knative model: `Ready` aggregates `SpecValid`, `KnativeFeaturesReady` and
+`ServiceReady`; `PodsScheduled` explains a wait for a (GPU) node. A condition's
+`lastTransitionTime` moves only when its status flips. The clock is passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+READY = "Ready"
+SPEC_VALID = "SpecValid"
+FEATURES_READY = "KnativeFeaturesReady"
+SERVICE_READY = "ServiceReady"
+PODS_SCHEDULED = "PodsScheduled"
+CONDITION_TYPES = (READY, SPEC_VALID, FEATURES_READY, SERVICE_READY, PODS_SCHEDULED)
+
+REASON_READY = "Ready"
+REASON_INVALID_SPEC = "InvalidSpec"
+REASON_FEATURE_DISABLED = "KnativeFeatureDisabled"
+REASON_WAITING_FOR_GPU = "WaitingForGPUNode"
+REASON_UNSCHEDULABLE = "Unschedulable"
+REASON_APPLY_FAILED = "ApplyFailed"
+REASON_SERVICE_MISSING = "ServiceMissing"
+REASON_DEPLOYING = "Deploying"
+
+STATUS_KEYS = ("observedGeneration", "url", "address", "latestReadyRevision", "reason", "conditions")
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything one reconcile learned about a function, as plain values."""
+
+    generation: int | None
+    spec_errors: tuple[str, ...] = ()  # "spec.field: message", empty when the spec is valid
+    blockers: tuple[str, ...] = ()  # pre-flight messages naming the ConfigMap key to set
+    features_checked: bool = True  # False when Knative's ConfigMaps could not be read
+    service: Mapping[str, Any] | None = None  # the live Knative Service
+    apply_error: str | None = None  # a permanent rejection of the Service by the apiserver
+    unschedulable: str | None = None  # the scheduler's message for a Pending pod
+    needs_gpu: bool = False
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: str  # "True" | "False" | "Unknown"
+    reason: str
+    message: str = ""
+
+
+def build_status(obs: Observation, previous: Mapping[str, Any] | None, now: str) -> dict[str, Any]:
+    """The complete status for `obs`; `previous` is the status now stored, `now` an RFC 3339 time."""
+    spec = _spec_condition(obs)
+    features = _features_condition(obs)
+    service = _service_condition(obs)
+    pods = _pods_condition(obs)
+    ready = _ready_condition(spec, features, service, pods)
+    conditions = [_with_time(c, previous, now) for c in (ready, spec, features, service, pods)]
+    ksvc_status = (obs.service or {}).get("status") or {}
+    reason = pods.reason if ready.status == "True" and pods.status == "False" else ready.reason
+    return {
+        "observedGeneration": obs.generation,
+        "url": ksvc_status.get("url"),
+        "address": (ksvc_status.get("address") or {}).get("url"),
+        "latestReadyRevision": ksvc_status.get("latestReadyRevisionName"),
+        "reason": reason,
+        "conditions": conditions,
+    }
+
+
+def normalized(status: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A stored status with every key present (None where absent), to compare with build_status."""
+    status = status or {}
+    return {key: status.get(key) for key in STATUS_KEYS}
+
+
+def needs_write(new: Mapping[str, Any], stored: Mapping[str, Any] | None) -> bool:
+    """Whether the stored status differs from `new` in anything we own."""
+    return normalized(new) != normalized(stored)
+
+
+def condition(status: Mapping[str, Any] | None, type_: str) -> Mapping[str, Any] | None:
+    """The condition of `type_` in a status, if any."""
+    for item in (status or {}).get("conditions") or []:
+        if item.get("type") == type_:
+            return item
+    return None
+
+
+def _spec_condition(obs: Observation) -> Condition:
+    if obs.spec_errors:
+        return Condition(SPEC_VALID, "False", REASON_INVALID_SPEC, "; ".join(obs.spec_errors))
+    return Condition(SPEC_VALID, "True", "Valid")
+
+
+def _features_condition(obs: Observation) -> Condition:
+    if obs.spec_errors:
+        return Condition(FEATURES_READY, "Unknown", "SpecNotValid", "the spec must be valid before it can be checked against Knative's features")
+    if obs.blockers:
+        return Condition(FEATURES_READY, "False", REASON_FEATURE_DISABLED, "; ".join(obs.blockers))
+    if not obs.features_checked:
+        return Condition(FEATURES_READY, "True", "NotChecked", "Knative's config-features/config-autoscaler ConfigMaps were not found; flags not checked")
+    return Condition(FEATURES_READY, "True", "FeaturesEnabled")
+
+
+def _service_condition(obs: Observation) -> Condition:
+    if obs.apply_error:
+        return Condition(SERVICE_READY, "False", REASON_APPLY_FAILED, obs.apply_error)
+    svc = obs.service
+    if svc is None:
+        if obs.spec_errors or obs.blockers:
+            return Condition(SERVICE_READY, "False", "NotCreated", "the Knative Service is not created until the problems above are fixed")
+        return Condition(SERVICE_READY, "Unknown", REASON_SERVICE_MISSING, "the Knative Service is being created")
+    generation = (svc.get("metadata") or {}).get("generation")
+    status = svc.get("status") or {}
+    if status.get("observedGeneration") != generation:
+        return Condition(SERVICE_READY, "Unknown", REASON_DEPLOYING, f"Knative has not yet observed generation {generation} of the Service")
+    ksvc_ready = condition(status, READY)
+    if ksvc_ready is None:
+        return Condition(SERVICE_READY, "Unknown", REASON_DEPLOYING, "the Knative Service reports no Ready condition yet")
+    if ksvc_ready.get("status") == "True":
+        return Condition(SERVICE_READY, "True", "ServiceReady")
+    state = "False" if ksvc_ready.get("status") == "False" else "Unknown"
+    return Condition(SERVICE_READY, state, ksvc_ready.get("reason") or REASON_DEPLOYING, ksvc_ready.get("message") or "")
+
+
+def _pods_condition(obs: Observation) -> Condition:
+    if obs.unschedulable is None:
+        return Condition(PODS_SCHEDULED, "True", "Scheduled")
+    reason = REASON_WAITING_FOR_GPU if obs.needs_gpu else REASON_UNSCHEDULABLE
+    return Condition(PODS_SCHEDULED, "False", reason, obs.unschedulable)
+
+
+def _ready_condition(spec: Condition, features: Condition, service: Condition, pods: Condition) -> Condition:
+    for blocking in (spec, features):
+        if blocking.status == "False":
+            return Condition(READY, "False", blocking.reason, blocking.message)
+    if service.status == "True":
+        return Condition(READY, "True", REASON_READY)
+    if pods.status == "False":
+        return Condition(READY, service.status, pods.reason, pods.message)
+    return Condition(READY, service.status, service.reason, service.message)
+
+
+def _with_time(cond: Condition, previous: Mapping[str, Any] | None, now: str) -> dict[str, Any]:
+    before = condition(previous, cond.type)
+    unchanged = before is not None and before.get("status") == cond.status and before.get("lastTransitionTime")
+    item: dict[str, Any] = {"type": cond.type, "status": cond.status, "reason": cond.reason}
+    if cond.message:
+        item["message"] = cond.message
+    item["lastTransitionTime"] = before["lastTransitionTime"] if unchanged and before else now
+    return item
+
+
+def summary(status: Mapping[str, Any]) -> tuple[str, str]:
+    """(Ready status, reason): what `kubectl get aif` shows and what metrics count."""
+    ready = condition(status, READY) or {}
+    return str(ready.get("status", "Unknown")), str(status.get("reason") or ready.get("reason") or "")
+
+
+def conditions_by_type(status: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """Conditions keyed by type, for tests and the CLI."""
+    items: Sequence[Mapping[str, Any]] = status.get("conditions") or []
+    return {str(c.get("type")): c for c in items}
