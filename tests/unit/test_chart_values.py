@@ -147,3 +147,12 @@ def test_chart_crd_templates_are_in_sync_with_crds_dir() -> None:
     spec.loader.exec_module(sync)
     assert sync.crd_documents(), "no CRDs found in crds/"
     assert sync.stale_templates() == [], "the chart's CRDs are stale: run `python hack/sync-chart-crds.py` (make crds)"
+
+
+def test_more_than_one_replica_needs_peering() -> None:
+    peered = copy.deepcopy(VALUES)
+    peered["replicaCount"] = 2
+    peered["operator"]["peering"] = "aifn-operator"
+    assert not list(_validator().iter_errors(peered))
+    peered["operator"]["peering"] = ""
+    assert list(_validator().iter_errors(peered)), "two standalone kopf operators were accepted"
