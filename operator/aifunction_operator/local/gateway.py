@@ -61,13 +61,13 @@ class Gateway:
     def application(self) -> web.Application:
         """The aiohttp application with every route and the JSON error middleware."""
         app = web.Application(client_max_size=self.max_body_bytes, middlewares=[self._errors_middleware])
-        app.router.add_get("/v2/health/live", self.live)
-        app.router.add_get("/v2/health/ready", self.ready)
-        app.router.add_get("/v2", self.server_metadata)
-        app.router.add_route("*", r"/v2/models/{model}{tail:(/.*)?}", self.proxy)
-        app.router.add_get("/metrics", self.prometheus)
-        app.router.add_get("/aifn/status", self.status)
-        app.router.add_get(r"/aifn/replicas/{replica:\d+}/metrics", self.replica_metrics)
+        app.router.add_get("/v2/health/live", self.live, name="health-live")
+        app.router.add_get("/v2/health/ready", self.ready, name="health-ready")
+        app.router.add_get("/v2", self.server_metadata, name="server")
+        app.router.add_route("*", r"/v2/models/{model}{tail:(/.*)?}", self.proxy, name="model")
+        app.router.add_get("/metrics", self.prometheus, name="metrics")
+        app.router.add_get("/aifn/status", self.status, name="status")
+        app.router.add_get(r"/aifn/replicas/{replica:\d+}/metrics", self.replica_metrics, name="replica-metrics")
         return app
 
     async def live(self, request: web.Request) -> web.Response:
@@ -175,8 +175,16 @@ class Gateway:
         except Exception:  # noqa: BLE001 - the gateway must answer, and keep serving
             log.exception("unexpected error serving %s %s", request.method, request.path)
             response = json_error(500, f"internal gateway error serving {request.method} {request.path}; see the aifn log")
-        self.metrics.requests.labels(self.metrics.function, str(response.status)).inc()
+        self.metrics.requests.labels(self.metrics.function, endpoint_of(request), str(response.status)).inc()
         return response
+
+
+def endpoint_of(request: web.Request) -> str:
+    """The metrics label for a request: infer, model, health-live, ..., or unknown."""
+    name = request.match_info.route.name
+    if name == "model" and request.match_info.get("tail", "").endswith("/infer"):
+        return "infer"
+    return name or "unknown"
 
 
 def infer_body_problem(body: bytes, binary_header_length: str | None) -> str | None:

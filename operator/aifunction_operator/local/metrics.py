@@ -15,7 +15,8 @@ class GatewayMetrics:
         self.registry = CollectorRegistry()
         labels = ["function"]
         self.requests = Counter(
-            "aifn_requests", "Requests answered by the gateway, by HTTP status code", ["function", "code"],
+            "aifn_requests", "Requests answered by the gateway, by endpoint and HTTP status code",
+            ["function", "endpoint", "code"],
             registry=self.registry,
         )
         self.in_flight = Gauge(

@@ -1,0 +1,122 @@
+"""`aifn run` with a real Triton: scale from zero, a concurrent burst, scale to zero, overload.
+
+Each test starts the real `aifn run` command on a function file and talks HTTP to it; the
+conftest teardown stops it with SIGINT and checks that no Triton process survives.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from .conftest import digits_request, wait_for
+
+pytestmark = [pytest.mark.triton, pytest.mark.slow, pytest.mark.timeout(240)]
+
+INFER = "/v2/models/digits/infer"
+
+
+def held_out_digits(count: int) -> tuple[list[list[list[float]]], list[int]]:
+    digits = load_digits()
+    images = digits.images[-count:].tolist()
+    return images, digits.target[-count:].tolist()
+
+
+def test_cold_start_from_zero_then_scale_to_zero(run_function) -> None:
+    run = run_function(scaling={"minReplicas": 0, "maxReplicas": 2}, args=("--idle-timeout", "3s"))
+    time.sleep(1.0)
+    assert run.triton_pids() == [], "a Triton process runs before the first request"
+    assert run.status()["replicas"] == []
+
+    images, labels = held_out_digits(20)
+    response = run.post(INFER, digits_request(images))
+    assert response.status == 200, response.body
+    outputs = {o["name"]: o for o in response.json()["outputs"]}
+    predicted = outputs["label"]["data"]
+    assert len(predicted) == 20
+    assert np.mean(np.array(predicted) == np.array(labels)) >= 0.8, (predicted, labels)
+    assert outputs["probabilities"]["shape"] == [20, 10]
+
+    status = run.status()
+    cold = status["last_cold_start"]
+    assert cold is not None and 0 < cold["spawn"] <= cold["server_live"] <= cold["model_ready"] <= cold["first_response"]
+    assert len(run.triton_pids()) == 1
+    metrics = run.get("/metrics").body.decode()
+    assert 'aifn_cold_starts_total{from_zero="true",function="fn0"} 1.0' in metrics
+    assert 'aifn_requests_total{code="200",endpoint="infer",function="fn0"} 1.0' in metrics
+    assert "aifn_cold_start_seconds_bucket" in metrics
+    replica_id = status["replicas"][0]["id"]
+    triton_metrics = run.get(f"/aifn/replicas/{replica_id}/metrics")
+    assert triton_metrics.status == 200 and b"nv_inference_request_success" in triton_metrics.body
+
+    wait_for(lambda: run.triton_pids() == [], 20, "Triton to stop after the 3s idle timeout")
+    assert run.status()["replicas"] == []
+    assert "cold start: spawn" in run.log() and "stopped" in run.log()
+
+
+def test_burst_scales_past_one_replica_and_every_request_is_answered(run_function) -> None:
+    run = run_function(
+        scaling={"minReplicas": 0, "maxReplicas": 3, "targetConcurrency": 4, "containerConcurrency": 16},
+        args=("--idle-timeout", "3s"),
+    )
+    images, _ = held_out_digits(4)
+    body = digits_request(images)
+    max_replicas_seen = 0
+    codes: list[int] = []
+    deadline = time.monotonic() + 25.0
+
+    def client() -> list[int]:
+        seen = []
+        while time.monotonic() < deadline:
+            seen.append(run.post(INFER, body).status)
+        return seen
+
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        futures = [pool.submit(client) for _ in range(64)]
+        while not all(f.done() for f in futures):
+            max_replicas_seen = max(max_replicas_seen, len(run.status()["replicas"]))
+            time.sleep(0.5)
+        for future in futures:
+            codes += future.result()
+    status = run.status()
+    served = [r["served"] for r in status["replicas"]]
+    assert set(codes) == {200}, {c: codes.count(c) for c in set(codes)}
+    assert max_replicas_seen >= 2, f"never more than {max_replicas_seen} replica for 64 in flight with target 4"
+    assert max_replicas_seen <= 3
+    assert sum(1 for s in served if s > 0) >= 2, f"requests served per replica: {served}"
+    wait_for(lambda: run.triton_pids() == [], 30, "every replica to stop after the burst")
+
+
+def test_full_queue_answers_503_with_retry_after(run_function) -> None:
+    run = run_function(scaling={"maxReplicas": 1}, args=("--idle-timeout", "5s", "--queue-limit", "3"))
+    images, _ = held_out_digits(1)
+    body = digits_request(images)
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        responses = list(pool.map(lambda _: run.post(INFER, body), range(10)))
+    by_code = sorted(r.status for r in responses)
+    assert by_code.count(200) >= 3, by_code
+    rejected = [r for r in responses if r.status == 503]
+    assert rejected, f"10 requests during a cold start with a queue of 3 were all accepted: {by_code}"
+    for response in rejected:
+        assert int(response.headers["Retry-After"]) >= 1
+        assert "queue full" in response.json()["error"]
+    assert run.post(INFER, body).status == 200
+
+
+def test_startup_timeout_answers_503_and_the_gateway_keeps_serving(run_function) -> None:
+    run = run_function(scaling={"startupTimeout": "1s"}, args=("--idle-timeout", "5s"))
+    images, _ = held_out_digits(1)
+    started = time.monotonic()
+    response = run.post(INFER, digits_request(images))
+    assert response.status == 503, response.body
+    assert time.monotonic() - started < 10
+    assert "Retry-After" in response.headers
+    message = json.loads(response.body)["error"]
+    assert "startupTimeout" in message or "could not start" in message, message
+    assert run.get("/v2/health/live").status == 200
+    wait_for(lambda: run.triton_pids() == [], 15, "the replica that missed its startup timeout to be stopped")
