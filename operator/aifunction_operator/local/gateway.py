@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -215,4 +216,27 @@ def infer_body_problem(body: bytes, binary_header_length: str | None) -> str | N
         missing = [key for key in ("name", "shape", "datatype") if key not in item]
         if missing:
             return f"inputs[{index}] is missing {', '.join(missing)}"
+        problem = _data_problem(item)
+        if problem:
+            return f"inputs[{index}] ({item['name']!r}): {problem}"
     return None
+
+
+def _data_problem(item: dict[str, Any]) -> str | None:
+    """A shape that is not a list of sizes, or JSON `data` whose element count does not match it."""
+    shape = item["shape"]
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        return f"shape must be a list of non-negative integers, got {shape!r}"
+    if "data" not in item:
+        return None  # binary tensor data, checked by Triton
+    expected = math.prod(shape)
+    found = _count_elements(item["data"])
+    if found != expected:
+        return f"shape {shape} needs {expected} values but 'data' has {found}"
+    return None
+
+
+def _count_elements(data: Any) -> int:
+    if isinstance(data, list):
+        return sum(_count_elements(d) for d in data)
+    return 1

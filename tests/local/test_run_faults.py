@@ -1,0 +1,107 @@
+"""`aifn run` with a real Triton: bad input gets a JSON 4xx, a crashed replica is replaced, Ctrl-C leaves nothing.
+
+The crash test uses `tests/local/models/slow` (a real python-backend model that answers after
+2 s) so that requests are certainly in flight when the replica is killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from .conftest import TEST_MODELS, digits_request, group_members, wait_for
+
+pytestmark = [pytest.mark.triton, pytest.mark.slow, pytest.mark.timeout(240)]
+
+INFER = "/v2/models/digits/infer"
+IMAGE = [[float((r * 8 + c) % 17) for c in range(8)] for r in range(8)]
+
+
+def test_bad_requests_get_json_4xx_naming_the_problem(run_function) -> None:
+    run = run_function(args=("--idle-timeout", "30s", "--max-body-bytes", "65536"))
+    assert run.post(INFER, digits_request([IMAGE])).status == 200  # warm: Triton checks shapes and dtypes
+
+    cases = {
+        "malformed JSON": (INFER, b'{"inputs": [', 400, "not valid JSON"),
+        "not an object": (INFER, b"[1, 2]", 400, "must be a JSON object"),
+        "no inputs": (INFER, b'{"outputs": []}', 400, "'inputs'"),
+        "unknown model": ("/v2/models/nosuch/infer", digits_request([IMAGE]), 404, "unknown model 'nosuch'"),
+        "unknown model metadata": ("/v2/models/nosuch", b"", 404, "unknown model 'nosuch'"),
+        "wrong shape": (
+            INFER,
+            json.dumps({"inputs": [{"name": "image", "shape": [1, 64], "datatype": "FP32", "data": [1.0] * 64}]}).encode(),
+            400, "unexpected shape for input 'image'",
+        ),
+        "wrong datatype": (
+            INFER,
+            json.dumps({"inputs": [{"name": "image", "shape": [1, 8, 8], "datatype": "INT32", "data": [1] * 64}]}).encode(),
+            400, "data-type is 'INT32'",
+        ),
+        "wrong input name": (
+            INFER,
+            json.dumps({"inputs": [{"name": "pixels", "shape": [1, 8, 8], "datatype": "FP32", "data": [1.0] * 64}]}).encode(),
+            400, "'pixels'",
+        ),
+        "too few values for the shape": (
+            INFER,
+            json.dumps({"inputs": [{"name": "image", "shape": [2, 8, 8], "datatype": "FP32", "data": [1.0] * 64}]}).encode(),
+            400, "shape [2, 8, 8] needs 128 values but 'data' has 64",
+        ),
+        "body over the size limit": (INFER, b'{"inputs": [' + b" " * 70000 + b"]}", 413, "larger than the gateway's limit"),
+    }
+    for case, (path, body, status, fragment) in cases.items():
+        response = run.post(path, body)
+        assert response.status == status, f"{case}: {response.status} {response.body[:300]!r}"
+        assert response.headers["Content-Type"].startswith("application/json"), case
+        error = response.json()["error"]
+        assert fragment in error, f"{case}: {error!r}"
+
+    unknown_path = run.get("/v1/models/digits:predict")
+    assert unknown_path.status == 404 and "/v2/models/digits" in unknown_path.json()["error"]
+    assert run.post(INFER, digits_request([IMAGE])).status == 200, "the gateway stopped serving after bad input"
+    metrics = run.get("/metrics").body.decode()
+    assert 'aifn_requests_total{code="400",endpoint="infer",function="fn0"}' in metrics
+
+
+def test_crashed_replica_fails_in_flight_requests_and_is_replaced(run_function) -> None:
+    run = run_function(model="slow", repository=TEST_MODELS, scaling={"maxReplicas": 1}, args=("--idle-timeout", "30s"))
+    body = json.dumps({"inputs": [{"name": "x", "shape": [2], "datatype": "FP32", "data": [1.0, 2.0]}]}).encode()
+    first = run.post("/v2/models/slow/infer", body)
+    assert first.status == 200 and first.json()["outputs"][0]["data"] == [1.0, 2.0]
+    (replica,) = run.status()["replicas"]
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = [pool.submit(run.post, "/v2/models/slow/infer", body, None, 30.0) for _ in range(3)]
+        wait_for(lambda: run.status()["in_flight"] == 3, 10, "3 requests in flight")
+        killed_at = time.monotonic()
+        os.kill(replica["pid"], signal.SIGKILL)
+        responses = [f.result() for f in futures]
+    assert time.monotonic() - killed_at < 10, "requests hung after the replica crashed"
+    for response in responses:
+        assert 500 <= response.status < 600, response.status
+        assert "replica" in response.json()["error"]
+
+    wait_for(lambda: not group_members(replica["pid"]), 10, "the crashed replica's python backend stubs to be killed")
+    again = run.post("/v2/models/slow/infer", body)
+    assert again.status == 200, again.body
+    (new_replica,) = run.status()["replicas"]
+    assert new_replica["pid"] != replica["pid"]
+    assert "aifn_replica_failures_total" in run.get("/metrics").body.decode()
+    assert "exited with status -9" in run.log()
+
+
+def test_ctrl_c_stops_gateway_and_every_replica(run_function) -> None:
+    run = run_function(scaling={"minReplicas": 1, "maxReplicas": 2}, args=("--idle-timeout", "60s"))
+    pids = wait_for(run.triton_pids, 60, "minReplicas 1 to start a replica without any request")
+    assert run.post(INFER, digits_request([IMAGE])).status == 200
+    stubs = {pid: group_members(pid) for pid in pids}
+    assert all(len(members) >= 2 for members in stubs.values()), f"expected Triton plus a python stub: {stubs}"
+    assert run.stop(timeout=30) == 0
+    for pid in pids:
+        assert not group_members(pid), f"replica group {pid} survived Ctrl-C: {group_members(pid)}"
+    assert "aifn run: stopped" in run.log()
