@@ -57,7 +57,7 @@ class ReplicaPool:
         self.startup_timeout = startup_timeout
         self.replicas: list[Replica] = []
         self.last_cold_start: dict[str, object] | None = None
-        self._new_process = new_process
+        self.new_process = new_process
         self._tick = tick
         self._clock = clock
         self._autoscaler = Autoscaler(policy, clock())
@@ -213,7 +213,7 @@ class ReplicaPool:
             self._spawn(replica.stop(grace=0.0))
 
     def _launch(self, from_zero: bool) -> None:
-        replica = Replica(self._next_id, self._new_process(self._next_id), from_zero=from_zero)
+        replica = Replica(self._next_id, self.new_process(self._next_id), from_zero=from_zero)
         self._next_id += 1
         self.replicas.append(replica)
         self.metrics.cold_starts.labels(self.metrics.function, str(from_zero).lower()).inc()

@@ -1,0 +1,95 @@
+"""The local autoscaler's decisions, driven by a hand-advanced clock (pure; no Triton)."""
+
+from __future__ import annotations
+
+from aifunction_operator.local.autoscaler import Autoscaler, ScalingPolicy
+from aifunction_operator.spec.model import Scaling
+
+POLICY = ScalingPolicy(
+    min_replicas=0, max_replicas=3, target_concurrency=4, container_concurrency=16,
+    idle_timeout=10.0, panic_window=1.0, stable_window=6.0, step_interval=2.0,
+)
+
+
+class Clocked:
+    """An autoscaler plus the replica count a caller would keep, advanced in 0.1 s ticks."""
+
+    def __init__(self, policy: ScalingPolicy = POLICY) -> None:
+        self.now = 0.0
+        self.replicas = 0
+        self.scaler = Autoscaler(policy, self.now)
+
+    def run(self, seconds: float, demand: int) -> list[int]:
+        history = []
+        for _ in range(round(seconds / 0.1)):
+            self.now = round(self.now + 0.1, 6)
+            self.scaler.observe(self.now, demand)
+            self.replicas = self.scaler.decide(self.now, self.replicas)
+            history.append(self.replicas)
+        return history
+
+
+def test_no_demand_no_replicas() -> None:
+    clocked = Clocked()
+    assert set(clocked.run(30, demand=0)) == {0}
+
+
+def test_first_request_starts_one_replica_at_once() -> None:
+    clocked = Clocked()
+    assert clocked.run(0.1, demand=1) == [1]
+
+
+def test_demand_above_target_times_replicas_scales_up_at_once_up_to_max() -> None:
+    clocked = Clocked()
+    assert clocked.run(0.1, demand=9) == [3]  # ceil(9 / 4)
+    assert clocked.run(0.1, demand=64) == [3]  # capped at maxReplicas
+
+
+def test_scale_down_is_gradual_and_waits_for_the_stable_window() -> None:
+    clocked = Clocked()
+    clocked.run(1, demand=12)
+    assert clocked.replicas == 3
+    history = clocked.run(9, demand=1)  # still busy (so not idle), but one replica is enough
+    assert history[: int(5.5 / 0.1)] == [3] * int(5.5 / 0.1), "scaled down inside the stable window"
+    drops = [i for i in range(1, len(history)) if history[i] < history[i - 1]]
+    assert [history[i - 1] - history[i] for i in drops] == [1, 1], history
+    assert drops[1] - drops[0] >= 20, "less than step_interval between scale-down steps"
+    assert clocked.replicas == 1
+
+
+def test_idle_timeout_scales_to_zero_from_any_count() -> None:
+    clocked = Clocked()
+    clocked.run(1, demand=12)
+    history = clocked.run(12, demand=0)
+    first_zero = history.index(0)
+    assert abs((first_zero + 1) * 0.1 - 10.0) < 0.15, "zero not reached at the idle timeout"
+
+
+def test_scale_to_zero_retention_and_delay_extend_the_idle_timeout() -> None:
+    policy = ScalingPolicy(max_replicas=2, target_concurrency=1, idle_timeout=2.0, scale_to_zero_retention=5.0)
+    assert policy.to_zero_after == 5.0
+    assert ScalingPolicy(idle_timeout=2.0, scale_down_delay=7.0).to_zero_after == 7.0
+    clocked = Clocked(policy)
+    clocked.run(0.5, demand=1)
+    history = clocked.run(6, demand=0)
+    assert history[: int(4.9 / 0.1)] == [1] * int(4.9 / 0.1)
+    assert history[-1] == 0
+
+
+def test_min_replicas_are_kept_warm() -> None:
+    clocked = Clocked(ScalingPolicy(min_replicas=1, max_replicas=3, target_concurrency=2, idle_timeout=1.0))
+    assert clocked.run(0.1, demand=0) == [1]
+    clocked.run(1, demand=6)
+    assert clocked.replicas == 3
+    assert clocked.run(30, demand=0)[-1] == 1
+
+
+def test_policy_from_spec_scaling() -> None:
+    scaling = Scaling(min_replicas=0, max_replicas=3, target_concurrency=4, container_concurrency=16,
+                      scale_to_zero_retention=30, scale_down_delay=5)
+    policy = ScalingPolicy.from_scaling(scaling, idle_timeout=5.0, default_max_replicas=8)
+    assert (policy.max_replicas, policy.target_concurrency, policy.container_concurrency) == (3, 4.0, 16)
+    assert policy.to_zero_after == 30.0
+    unbounded = ScalingPolicy.from_scaling(Scaling(container_concurrency=0), idle_timeout=60.0, default_max_replicas=2)
+    assert (unbounded.max_replicas, unbounded.container_concurrency, unbounded.target_concurrency) == (2, None, 100.0)
+    assert ScalingPolicy.from_scaling(Scaling(container_concurrency=8), idle_timeout=1, default_max_replicas=1).target_concurrency == 8.0
