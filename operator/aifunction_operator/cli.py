@@ -15,6 +15,7 @@ COMMANDS = {
     "crd": "aifunction_operator.commands.render",
     "operator": "aifunction_operator.commands.operator",
     "run": "aifunction_operator.commands.run",
+    "invoke": "aifunction_operator.commands.invoke",
 }
 
 

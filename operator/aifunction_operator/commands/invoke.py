@@ -1,0 +1,161 @@
+"""`aifn invoke`: send one inference request to a running function (local or in a cluster) and print the outputs.
+
+Inputs come from `--input NAME=VALUE` (VALUE: a JSON array, `@file.json`, or a `.npy` file)
+or `--request FILE.json` (a KServe v2 JSON request); datatypes come from the model's metadata
+when a value does not say. Built on tritonclient.http.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+DEFAULT_LOCAL_URL = "http://127.0.0.1:8080"
+
+
+class InvokeError(Exception):
+    """A problem the user can fix; the message says which argument."""
+
+
+def register(subparsers: Any) -> None:
+    """Add `invoke`."""
+    p = subparsers.add_parser(
+        "invoke",
+        help="send an inference request to a running function and print the outputs",
+        description="Send one KServe v2 inference request. TARGET is a URL (http://127.0.0.1:8080 for aifn run, "
+        "or the function's cluster URL) or an AIFunction YAML file (its model, served at --url).",
+    )
+    p.add_argument("target", help="function URL, or AIFunction YAML file")
+    p.add_argument("--url", default=DEFAULT_LOCAL_URL, help=f"where a YAML TARGET is served (default {DEFAULT_LOCAL_URL})")
+    p.add_argument("--model", help="model name (default: from the YAML file, or the only model the server lists)")
+    p.add_argument("--input", "-i", action="append", default=[], metavar="NAME=VALUE",
+                   help="an input tensor: JSON array, @file.json, or file.npy; repeatable")
+    p.add_argument("--request", type=Path, help="a KServe v2 JSON request file ({\"inputs\": [...]})")
+    p.add_argument("--output", "-o", choices=["text", "json"], default="text", help="how to print the outputs")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (a cold start included)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Send the request; 0 on success, 1 when the server refused it, 2 on bad arguments."""
+    import numpy as np  # noqa: PLC0415 - keep `aifn render` light
+    import tritonclient.http as httpclient  # noqa: PLC0415
+    from tritonclient.utils import InferenceServerException  # noqa: PLC0415
+
+    try:
+        url, model = _target(args)
+        parsed = urlsplit(url if "://" in url else f"http://{url}")
+        client = httpclient.InferenceServerClient(
+            url=parsed.netloc, ssl=parsed.scheme == "https", connection_timeout=args.timeout, network_timeout=args.timeout
+        )
+        model = model or _only_model(url)
+        metadata = client.get_model_metadata(model)
+        tensors = _tensors(args, metadata, np)
+    except InvokeError as exc:
+        print(f"aifn invoke: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except InferenceServerException as exc:
+        print(f"aifn invoke: {url}: {exc.message()}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"aifn invoke: cannot reach {url}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    inputs = []
+    for name, (datatype, array) in tensors.items():
+        tensor = httpclient.InferInput(name, list(array.shape), datatype)
+        tensor.set_data_from_numpy(array, binary_data=True)
+        inputs.append(tensor)
+    try:
+        result = client.infer(model, inputs)
+    except InferenceServerException as exc:
+        print(f"aifn invoke: {model}: {exc.message()}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"aifn invoke: {url}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    outputs = {o["name"]: result.as_numpy(o["name"]) for o in result.get_response()["outputs"]}
+    if args.output == "json":
+        print(json.dumps({name: {"shape": list(a.shape), "data": a.tolist()} for name, a in outputs.items()}))
+    else:
+        for name, array in outputs.items():
+            print(f"{name} {array.dtype} {list(array.shape)}:\n{np.array2string(array, precision=4, threshold=200)}")
+    return 0
+
+
+def _target(args: argparse.Namespace) -> tuple[str, str | None]:
+    target = args.target
+    if target.endswith((".yaml", ".yml")):
+        from .inputs import InputError, load_functions  # noqa: PLC0415
+
+        try:
+            (fn,) = load_functions(target)
+        except InputError as exc:
+            raise InvokeError(str(exc)) from None
+        except ValueError:
+            raise InvokeError(f"{target}: holds more than one function") from None
+        return args.url, args.model or fn.spec.model.name
+    return target, args.model
+
+
+def _only_model(url: str) -> str:
+    import urllib.request  # noqa: PLC0415
+
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/v2", timeout=10) as resp:
+            models = json.loads(resp.read()).get("models") or []
+    except (OSError, ValueError):
+        models = []
+    if len(models) != 1:
+        raise InvokeError("--model is needed: the server does not name exactly one model")
+    return str(models[0])
+
+
+def _tensors(args: argparse.Namespace, metadata: dict[str, Any], np: Any) -> dict[str, tuple[str, Any]]:
+    """name -> (datatype, array) from --request and --input."""
+    declared = {i["name"]: i["datatype"] for i in metadata.get("inputs", [])}
+    tensors: dict[str, tuple[str, Any]] = {}
+    if args.request:
+        try:
+            body = json.loads(args.request.read_text())
+            for item in body["inputs"]:
+                dtype = item.get("datatype") or declared.get(item["name"])
+                array = np.array(item["data"], dtype=_numpy_dtype(dtype, np)).reshape(item["shape"])
+                tensors[item["name"]] = (dtype, array)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InvokeError(f"--request {args.request}: not a usable KServe v2 request ({type(exc).__name__}: {exc})") from None
+    for spec in args.input:
+        name, sep, value = spec.partition("=")
+        if not sep or not name:
+            raise InvokeError(f"--input {spec!r}: expected NAME=VALUE")
+        if name not in declared:
+            raise InvokeError(f"--input {name}: model {metadata.get('name')!r} has inputs {', '.join(declared) or 'none'}")
+        dtype = declared[name]
+        tensors[name] = (dtype, _load_value(value, dtype, np, f"--input {name}"))
+    if not tensors:
+        raise InvokeError(f"no input given: use --input NAME=VALUE or --request FILE (model inputs: {', '.join(declared)})")
+    return tensors
+
+
+def _load_value(value: str, dtype: str, np: Any, where: str) -> Any:
+    try:
+        if value.endswith(".npy"):
+            return np.load(value).astype(_numpy_dtype(dtype, np))
+        text = Path(value[1:]).read_text() if value.startswith("@") else value
+        return np.array(json.loads(text), dtype=_numpy_dtype(dtype, np))
+    except (OSError, ValueError) as exc:
+        raise InvokeError(f"{where}: cannot read {value!r} as {dtype} ({exc})") from None
+
+
+def _numpy_dtype(datatype: str | None, np: Any) -> Any:
+    from tritonclient.utils import triton_to_np_dtype  # noqa: PLC0415
+
+    dtype = triton_to_np_dtype(datatype) if datatype else None
+    if dtype is None:
+        raise ValueError(f"unknown datatype {datatype!r}")
+    return dtype
