@@ -1,0 +1,156 @@
+"""The handler runtime as the function's serving container, built on kserve's ModelServer.
+
+kserve supplies the server (uvicorn + FastAPI), `/v2/health/live`, the v1/v2 model
+endpoints, Prometheus `/metrics` and its exception handlers. This module registers the
+function as a kserve `Model` (named after the function; `/v1/models/<fn>:predict` works
+too) and adds, ahead of kserve's own routes:
+
+- `POST /` and `POST /invoke`: the function (Lambda event or KServe-style JSON, CloudEvents
+  in binary or structured mode);
+- `GET /v2/health/ready`: 200 only when the user's code is loaded and Triton's model is ready.
+
+Importing kserve parses `sys.argv` (kserve's own flags), so only this module imports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from kserve import Model, ModelServer
+from kserve import model_server as kserve_model_server
+from kserve.errors import InferenceError, InvalidInput
+
+from .http import HttpRequest, error_response, loads
+from .loader import load_user_code
+from .model_client import TritonModel
+from .runtime import FunctionRuntime
+from .settings import HandlerSettings
+
+log = logging.getLogger("aifn.handler")
+
+INVOKE_PATHS = ("/", "/invoke")
+
+
+class FunctionModel(Model):
+    """The function as a kserve Model: health from the runtime, v1 predict through the runtime."""
+
+    def __init__(self, runtime: FunctionRuntime) -> None:
+        super().__init__(runtime.function_name)
+        self.runtime = runtime
+        self.ready = True  # the user's code is loaded before the model is built
+
+    async def healthy(self) -> bool:
+        return await self.runtime.ready()
+
+    async def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+        """`/v1/models/<fn>:predict`: the JSON body goes to the function as a POST."""
+        body = payload if isinstance(payload, (bytes, bytearray)) else _json_bytes(payload)
+        request = HttpRequest(
+            "POST", f"/v1/models/{self.name}:predict", {"content-type": "application/json", **(headers or {})}, {}, body
+        )
+        response = await self.runtime.invoke(request)
+        parsed = loads(response.body) if response.body else None
+        if response.status == 400:
+            raise InvalidInput(_message(parsed))
+        if response.status >= 300:
+            raise InferenceError(_message(parsed))
+        return parsed
+
+
+def build_runtime(settings: HandlerSettings) -> FunctionRuntime:
+    """Load the user's code (once) and make the runtime with its Triton model client."""
+    user_code = load_user_code(settings.entrypoint, settings.handler_path)
+    model = TritonModel(
+        settings.triton_url, settings.model_name, settings.model_version, timeout=settings.request_timeout
+    )
+    return FunctionRuntime(
+        user_code,
+        model,
+        function_name=settings.function_name,
+        threads=settings.threads,
+        request_timeout=settings.request_timeout,
+        bad_request_types=(InvalidInput,),
+    )
+
+
+def add_function_routes(app: FastAPI, runtime: FunctionRuntime) -> None:
+    """Register `POST /`, `POST /invoke` and the strict `GET /v2/health/ready` on kserve's app."""
+
+    async def invoke(request: Request) -> Response:
+        body = await request.body()
+        response = await runtime.invoke(
+            HttpRequest(
+                method=request.method,
+                path=request.url.path,
+                headers=dict(request.headers),
+                query=dict(request.query_params),
+                body=body,
+                source_ip=request.client.host if request.client else "",
+            )
+        )
+        return Response(content=response.body, status_code=response.status, headers=dict(response.headers))
+
+    async def ready() -> Response:
+        if await runtime.ready():
+            return Response(content=b'{"ready":true}', media_type="application/json")
+        response = error_response(503, f"model {runtime.model.model_name!r} is not ready on Triton at {runtime.model.url}")
+        return Response(content=response.body, status_code=503, media_type="application/json")
+
+    for path in INVOKE_PATHS:
+        app.add_api_route(path, invoke, methods=["POST"], include_in_schema=False)
+    app.add_api_route("/v2/health/ready", ready, methods=["GET"], include_in_schema=False)
+
+
+def serve(settings: HandlerSettings) -> None:
+    """Load the code, then serve until SIGTERM (blocks)."""
+    runtime = build_runtime(settings)
+    log.info(
+        "function %s: %s handler %s in front of model %s at %s",
+        settings.function_name, runtime.style, settings.entrypoint, settings.model_name, settings.triton_url,
+    )
+    _quiet_per_request_logs()
+    _use_uvloop()
+    add_function_routes(kserve_model_server.app, runtime)
+    server = ModelServer(
+        http_port=settings.port,
+        enable_grpc=False,
+        enable_latency_logging=False,
+        workers=1,
+    )
+    server.start([FunctionModel(runtime)])
+
+
+def _quiet_per_request_logs() -> None:
+    """kserve logs a timing line and uvicorn an access line per request; at 1000s of req/s that costs."""
+    import os
+
+    if os.environ.get("AIFN_ACCESS_LOG", "").lower() in ("1", "true", "yes"):
+        return
+    for name in ("kserve.trace", "uvicorn.access"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _use_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    # kserve's ModelServer.start asks for the current loop before asyncio.run makes its own.
+    asyncio.set_event_loop(asyncio.new_event_loop())
+
+
+def _json_bytes(payload: Any) -> bytes:
+    from .http import dumps
+
+    return dumps(payload)
+
+
+def _message(parsed: Any) -> str:
+    if isinstance(parsed, dict) and "error" in parsed:
+        return str(parsed["error"])
+    return str(parsed)

@@ -1,0 +1,154 @@
+"""The function runtime: one request in, the user's code around the model call, one response out.
+
+`FunctionRuntime.invoke` is the single code path behind `POST /` and `POST /invoke`, used by
+the kserve server in the cluster and by `aifn run`. Errors map to statuses here and only
+here: a malformed request or event -> 400 naming the part; user code raising `BadRequest`
+-> 400; the model unreachable -> 503; any other exception in user code -> 500 with the
+message (the traceback goes to the log, never to the caller).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+
+from .cloudevents import is_cloudevent, parse_cloudevent
+from .context import LambdaContext
+from .errors import BadRequest, ModelUnavailable
+from .http import HttpRequest, HttpResponse, error_response, json_response, loads
+from .lambda_events import build_event, request_id, to_response
+from .loader import LambdaHandler, TransformerHandler, UserCode
+from .model_client import TritonModel
+
+log = logging.getLogger("aifn.handler")
+
+REQUESTS = Counter("aifn_handler_requests", "Function invocations by response status", ["function", "status"])
+LATENCY = Histogram(
+    "aifn_handler_request_duration_seconds",
+    "Function invocation time, user code and model call included",
+    ["function"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+
+class FunctionRuntime:
+    """The loaded user code, the model client and the threads synchronous user code runs on."""
+
+    def __init__(
+        self,
+        user_code: UserCode,
+        model: TritonModel,
+        *,
+        function_name: str,
+        threads: int = 64,
+        request_timeout: float = 300.0,
+        bad_request_types: tuple[type[BaseException], ...] = (),
+    ) -> None:
+        self.user_code = user_code
+        self.model = model
+        self.function_name = function_name
+        self.request_timeout = request_timeout
+        self.bad_request_types = (BadRequest, *bad_request_types)
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="aifn-handler")
+
+    @property
+    def style(self) -> str:
+        """`lambda` or `kserve`."""
+        return "lambda" if isinstance(self.user_code, LambdaHandler) else "kserve"
+
+    async def ready(self) -> bool:
+        """Ready when the user code is loaded (it is, once constructed) and Triton's model is ready."""
+        return await self.model.ready()
+
+    async def invoke(self, request: HttpRequest) -> HttpResponse:
+        """Run the function for one request; never raises."""
+        started = time.perf_counter()
+        req_id = request_id(request)
+        try:
+            if isinstance(self.user_code, LambdaHandler):
+                response = await self._invoke_lambda(self.user_code, request, req_id, started)
+            else:
+                response = await self._invoke_transformer(self.user_code, request)
+        except self.bad_request_types as exc:
+            response = error_response(400, str(exc) or type(exc).__name__)
+        except ModelUnavailable as exc:
+            log.warning("request %s: %s", req_id, exc)
+            response = error_response(503, str(exc))
+        except Exception as exc:
+            log.exception("request %s: the function %s raised", req_id, self.function_name)
+            response = json_response(500, {"error": f"{type(exc).__name__}: {exc}", "requestId": req_id})
+        REQUESTS.labels(self.function_name, str(response.status)).inc()
+        LATENCY.labels(self.function_name).observe(time.perf_counter() - started)
+        return response
+
+    async def _invoke_lambda(
+        self, handler: LambdaHandler, request: HttpRequest, req_id: str, started: float
+    ) -> HttpResponse:
+        event = build_event(request, req_id)
+        context = LambdaContext(
+            model=self.model,
+            loop=asyncio.get_running_loop(),
+            function_name=self.function_name,
+            request_id=req_id,
+            deadline=time.monotonic() + self.request_timeout - (time.perf_counter() - started),
+        )
+        result = await self._call(handler.function, handler.is_async, event, context)
+        return to_response(result)
+
+    async def _invoke_transformer(self, handler: TransformerHandler, request: HttpRequest) -> HttpResponse:
+        body, headers = _transformer_input(request)
+        inputs: Any = body
+        if handler.preprocess is not None:
+            inputs = await self._call(handler.preprocess, _is_async(handler.preprocess), body, headers)
+        if not isinstance(inputs, Mapping):
+            raise TypeError(
+                f"preprocess returned {type(inputs).__name__}; it must return a mapping of model input name to array"
+            )
+        outputs: Any = await self.model.infer(inputs)
+        if handler.postprocess is not None:
+            outputs = await self._call(handler.postprocess, _is_async(handler.postprocess), outputs, headers)
+        return to_response(outputs)
+
+    async def _call(self, function: Callable[..., Any], is_async: bool, *args: Any) -> Any:
+        if is_async:
+            return await function(*args)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(function, *args))
+
+    async def close(self) -> None:
+        """Close the model client and stop the worker threads."""
+        await self.model.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _is_async(function: Callable[..., Any]) -> bool:
+    return asyncio.iscoroutinefunction(function)
+
+
+def _transformer_input(request: HttpRequest) -> tuple[Any, dict[str, str]]:
+    """The JSON body (or CloudEvent data) and headers a KServe-style preprocess receives."""
+    headers = dict(request.headers)
+    if is_cloudevent(request):
+        event = parse_cloudevent(request)
+        headers.update({f"ce-{name}": value for name, value in event.attributes.items()})
+        if event.body is None or event.is_base64:
+            raise BadRequest("CloudEvent data must be JSON for a KServe-style handler")
+        try:
+            return loads(event.body), headers
+        except ValueError as exc:
+            raise BadRequest(f"CloudEvent data is not valid JSON ({exc})") from None
+    if not request.body:
+        raise BadRequest("request body is empty; a KServe-style handler takes a JSON body")
+    if request.content_type not in ("", "application/json"):
+        raise BadRequest(f"request Content-Type {request.content_type!r}: a KServe-style handler takes application/json")
+    try:
+        return loads(request.body), headers
+    except ValueError as exc:
+        raise BadRequest(f"request body is not valid JSON ({exc})") from None
