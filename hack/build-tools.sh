@@ -4,6 +4,7 @@
 #   etcd                                              (go.etcd.io/etcd/server/v3)
 #   helm                                              (helm.sh/helm/v3)
 #   ksvc-check                                        (our program over knative.dev/serving)
+# and links Knative's Service/PingSource/Trigger/Broker CRDs (same versions) into bin/knative-crds/.
 # Each build lands in ${AIFN_TOOLS_CACHE:-~/.cache/aifn/bin}/<module>-<version>-<hash>/ and is
 # linked into bin/. A cached build costs nothing; the hash covers go.mod, go.sum, sources,
 # the Go version and the link flags, so changing any of them rebuilds.
@@ -122,5 +123,17 @@ link helm "$(build helm "$helm_dir" "$helm_version" "$helm_ldflags" helm=helm.sh
 ksvc_dir="$TOOLS/ksvc-check"
 knative_version="$(module_version "$ksvc_dir" knative.dev/serving)"
 link ksvc-check "$(build ksvc-check "$ksvc_dir" "$knative_version" "-s -w -X main.version=$knative_version" ksvc-check=.)/ksvc-check"
+
+# Knative's CRDs at the pinned versions (serving from ksvc-check's module, eventing pinned here),
+# linked into bin/knative-crds/ for the control plane to install.
+KNATIVE_EVENTING_VERSION="v0.49.2"  # Knative Eventing 1.22.2
+serving_crds="$(cd "$ksvc_dir" && go list -m -f '{{.Dir}}' knative.dev/serving)/config/core/300-resources"
+eventing_crds="$(go mod download -json "knative.dev/eventing@$KNATIVE_EVENTING_VERSION" | awk -F'"' '$2 == "Dir" {print $4}')/config/core/resources"
+mkdir -p "$BIN/knative-crds"
+ln -sfn "$serving_crds/service.yaml" "$BIN/knative-crds/serving-service.yaml"
+for crd in pingsource trigger broker; do
+  ln -sfn "$eventing_crds/$crd.yaml" "$BIN/knative-crds/eventing-$crd.yaml"
+done
+for crd in "$BIN"/knative-crds/*.yaml; do [[ -f "$crd" ]] || die "missing Knative CRD $crd"; done
 
 log "bin/: kube-apiserver kube-controller-manager kubectl etcd helm ksvc-check ready in $((SECONDS - started)) s"
