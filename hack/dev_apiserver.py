@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
     try:
         with plane:
             args.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
