@@ -21,7 +21,7 @@ CACHE="${AIFN_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/aifn/bin}"
 log() { printf 'build-tools: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-command -v go >/dev/null 2>&1 || die "Go is not on PATH; install Go >= 1.25 (https://go.dev/dl) and rerun 'make tools'"
+command -v go >/dev/null 2>&1 || die "Go is not on PATH; install Go >= 1.26 (https://go.dev/dl; or Go >= 1.21 with GOTOOLCHAIN=auto, which fetches it from the Go proxy) and rerun 'make tools'"
 mkdir -p "$CACHE" "$BIN"
 GO_VERSION="$(go env GOVERSION)"
 

@@ -31,6 +31,9 @@ def _eventually(what: str, check: Callable[[], bool], timeout: float = 60.0) -> 
 
 
 def test_apiserver_reports_the_pinned_kubernetes_version(control_plane: ControlPlane) -> None:
+    binary = control_plane.binaries.kube_apiserver.resolve()
+    if not binary.parent.name.startswith("kubernetes-v"):  # build-tools.sh names its builds so
+        pytest.skip(f"kube-apiserver comes from {binary} (KUBEBUILDER_ASSETS), not from the pinned build")
     version = json.loads(control_plane.kubectl("version", "-o", "json").stdout)
     assert version["serverVersion"]["gitVersion"] == _pinned("kubernetes", "k8s.io/kubernetes")
 
