@@ -124,8 +124,22 @@ class ControlPlane:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def start(self) -> None:
-        """Start all components, write the admin kubeconfig and install the CRDs."""
+    def start(self, attempts: int = 3) -> None:
+        """Start all components, write the admin kubeconfig and install the CRDs.
+
+        Ports are picked free but not reserved; if another process takes one first, start again.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start_once()
+                return
+            except RuntimeError as failed:
+                if "address already in use" not in str(failed) or attempt == attempts:
+                    raise
+                self._stop_components()
+                self.components.clear()
+
+    def _start_once(self) -> None:
         started = time.monotonic()
         pki_dir = self.workdir / "pki"
         pki_dir.mkdir(parents=True, exist_ok=True)
@@ -149,10 +163,13 @@ class ControlPlane:
 
     def stop(self) -> None:
         """Stop the components (controller manager first) and remove the data unless it was given."""
-        for name in reversed(list(self.components)):
-            self.components[name].stop()
+        self._stop_components()
         if self._own_workdir and self.workdir.exists():
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _stop_components(self) -> None:
+        for name in reversed(list(self.components)):
+            self.components[name].stop()
 
     def logs(self, max_bytes: int = 6000) -> str:
         """The last output of every component, for failure reports."""
@@ -165,6 +182,7 @@ class ControlPlane:
     # Components --------------------------------------------------------------------------------
 
     def _start_etcd(self) -> str:
+        shutil.rmtree(self.workdir / "etcd", ignore_errors=True)  # a fresh member on every start
         client_url = f"http://127.0.0.1:{free_port()}"
         peer_url = f"http://127.0.0.1:{free_port()}"
         etcd = self._component("etcd", [
