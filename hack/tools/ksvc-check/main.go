@@ -74,14 +74,18 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			featureMap[k] = v
 		}
 	}
-	settings := map[string]map[string]string{"--features": featureMap, "--autoscaler": {}, "--defaults": {}}
-	for name, value := range map[string]string{"--features": *features, "--autoscaler": *autoscaler, "--defaults": *defaults} {
-		if err := parseKeyValues(value, settings[name]); err != nil {
-			fmt.Fprintf(stderr, "ksvc-check: %s: %v\n", name, err)
+	autoscalerMap, defaultsMap := map[string]string{}, map[string]string{}
+	for _, setting := range []struct {
+		flag  string
+		value string
+		into  map[string]string
+	}{{"--features", *features, featureMap}, {"--autoscaler", *autoscaler, autoscalerMap}, {"--defaults", *defaults, defaultsMap}} {
+		if err := parseKeyValues(setting.value, setting.into); err != nil {
+			fmt.Fprintf(stderr, "ksvc-check: %s: %v\n", setting.flag, err)
 			return exitUsage
 		}
 	}
-	checker, err := newChecker(settings["--features"], settings["--autoscaler"], settings["--defaults"], !*allowUnknown)
+	checker, err := newChecker(featureMap, autoscalerMap, defaultsMap, !*allowUnknown)
 	if err != nil {
 		fmt.Fprintf(stderr, "ksvc-check: %v\n", err)
 		return exitUsage
