@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,14 +72,17 @@ def run(args: argparse.Namespace) -> int:
 
     def announce(endpoints: Endpoints) -> None:
         grpc = f", gRPC at {endpoints.grpc}" if endpoints.grpc else ""
+        warm = fn.spec.scaling.min_replicas
+        replicas = f"{warm} Triton replica(s) kept warm" if warm else "no Triton runs until the first request"
         print(
             f"aifn run: serving function {fn.name} (model {fn.spec.model.name}) at {endpoints.http}{grpc}; "
-            f"no Triton runs until the first request; replica logs in {endpoints.log_dir}",
+            f"{replicas}; replica logs in {endpoints.log_dir}",
             flush=True,
         )
 
     try:
-        asyncio.run(serve(fn, repository, options, on_ready=announce))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(serve(fn, repository, options, on_ready=announce))
     except TritonUnavailable as exc:
         print(f"aifn run: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
@@ -87,6 +91,15 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_UNAVAILABLE
     print("aifn run: stopped", flush=True)
     return 0
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (a faster gateway), else asyncio's."""
+    try:
+        import uvloop  # noqa: PLC0415 - optional
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def _duration(text: str) -> float:
