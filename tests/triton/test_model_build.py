@@ -1,6 +1,6 @@
 """`make models` (model_repo/build.py) reproduces the committed digits artifact and its figures.
 
-No Triton needed: these retrain the CNN with torch (about 15 s on one core).
+No Triton needed; the --check test retrains the CNN with torch (about 15 s on one core).
 """
 
 from __future__ import annotations
@@ -18,18 +18,16 @@ ARTIFACT = MODEL_REPO / "digits" / "1" / "model.pt"
 pytestmark = pytest.mark.slow
 
 
-def test_retraining_reproduces_the_committed_artifact_and_metrics(digits_training, tmp_path: Path):
-    metrics = digits_training.export(tmp_path / "model.pt")
+def test_metrics_describe_the_committed_artifact(digits_training):
     committed = json.loads((MODEL_REPO / "digits" / "metrics.json").read_text())
-    assert metrics["artifact_digest"] == digits_training.archive_digest(ARTIFACT), (
-        "retraining gave different weights than the committed model.pt; run `make models` and commit"
+    assert committed["artifact_digest"] == digits_training.archive_digest(ARTIFACT), (
+        "metrics.json and model.pt disagree: commit both from one `make models` run"
     )
-    for key in ("accuracy_held_out", "accuracy_all_1797", "accuracy_train", "parameters", "artifact_digest"):
-        assert metrics[key] == committed[key], key
-    assert metrics["accuracy_held_out"] >= 0.97
+    assert committed["accuracy_held_out"] >= 0.97
+    assert committed["split"]["held_out_size"] == 360
 
 
-def test_build_check_command(tmp_path: Path):
+def test_make_models_retrains_to_the_committed_artifact():
     result = subprocess.run(
         [sys.executable, str(MODEL_REPO / "build.py"), "--check"], capture_output=True, text=True, timeout=300
     )
