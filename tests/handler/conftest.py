@@ -97,8 +97,8 @@ def handler_env(code_dir: Path, entrypoint: str, triton_url: str, port: int, **e
         AIFN_MODEL_NAME="digits",
         AIFN_FUNCTION_NAME="digits-fn",
         PORT=str(port),
-        **extra,
     )
+    env.update(extra)
     return env
 
 
