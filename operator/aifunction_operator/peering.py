@@ -7,8 +7,15 @@ The CRDs are in `crds/kopf-peering.yaml`.
 
 from __future__ import annotations
 
+import getpass
 import logging
-from collections.abc import Sequence
+import os
+import secrets
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from .apply import CLUSTER_PEERINGS, NAMESPACED_PEERINGS, ApiError, Kube
 
@@ -55,3 +62,58 @@ def _ensure_one(kube: Kube, name: str, namespace: str | None) -> None:
         if exc.status == 403:
             raise PeeringUnavailable(f"{kind} {name!r} does not exist and the operator may not create it: {exc.message}") from None
         raise
+
+
+def own_identity() -> str:
+    """This process's name among its peers: the pod name in a cluster, else user@host/start/random."""
+    pod = os.environ.get("POD_ID")
+    if pod:
+        return pod
+    started = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    return f"{getpass.getuser()}@{socket.gethostname()}/{started}/{secrets.token_hex(2)}"
+
+
+@dataclass(frozen=True)
+class PeeringGate:
+    """Whether this replica is the one kopf lets work, for work the operator starts on its own.
+
+    kopf pauses its watches while a live peer of higher or equal priority exists; the
+    operator's own triggers (Knative settings changes, the periodic re-check) ask this first.
+    """
+
+    kube: Kube | None  # None: standalone, always active
+    name: str = ""
+    namespaces: tuple[str, ...] = ()
+    identity: str = ""
+    priority: int = 0
+
+    def active(self, now: datetime | None = None) -> bool:
+        if self.kube is None:
+            return True
+        now = now or datetime.now(UTC)
+        for namespace in self.namespaces or (None,):
+            resource = NAMESPACED_PEERINGS if namespace else CLUSTER_PEERINGS
+            try:
+                obj = self.kube.get(resource, namespace, self.name) or {}
+            except ApiError as exc:
+                log.warning("cannot read peering %r: %s; assuming another replica works", self.name, exc)
+                return False
+            if not peers_allow(obj.get("status") or {}, self.identity, self.priority, now):
+                return False
+        return True
+
+
+def peers_allow(peers: Mapping[str, Any], identity: str, priority: int, now: datetime) -> bool:
+    """kopf's rule: work only while no other live peer has a priority as high as ours."""
+    for peer, info in peers.items():
+        if peer == identity or not isinstance(info, Mapping):
+            continue
+        try:
+            lastseen = info.get("lastseen")
+            seen = now if lastseen is None else datetime.fromisoformat(str(lastseen).replace("Z", "+00:00"))
+            alive = seen + timedelta(seconds=int(info.get("lifetime", 60))) > now
+        except ValueError:
+            continue
+        if alive and int(info.get("priority", 0)) >= priority:
+            return False
+    return True

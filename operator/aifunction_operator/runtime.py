@@ -18,6 +18,7 @@ from typing import Any
 from .apply import CONFIGMAPS, ApiError, Kube
 from .config import OperatorConfig
 from .observability import Metrics
+from .peering import PeeringGate
 from .preflight import AUTOSCALER_CONFIGMAP, FEATURES_CONFIGMAP
 from .reconcile import KnativeSettings, Outcome, reconcile
 from .status import summary
@@ -59,6 +60,7 @@ class Runtime:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aifn-reconcile")
         self._stop = threading.Event()
         self.knative_loaded = threading.Event()
+        self.gate = PeeringGate(None)
 
     # --- caches -------------------------------------------------------------------------
     def remember(self, body: Mapping[str, Any]) -> None:
@@ -119,7 +121,11 @@ class Runtime:
             return outcome
 
     async def reconcile_all(self) -> None:
-        """Re-check every known function (after Knative's settings changed)."""
+        """Re-check every known function (after Knative's settings changed), if this replica is the active one."""
+        loop = asyncio.get_running_loop()
+        if not await loop.run_in_executor(self._executor, self.gate.active):
+            log.info("another replica is active; leaving the re-check to it")
+            return
         results = await asyncio.gather(*(self.reconcile(key) for key in list(self.functions)), return_exceptions=True)
         for error in (r for r in results if isinstance(r, Exception)):
             log.warning("re-check after a Knative settings change failed: %s", error)

@@ -89,7 +89,7 @@ async def _main(options: OperatorOptions, config: OperatorConfig) -> None:
     from .. import handlers
     from ..apply import Kube, load_api_client
     from ..observability import Metrics, health_app, metrics_app, serve
-    from ..peering import ensure_peering
+    from ..peering import PeeringGate, ensure_peering, own_identity
     from ..runtime import Runtime
 
     if os.environ.get("POD_NAME") and not os.environ.get("POD_ID"):
@@ -104,6 +104,9 @@ async def _main(options: OperatorOptions, config: OperatorConfig) -> None:
     settings.peering.priority = options.priority if options.priority is not None else random.randint(1, 1_000_000)
 
     peering_name, standalone = await asyncio.to_thread(ensure_peering, kube, options.peering, options.standalone, options.namespaces)
+    identity = own_identity()
+    if not standalone:
+        runtime.gate = PeeringGate(kube, peering_name or "", options.namespaces, identity, settings.peering.priority)
     ready = asyncio.Event()
     runners = []
     if options.health_port:
@@ -124,6 +127,7 @@ async def _main(options: OperatorOptions, config: OperatorConfig) -> None:
             standalone=standalone,
             peering_name=peering_name,
             priority=settings.peering.priority,
+            identity=identity,  # type: ignore[arg-type]  # kopf's Identity is a NewType of str
             ready_flag=ready,
         )
     finally:
