@@ -15,7 +15,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from .autoscaler import Autoscaler, ScalingPolicy
@@ -57,6 +57,8 @@ class ReplicaPool:
         self.startup_timeout = startup_timeout
         self.replicas: list[Replica] = []
         self.last_cold_start: dict[str, object] | None = None
+        # Called before a replica is stopped (e.g. to close client connections to it).
+        self.before_stop: list[Callable[[Replica], Awaitable[None]]] = []
         self.new_process = new_process
         self._tick = tick
         self._clock = clock
@@ -64,6 +66,7 @@ class ReplicaPool:
         self._waiters: deque[asyncio.Future[Replica]] = deque()
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._starting: set[asyncio.Task[None]] = set()
         self._next_id = 1
         self._backoff_until = 0.0
         self._closing = False
@@ -156,10 +159,10 @@ class ReplicaPool:
         deadline = self._clock() + drain_timeout
         while self.in_flight and self._clock() < deadline:
             await asyncio.sleep(0.05)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.gather(*(r.stop(grace=5.0) for r in self.replicas), return_exceptions=True)
+        for task in list(self._starting):
+            task.cancel()  # replicas still starting are stopped below with the others
+        await asyncio.gather(*self._tasks, return_exceptions=True)  # stops already under way finish
+        await asyncio.gather(*(self._stop(r, grace=5.0) for r in self.replicas), return_exceptions=True)
         self.replicas.clear()
         self._publish()
 
@@ -210,7 +213,7 @@ class ReplicaPool:
                 "replica %d (pid %s) exited with status %s; %d requests in flight fail, a new replica starts on demand",
                 replica.id, replica.process.pid, replica.process.returncode, replica.in_flight,
             )
-            self._spawn(replica.stop(grace=0.0))
+            self._spawn(self._stop(replica, grace=0.0))
 
     def _launch(self, from_zero: bool) -> None:
         replica = Replica(self._next_id, self.new_process(self._next_id), from_zero=from_zero)
@@ -218,7 +221,9 @@ class ReplicaPool:
         self.replicas.append(replica)
         self.metrics.cold_starts.labels(self.metrics.function, str(from_zero).lower()).inc()
         log.info("replica %d starting (%s)", replica.id, "scale from zero" if from_zero else "scale up")
-        self._spawn(self._start(replica))
+        task = self._spawn(self._start(replica))
+        self._starting.add(task)
+        task.add_done_callback(self._starting.discard)
 
     async def _start(self, replica: Replica) -> None:
         try:
@@ -227,7 +232,7 @@ class ReplicaPool:
             replica.state = State.FAILED
             if replica in self.replicas:
                 self.replicas.remove(replica)
-            await replica.stop(grace=0.0)
+            await self._stop(replica, grace=0.0)
             self.metrics.replica_failures.labels(self.metrics.function).inc()
             self._backoff_until = self._clock() + START_FAILURE_BACKOFF
             log.error("replica %d failed to start: %s", replica.id, exc)
@@ -240,15 +245,18 @@ class ReplicaPool:
         self._dispatch()
         self._wake.set()
 
-    async def _stop(self, replica: Replica) -> None:
-        await replica.stop()
+    async def _stop(self, replica: Replica, grace: float = 10.0) -> None:
+        for hook in self.before_stop:
+            await hook(replica)
+        await replica.stop(grace=grace)
         log.info("replica %d stopped", replica.id)
         self._publish()
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def _pick(self) -> Replica | None:
         limit = self.policy.container_concurrency

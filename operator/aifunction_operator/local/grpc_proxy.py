@@ -1,0 +1,198 @@
+"""The gRPC side of the gateway, for functions whose protocol is grpc: Triton's GRPCInferenceService, proxied.
+
+Messages pass through as bytes; only the request's `model_name` is read (to refuse other
+models with NOT_FOUND without starting Triton). Health (ServerLive, ServerReady and the
+standard grpc.health.v1 Check) is answered here, as the HTTP gateway does; model calls go
+through the same pool as HTTP (queue, cold start, least-loaded routing); a stream keeps one
+replica for its whole life. Repository, shared-memory, trace and log calls are not exposed
+(UNIMPLEMENTED): the gateway is the only door and loads nothing but the function's model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+from tritonclient.grpc import service_pb2
+
+from .pool import ReplicaPool, Unavailable
+from .replicas import Replica
+
+log = logging.getLogger("aifn.run")
+
+SERVICE = "/inference.GRPCInferenceService/"
+MODEL_METHODS = {
+    "ModelReady": service_pb2.ModelReadyRequest,
+    "ModelMetadata": service_pb2.ModelMetadataRequest,
+    "ModelInfer": service_pb2.ModelInferRequest,
+    "ModelConfig": service_pb2.ModelConfigRequest,
+    "ModelStatistics": service_pb2.ModelStatisticsRequest,
+}
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+SERVING = b"\x08\x01"  # grpc.health.v1.HealthCheckResponse{status: SERVING}, encoded
+MAX_MESSAGE = 64 * 1024 * 1024
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+class GrpcProxy:
+    """A grpc.aio server proxying one model's Triton gRPC API to the pool's replicas."""
+
+    def __init__(self, model_name: str, pool: ReplicaPool, max_message_bytes: int = MAX_MESSAGE) -> None:
+        self.model_name = model_name
+        self.pool = pool
+        self.max_message_bytes = max_message_bytes
+        self._channels: dict[int, grpc.aio.Channel] = {}
+        self._server: grpc.aio.Server | None = None
+        pool.before_stop.append(self._forget)
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen on host:port (0 picks a port); returns the port."""
+        options = [("grpc.max_receive_message_length", self.max_message_bytes),
+                   ("grpc.max_send_message_length", self.max_message_bytes)]
+        self._server = grpc.aio.server(options=options)
+        self._server.add_generic_rpc_handlers([_Handler(self)])
+        bound = self._server.add_insecure_port(f"{host}:{port}")
+        await self._server.start()
+        return bound
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop(grace=2.0)
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+
+    async def unary(self, method: str, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        """A model call: check the model name, take a replica, forward the bytes."""
+        await self._check_model(method, request, context)
+        replica = await self._acquire(context)
+        try:
+            call = self._channel(replica).unary_unary(SERVICE + method, _identity, _identity)
+            response: bytes = await call(request, metadata=_forwarded(context))
+            self.pool.record_response(replica)
+            return response
+        except grpc.aio.AioRpcError as exc:
+            await self._relay(exc, replica, context)
+            raise  # unreachable: _relay aborts
+        finally:
+            self.pool.release(replica)
+
+    async def stream(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        """ModelStreamInfer: one replica for the whole stream; every request's model is checked."""
+        replica = await self._acquire(context)
+        try:
+            call = self._channel(replica).stream_stream(SERVICE + "ModelStreamInfer", _identity, _identity)
+
+            async def checked() -> AsyncIterator[bytes]:
+                async for request in requests:
+                    await self._check_model("ModelInfer", request, context)
+                    yield request
+
+            try:
+                async for response in call(checked(), metadata=_forwarded(context)):
+                    yield response
+            except grpc.aio.AioRpcError as exc:
+                await self._relay(exc, replica, context)
+        finally:
+            self.pool.release(replica)
+
+    async def _check_model(self, method: str, request: bytes, context: grpc.aio.ServicerContext) -> None:
+        message = MODEL_METHODS[method]()
+        try:
+            message.ParseFromString(request)
+        except Exception:  # noqa: BLE001 - protobuf's DecodeError and friends
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{method}: the request is not a valid {type(message).__name__}")
+        name = message.model_name if method == "ModelInfer" else message.name
+        if name != self.model_name and not (method == "ModelStatistics" and name == ""):
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"unknown model '{name}': this function serves model '{self.model_name}'"
+            )
+
+    async def _acquire(self, context: grpc.aio.ServicerContext) -> Replica:
+        try:
+            return await self.pool.acquire()
+        except Unavailable as exc:
+            context.set_trailing_metadata((("retry-after", str(exc.retry_after)),))
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            raise  # unreachable: abort raises
+
+    async def _relay(self, exc: grpc.aio.AioRpcError, replica: Replica, context: grpc.aio.ServicerContext) -> None:
+        if exc.code() == grpc.StatusCode.UNAVAILABLE:
+            self.pool.report_broken(replica)
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"Triton replica {replica.id} failed while serving the request ({exc.details()}); it is replaced on the next request",
+            )
+        await context.abort(exc.code(), exc.details() or exc.code().name)
+
+    def _channel(self, replica: Replica) -> grpc.aio.Channel:
+        channel = self._channels.get(replica.id)
+        if channel is None:
+            options = [("grpc.max_receive_message_length", self.max_message_bytes),
+                       ("grpc.max_send_message_length", self.max_message_bytes)]
+            channel = grpc.aio.insecure_channel(replica.process.grpc_url, options=options)
+            self._channels[replica.id] = channel
+        return channel
+
+    async def _forget(self, replica: Replica) -> None:
+        """Close the channel to a replica that is about to stop (Triton waits for open connections)."""
+        channel = self._channels.pop(replica.id, None)
+        if channel is not None:
+            await channel.close()
+
+
+class _Handler(grpc.GenericRpcHandler):
+    """Routes every method name of the Triton service (and health) to the proxy."""
+
+    def __init__(self, proxy: GrpcProxy) -> None:
+        self.proxy = proxy
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        if method == HEALTH_CHECK:
+            return _constant(SERVING)
+        if not method.startswith(SERVICE):
+            return None  # UNIMPLEMENTED
+        name = method[len(SERVICE):]
+        if name == "ServerLive":
+            return _constant(service_pb2.ServerLiveResponse(live=True).SerializeToString())
+        if name == "ServerReady":
+            return _constant(service_pb2.ServerReadyResponse(ready=True).SerializeToString())
+        if name == "ServerMetadata":
+            return _constant(service_pb2.ServerMetadataResponse(name="aifn", version="v2").SerializeToString())
+        if name in MODEL_METHODS:
+            proxy = self.proxy
+
+            async def model_call(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+                return await proxy.unary(name, request, context)
+
+            return grpc.unary_unary_rpc_method_handler(model_call, _identity, _identity)
+        if name == "ModelStreamInfer":
+            return grpc.stream_stream_rpc_method_handler(self.proxy.stream, _identity, _identity)
+
+        async def not_exposed(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{name} is not exposed by the aifn gateway")
+            return b""
+
+        return grpc.unary_unary_rpc_method_handler(not_exposed, _identity, _identity)
+
+
+def _constant(payload: bytes) -> grpc.RpcMethodHandler:
+    """A handler answering every request with the same encoded message."""
+
+    async def answer(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        return payload
+
+    return grpc.unary_unary_rpc_method_handler(answer, _identity, _identity)
+
+
+def _forwarded(context: grpc.aio.ServicerContext) -> tuple[tuple[str, str], ...]:
+    """Client metadata worth passing on (not HTTP/2 pseudo-headers or grpc internals)."""
+    return tuple(
+        (key, value) for key, value in context.invocation_metadata() or ()
+        if not key.startswith((":", "grpc-")) and key not in ("user-agent", "te", "content-type") and isinstance(value, str)
+    )
