@@ -292,6 +292,21 @@ def test_helm_install_creates_the_operator(control_plane: Any, namespace: str, k
     assert control_plane.kubectl("get", "deployment", fullname, "-n", namespace, check=False).returncode != 0
 
 
+def test_install_before_knative_skips_the_config_role_until_upgrade(control_plane: Any, namespace: str, release: str) -> None:
+    knative = f"{namespace[:50]}-kn"  # not created yet: Knative is "not installed"
+    result = install(control_plane, release, namespace, {"operator.knativeNamespace": knative})
+    assert f"WARNING: namespace {knative} does not exist" in result.stdout
+    assert control_plane.get_json("deployment", f"{release}-aifunction-operator", "-n", namespace)
+    control_plane.kubectl("create", "namespace", knative)
+    try:
+        upgraded = helm("upgrade", release, str(CHART), "--namespace", namespace, "--reuse-values", kubeconfig=control_plane.kubeconfig)
+        assert "WARNING" not in upgraded.stdout
+        role = control_plane.get_json("role", f"{release}-aifunction-operator-knative-config", "-n", knative)
+        assert rules_of(role) == KNATIVE_CONFIG
+    finally:
+        control_plane.kubectl("delete", "namespace", knative, "--wait=false", check=False)
+
+
 def _dockerfile_entrypoint() -> list[str]:
     for line in (ROOT / "Dockerfile").read_text().splitlines():
         if line.startswith("ENTRYPOINT"):

@@ -74,3 +74,9 @@ annotations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
+
+{{/* "true" unless Helm is talking to a cluster that lacks operator.knativeNamespace. */}}
+{{- define "aifn.knativeNamespaceUsable" -}}
+{{- $online := lookup "v1" "Namespace" "" "kube-system" }}
+{{- if or (not $online) (lookup "v1" "Namespace" "" .Values.operator.knativeNamespace) }}true{{ end }}
+{{- end }}
