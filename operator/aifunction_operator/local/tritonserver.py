@@ -33,7 +33,6 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -107,8 +106,14 @@ def find_triton(cache_root: Path | None = None) -> TritonInstall:
                 f"{needed} is missing from the nvidia-pytriton wheel (Python {python_version}); {CONTAINER_HINT}"
             )
     version = metadata.version("nvidia-pytriton")
-    root = (cache_root or _default_cache_root()) / f"pytriton-{version}-py{python_version}"
-    backends_dir = _prepare_backends(dist / "backends" / "python", stub, root / "backends")
+    key = f"pytriton-{version}-py{python_version}"
+    try:
+        backends_dir = _prepare_backends(
+            dist / "backends" / "python", stub, (cache_root or _default_cache_root()) / key / "backends"
+        )
+    except OSError:  # e.g. a read-only home directory: fall back to a private temp directory
+        fallback = Path(tempfile.gettempdir()) / f"aifn-triton-{os.getuid()}" / key / "backends"
+        backends_dir = _prepare_backends(dist / "backends" / "python", stub, fallback)
     libs = dist.parent.parent / "nvidia_pytriton.libs"
     library_dirs = tuple(
         p for p in (Path(str(sysconfig.get_config_var("LIBDIR"))), libs, dist / "lib") if p.is_dir()
@@ -131,7 +136,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def free_ports(host: str = "127.0.0.1") -> TritonPorts:
-    """Three distinct free ports for HTTP, gRPC and metrics, bound to `host`."""
+    """Three distinct free ports for HTTP, gRPC and metrics, bound to `host`.
+
+    Another process may take one before Triton binds it; Triton then exits and wait_ready()
+    raises TritonStartError, after which a caller can retry with fresh ports.
+    """
     ports: set[int] = set()
     while len(ports) < 3:
         ports.add(free_port(host))
@@ -267,8 +276,12 @@ class TritonProcess:
             except subprocess.TimeoutExpired:
                 _signal_group(proc.pid, signal.SIGKILL)
                 proc.wait()
-        # Stubs that outlived the server (e.g. after a crash) die with the group.
+        # Stubs that outlived the server (e.g. after a crash) die with the group; wait until
+        # the kernel has taken them down so that "stopped" means no process is left.
         _signal_group(proc.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5.0
+        while process_group_pids(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
         _RUNNING.discard(self)
         return proc.returncode
 
@@ -303,7 +316,9 @@ class TritonProcess:
             return False
 
 
-_RUNNING: weakref.WeakSet[TritonProcess] = weakref.WeakSet()
+# Strong references: a started server is stopped at interpreter exit even if its owner
+# dropped the TritonProcess without calling stop().
+_RUNNING: set[TritonProcess] = set()
 
 
 @atexit.register
