@@ -1,0 +1,59 @@
+"""`aifn run examples/digits.yaml` as a user starts it, and `aifn invoke` against it (real Triton)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from .conftest import digits_request
+
+pytestmark = [pytest.mark.triton, pytest.mark.slow, pytest.mark.timeout(240)]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def invoke(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "aifunction_operator", "invoke", *args],
+                          capture_output=True, text=True, timeout=180)
+
+
+def test_invoke_the_example_function(run_function, tmp_path: Path) -> None:
+    run = run_function(function_file=ROOT / "examples" / "digits.yaml")
+    assert run.triton_pids() == []
+    digits = load_digits()
+    npy = tmp_path / "digits.npy"
+    np.save(npy, digits.images[:5].astype(np.float32))
+
+    by_file = invoke(str(ROOT / "examples" / "digits.yaml"), "--url", run.url, "-i", f"image={npy}", "-o", "json")
+    assert by_file.returncode == 0, by_file.stderr
+    outputs = json.loads(by_file.stdout)
+    assert np.array(outputs["label"]["data"]).reshape(-1).tolist() == digits.target[:5].tolist()
+    assert outputs["probabilities"]["shape"] == [5, 10]
+
+    request = tmp_path / "request.json"
+    request.write_bytes(digits_request(digits.images[5:7].tolist()))
+    by_url = invoke(run.url, "--request", str(request))
+    assert by_url.returncode == 0, by_url.stderr
+    assert "label int64 [2, 1]" in by_url.stdout
+
+    wrong_shape = invoke(run.url, "-i", "image=[[1, 2, 3]]")
+    assert wrong_shape.returncode == 1 and "unexpected shape for input 'image'" in wrong_shape.stderr
+    wrong_input = invoke(run.url, "-i", "pixels=[1]")
+    assert wrong_input.returncode == 2 and "has inputs image" in wrong_input.stderr
+    unknown = invoke(run.url, "--model", "nosuch", "-i", "image=[1]")
+    assert unknown.returncode == 1 and "unknown model 'nosuch'" in unknown.stderr
+    policy = run.status()["policy"]
+    assert (policy["max_replicas"], policy["target_concurrency"], policy["container_concurrency"]) == (3, 4.0, 16)
+    assert policy["scale_to_zero_after"] == 60.0  # default --idle-timeout 60s over scaleToZeroRetention 30s
+
+
+def test_invoke_reports_an_unreachable_function() -> None:
+    done = invoke("http://127.0.0.1:9", "--model", "digits", "-i", "image=[1]", "--timeout", "5")
+    assert done.returncode == 1
+    assert "http://127.0.0.1:9" in done.stderr
