@@ -105,3 +105,17 @@ def test_ctrl_c_stops_gateway_and_every_replica(run_function) -> None:
     for pid in pids:
         assert not group_members(pid), f"replica group {pid} survived Ctrl-C: {group_members(pid)}"
     assert "aifn run: stopped" in run.log()
+
+
+def test_model_that_cannot_load_answers_503_naming_the_cause(run_function) -> None:
+    run = run_function(model="broken", repository=TEST_MODELS, args=("--idle-timeout", "30s"))
+    body = json.dumps({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]}]}).encode()
+    started = time.monotonic()
+    response = run.post("/v2/models/broken/infer", body)
+    assert response.status == 503, response.body
+    assert time.monotonic() - started < 60, "the request waited for startupTimeout instead of failing with the start"
+    assert "Retry-After" in response.headers
+    assert "Triton could not start" in response.json()["error"]
+    assert "the weights file is missing" in run.log()
+    assert run.get("/v2/health/live").status == 200
+    wait_for(lambda: run.triton_pids() == [], 15, "the failed replica to be gone")
