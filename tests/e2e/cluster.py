@@ -206,7 +206,7 @@ def advertise_fake_gpu(kube: Kube, count: int = 1) -> str:
     nodes = kube.get("nodes", selector=GPU_NODE_LABEL)["items"]
     assert len(nodes) == 1, "kind-config.yaml should have one GPU-labelled worker"
     node = nodes[0]["metadata"]["name"]
-    patch = [{"op": "add", "path": "/status/capacity/nvidia.com~1gpu", "value": str(count)}]
+    patch = [{"op": "add", "path": f"/status/{field}/nvidia.com~1gpu", "value": str(count)} for field in ("capacity", "allocatable")]
     kube.kubectl("patch", "node", node, "--subresource=status", "--type=json", "-p", json.dumps(patch))
     wait_until(lambda: (kube.get("node", node)["status"].get("allocatable") or {}).get("nvidia.com/gpu") == str(count), 60, "the fake GPU to be allocatable")
     return node
