@@ -116,6 +116,7 @@ def test_model_that_cannot_load_answers_503_naming_the_cause(run_function) -> No
     assert time.monotonic() - started < 60, "the request waited for startupTimeout instead of failing with the start"
     assert "Retry-After" in response.headers
     assert "Triton could not start" in response.json()["error"]
+    assert "failed to load 'broken' version 1: Internal: RuntimeError: broken test model" in response.json()["error"]
     assert "the weights file is missing" in run.log()
     assert run.get("/v2/health/live").status == 200
     wait_for(lambda: run.triton_pids() == [], 15, "the failed replica to be gone")

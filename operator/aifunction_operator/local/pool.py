@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
@@ -27,6 +28,15 @@ log = logging.getLogger("aifn.run")
 
 START_FAILURE_BACKOFF = 2.0
 DEFAULT_RETRY_AFTER = 2
+
+
+_LOAD_FAILURE = re.compile(r'^E\d{4} [^\]]*\] "(failed to load .*?)(?:\\n|"$)')
+
+
+def start_failure(message: str, log_text: str) -> str:
+    """The first line of a start error, plus Triton's own 'failed to load' line from its log when there is one."""
+    reasons = [m.group(1) for m in map(_LOAD_FAILURE.match, log_text.splitlines()) if m]
+    return message.splitlines()[0].rstrip(":") + (f": {reasons[-1]}" if reasons else "")
 
 
 class Unavailable(Exception):
@@ -237,8 +247,10 @@ class ReplicaPool:
             self._backoff_until = self._clock() + START_FAILURE_BACKOFF
             log.error("replica %d failed to start: %s", replica.id, exc)
             if not any(r.state in (State.STARTING, State.READY) for r in self.replicas):
-                first_line = str(exc).splitlines()[0]
-                self._fail_waiters(Unavailable(f"Triton could not start: {first_line}", math.ceil(START_FAILURE_BACKOFF)))
+                self._fail_waiters(Unavailable(
+                    f"Triton could not start: {start_failure(str(exc), replica.process.log_tail(100_000))}",
+                    math.ceil(START_FAILURE_BACKOFF),
+                ))
             return
         self.metrics.cold_start_seconds.labels(self.metrics.function).observe(replica.cold_start.model_ready or 0.0)
         log.info("replica %d ready (pid %d): %s", replica.id, replica.process.pid or 0, replica.cold_start.describe())
