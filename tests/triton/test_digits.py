@@ -152,10 +152,13 @@ def test_one_bad_request_does_not_fail_its_batch_neighbours(http, digits_server,
     assert digits_server.is_ready()
 
 
-def test_served_config_is_python_backend_batched_and_cpu_here(http):
+def test_served_config_is_python_backend_batched_and_on_the_right_device(http):
+    import torch
+
     config = http.get_model_config(MODEL)
     assert config["backend"] == "python"
     assert config["max_batch_size"] >= 64
     assert "dynamic_batching" in config
-    # KIND_AUTO resolves to CPU on a machine without GPUs (and to GPU where Triton sees one).
-    assert [group["kind"] for group in config["instance_group"]] == ["KIND_CPU"]
+    # KIND_AUTO resolves to KIND_CPU on a machine without GPUs, to KIND_GPU where Triton sees one.
+    expected = "KIND_GPU" if torch.cuda.is_available() else "KIND_CPU"
+    assert [group["kind"] for group in config["instance_group"]] == [expected]
