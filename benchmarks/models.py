@@ -173,9 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     if "minilm" in models and not (MODEL_REPO / "minilm" / "1" / "weights" / "model.safetensors").is_file():
         parser.error("minilm weights are missing: run `make models` first")
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
-          f"{args.seconds:g} s per scenario; Triton instances on CPU, 1 torch thread each")
+          f"{args.seconds:g} s per scenario; Triton instances on CPU, 1 torch thread each; "
+          f"load average before: {os.getloadavg()[0]:.1f}")
     figures = [f for model in models for f in bench_model(model, args.seconds)]
     print_table(figures)
+    print(f"load average after: {os.getloadavg()[0]:.1f} (other work on the machine skews the figures)")
     if args.json:
         args.json.write_text(json.dumps([asdict(f) for f in figures], indent=2) + "\n")
     return 0
