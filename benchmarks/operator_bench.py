@@ -14,6 +14,7 @@ Needs `make tools` (bin/). Prints one table; nothing here is a test.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -49,6 +50,7 @@ class Run:
     p50: float
     p99: float
     peak_rss_mib: float
+    cpu_seconds: float  # operator user+system CPU time for the run
     direct_seconds: float  # N pre-rendered Services applied directly
 
 
@@ -96,6 +98,11 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def in_parallel(items: list[Any], call: Callable[[Any], Any]) -> float:
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=THREADS) as pool:
@@ -116,6 +123,7 @@ def bench(plane: ControlPlane, kube: TestClient, n: int, workdir: Path) -> Run:
         kube.create_function(namespace, body)
         created[body["metadata"]["name"]] = time.monotonic()
 
+    cpu_before = cpu_seconds(operator.pid)
     first = time.monotonic()
     create_seconds = in_parallel(bodies, create)
     wait_for(f"{n} Services", lambda: len(services.seen) >= n, timeout=60 + n * 0.5, interval=0.2, on_timeout=operator.log_tail)
@@ -124,6 +132,7 @@ def bench(plane: ControlPlane, kube: TestClient, n: int, workdir: Path) -> Run:
     all_status = time.monotonic() - first
     latencies = [services.seen[name] - created[name] for name in created]
     rss = peak_rss_mib(operator.pid)
+    cpu = cpu_seconds(operator.pid) - cpu_before
     services.stop()
     operator.stop()
 
@@ -138,7 +147,7 @@ def bench(plane: ControlPlane, kube: TestClient, n: int, workdir: Path) -> Run:
     assert len(kube.list_services(direct_ns)) == n
     for ns in (namespace, direct_ns):
         plane.kubectl("delete", "namespace", ns, "--wait=false")
-    return Run(n, create_seconds, all_services, all_status, statistics.median(latencies), percentile(latencies, 0.99), rss, direct)
+    return Run(n, create_seconds, all_services, all_status, statistics.median(latencies), percentile(latencies, 0.99), rss, cpu, direct)
 
 
 def main() -> int:
@@ -150,12 +159,13 @@ def main() -> int:
         kube = TestClient(plane.kubeconfig, pool_size=THREADS * 2)
         runs = [bench(plane, kube, n, Path(tmp)) for n in sizes]
     print(f"\nOperator benchmark ({THREADS} client threads, real etcd + kube-apiserver, all on this machine)")
-    header = f"{'N':>6} {'create N fns':>13} {'all Services':>13} {'all status':>11} {'fn/s':>7} {'p50 lat':>8} {'p99 lat':>8} {'op RSS':>8} {'direct N ksvc':>14} {'direct/s':>9} {'ratio':>6}"
+    header = f"{'N':>6} {'create N fns':>13} {'all Services':>13} {'all status':>11} {'fn/s':>7} {'p50 lat':>8} {'p99 lat':>8} {'op RSS':>8} {'op CPU':>7} {'direct N ksvc':>14} {'direct/s':>9} {'ratio':>6}"
     print(header)
     print("-" * len(header))
     for r in runs:
-        print(f"{r.n:>6} {r.create_seconds:>12.2f}s {r.all_services_seconds:>12.2f}s {r.all_status_seconds:>10.2f}s {r.n / r.all_services_seconds:>7.1f} {r.p50:>7.3f}s {r.p99:>7.3f}s {r.peak_rss_mib:>5.0f}MiB {r.direct_seconds:>13.2f}s {r.n / r.direct_seconds:>9.1f} {r.all_services_seconds / r.direct_seconds:>5.1f}x")
+        print(f"{r.n:>6} {r.create_seconds:>12.2f}s {r.all_services_seconds:>12.2f}s {r.all_status_seconds:>10.2f}s {r.n / r.all_services_seconds:>7.1f} {r.p50:>7.3f}s {r.p99:>7.3f}s {r.peak_rss_mib:>5.0f}MiB {r.cpu_seconds:>6.1f}s {r.direct_seconds:>13.2f}s {r.n / r.direct_seconds:>9.1f} {r.all_services_seconds / r.direct_seconds:>5.1f}x")
     print("\nall Services: first AIFunction create -> last Knative Service seen by a watch; latency: a function's create -> its Service seen;")
+    print("op CPU: the operator's user+system CPU seconds during the run (2 cores are shared with etcd, the apiserver and the client).")
     print("direct: the same N rendered Services server-side applied by one client (8 threads); ratio = all Services / direct.")
     return 0
 

@@ -1,7 +1,8 @@
 """The operator with only the Helm chart's RBAC (a ServiceAccount identity): a missing permission fails here.
 
-The chart's ServiceAccount, (Cluster)Role and bindings are rendered by `helm template` and applied;
-the operator runs with a TokenRequest token of that ServiceAccount, in both chart modes.
+The chart's ServiceAccount, (Cluster)Role and bindings are rendered by `helm template` and applied
+(both chart modes), or built from the rules docs/operator.md lists; the operator runs with a
+TokenRequest token of that ServiceAccount.
 """
 
 from __future__ import annotations
@@ -22,6 +23,29 @@ from support.operator_process import wait_for
 pytestmark = pytest.mark.integration
 CHART = ROOT / "charts" / "aifunction-operator"
 RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+DOCS = ROOT / "docs" / "operator.md"
+
+
+def documented_rules(marker: str) -> list[dict[str, Any]]:
+    """The YAML rules block of docs/operator.md that starts with `# aifn-operator: <marker>`."""
+    for block in DOCS.read_text().split("```yaml\n")[1:]:
+        text = block.split("```", 1)[0]
+        if text.startswith(f"# aifn-operator: {marker}"):
+            return yaml.safe_load(text)
+    raise AssertionError(f"no `# aifn-operator: {marker}` rules block in {DOCS}")
+
+
+def documented_rbac(release: str, namespace: str) -> list[dict[str, Any]]:
+    """A ServiceAccount bound to exactly the rules docs/operator.md lists (all-namespaces mode)."""
+    account = {"kind": "ServiceAccount", "name": release, "namespace": namespace}
+    meta = {"name": release}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": release, "namespace": namespace}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": meta, "rules": documented_rules("functions")},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": meta, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": release}, "subjects": [account]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {**meta, "namespace": namespace}, "rules": documented_rules("knative-config")},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {**meta, "namespace": namespace}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": release}, "subjects": [account]},
+    ]
 
 
 def chart_rbac(release: str, namespace: str, values: list[str]) -> list[dict[str, Any]]:
@@ -33,13 +57,13 @@ def chart_rbac(release: str, namespace: str, values: list[str]) -> list[dict[str
     return [doc for doc in yaml.safe_load_all(out) if doc and doc.get("kind") in RBAC_KINDS]
 
 
-@pytest.mark.parametrize("mode", ["cluster", "namespaced"])
+@pytest.mark.parametrize("mode", ["cluster", "namespaced", "docs"])
 def test_operator_works_with_only_the_charts_rbac(mode: str, control_plane: ControlPlane, kube: TestClient, namespace: str, start_operator: Any, tmp_path: Path) -> None:
     release = f"rbac-{secrets.token_hex(3)}"
     values = [f"operator.knativeNamespace={namespace}"]
     if mode == "namespaced":
         values.append(f"watchNamespaces={{{namespace}}}")
-    docs = chart_rbac(release, namespace, values)
+    docs = documented_rbac(release, namespace) if mode == "docs" else chart_rbac(release, namespace, values)
     assert {d["kind"] for d in docs} >= {"ServiceAccount", "Role", "RoleBinding"}
     manifest = tmp_path / "rbac.yaml"
     manifest.write_text(yaml.safe_dump_all(docs))
@@ -48,7 +72,8 @@ def test_operator_works_with_only_the_charts_rbac(mode: str, control_plane: Cont
     identity = control_plane.service_account_identity(namespace, account)
 
     kube.put_configmap(namespace, "config-features", {"kubernetes.podspec-tolerations": "enabled"})
-    op = start_operator(kubeconfig=identity.kubeconfig, scope=() if mode == "cluster" else None)
+    extra = [f"--peering={release}"] if mode == "docs" else []  # the documented peering rules, creating the object
+    op = start_operator(*extra, kubeconfig=identity.kubeconfig, scope=() if mode in ("cluster", "docs") else None)
     kube.create_function(namespace, function("fn"))
     wait_for("the Service", lambda: kube.get_service(namespace, "fn"), 15, on_timeout=op.log_tail)
     kube.mark_service_ready(namespace, "fn")

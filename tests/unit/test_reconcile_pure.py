@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from aifunction_operator.commands.operator import OperatorOptions
+from aifunction_operator.commands.operator import OperatorOptions, with_flags
+from aifunction_operator.config import OperatorConfig
 from aifunction_operator.reconcile import covers
 from aifunction_operator.runtime import unschedulable_message
 
@@ -77,3 +78,10 @@ def test_options_from_environment_and_flags_win() -> None:
     assert OperatorOptions.from_args(args(), env=env).log_format == "json"
     flagged = OperatorOptions.from_args(args(namespace=["c"], log_format="text"), env=env)
     assert (flagged.namespaces, flagged.log_format) == (("c",), "text")
+
+
+def test_image_and_namespace_flags_override_the_environment() -> None:
+    env_config = OperatorConfig.from_env({"AIFN_TRITON_IMAGE": "env/triton:1", "AIFN_KNATIVE_NAMESPACE": "kn"})
+    flags = argparse.Namespace(triton_image="flag/triton:2", storage_initializer_image=None, knative_namespace=None)
+    config = with_flags(env_config, flags)
+    assert (config.triton_image, config.knative_namespace, config.storage_initializer_image) == ("flag/triton:2", "kn", OperatorConfig().storage_initializer_image)

@@ -8,7 +8,7 @@ import logging
 import os
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..config import OperatorConfig
@@ -57,6 +57,8 @@ def register(subparsers: Any) -> None:
     peering.add_argument("--peering", metavar="NAME", help="coordinate with other replicas through kopf peering object NAME (created if missing)")
     peering.add_argument("--standalone", action="store_true", help="run without peering (one replica only)")
     p.add_argument("--priority", type=int, default=None, help="peering priority; the highest live replica works, the others wait (default: random)")
+    p.add_argument("--triton-image", default=None, help="Triton image for functions that name none (env AIFN_TRITON_IMAGE)")
+    p.add_argument("--storage-initializer-image", default=None, help="KServe storage-initializer image (env AIFN_STORAGE_INITIALIZER_IMAGE)")
     p.add_argument("--knative-namespace", default=None, help="where Knative's config-features/config-autoscaler live (env AIFN_KNATIVE_NAMESPACE, default knative-serving)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging, kopf's included")
     p.set_defaults(handler=run_operator)
@@ -67,9 +69,7 @@ def run_operator(args: argparse.Namespace) -> int:
     from ..observability import configure_logging
 
     options = OperatorOptions.from_args(args)
-    config = OperatorConfig.from_env()
-    if args.knative_namespace:
-        config = OperatorConfig(**{**config.__dict__, "knative_namespace": args.knative_namespace})
+    config = with_flags(OperatorConfig.from_env(), args)
     configure_logging(options.log_format, options.verbose)
     from ..peering import PeeringUnavailable
 
@@ -81,6 +81,12 @@ def run_operator(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return 1
     return 0
+
+
+def with_flags(config: OperatorConfig, args: argparse.Namespace) -> OperatorConfig:
+    """Flags given on the command line win over the environment."""
+    flags = {"triton_image": args.triton_image, "storage_initializer_image": args.storage_initializer_image, "knative_namespace": args.knative_namespace}
+    return replace(config, **{key: value for key, value in flags.items() if value})
 
 
 async def _main(options: OperatorOptions, config: OperatorConfig) -> None:
