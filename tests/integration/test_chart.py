@@ -283,6 +283,14 @@ def test_helm_install_creates_the_operator(control_plane: Any, namespace: str, k
     assert rules_of(control_plane.get_json("clusterrole", fullname)) == [*FUNCTION_RULES, CRD_WATCH]
     control_plane.get_json("clusterrolebinding", fullname)
     assert rules_of(control_plane.get_json("role", f"{fullname}-knative-config", "-n", knative_namespace)) == KNATIVE_CONFIG
+    account = f"system:serviceaccount:{namespace}:{fullname}"
+    for verb, resource, extra, expected in [
+        ("create", "services.serving.knative.dev", [], "yes"), ("patch", "aifunctions.aifn.dev", ["--subresource=status"], "yes"),
+        ("get", "secrets", [], "no"), ("list", "secrets", [], "no"), ("create", "pods", [], "no"),
+        ("delete", "aifunctions.aifn.dev", [], "no"), ("create", "clusterroles.rbac.authorization.k8s.io", [], "no"),
+    ]:
+        answer = control_plane.kubectl("auth", "can-i", verb, resource, *extra, "--all-namespaces", f"--as={account}", check=False).stdout.strip()
+        assert answer == expected, f"{account} can-i {verb} {resource} {extra}: {answer}, expected {expected}"
     # The CRDs stay the control plane's: crds.install=false rendered none.
     crd = control_plane.get_json("crd", "aifunctions.aifn.dev")
     assert "meta.helm.sh/release-name" not in crd["metadata"].get("annotations", {})
