@@ -107,6 +107,7 @@ async def _main(options: OperatorOptions, config: OperatorConfig) -> None:
     handlers.register(registry, runtime)
     settings = kopf.OperatorSettings()
     handlers.configure(settings)
+    settings.scanning.disabled = bool(options.namespaces)  # exact namespaces: no cluster-wide namespace/CRD watches
     settings.peering.priority = options.priority if options.priority is not None else random.randint(1, 1_000_000)
 
     peering_name, standalone = await asyncio.to_thread(ensure_peering, kube, options.peering, options.standalone, options.namespaces)
