@@ -116,6 +116,8 @@ class Runtime:
             self.metrics.observe_reconcile(outcome.result, time.monotonic() - started)
             if outcome.status_written:
                 self.remember({**current, "status": outcome.status})
+                ready, reason = summary(outcome.status)
+                log.info("%s/%s: Ready=%s %s%s", *key, ready, reason, " (Service applied)" if outcome.applied else "")
             self.readiness[key] = summary(outcome.status)
             self.metrics.set_functions(self.readiness.values())
             return outcome
