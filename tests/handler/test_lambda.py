@@ -210,3 +210,19 @@ def test_the_shipped_digits_example(start_handler, digits_data) -> None:
     bad = post_json(f"{server.url}/", {"pixels": [99] * 64})
     assert bad.status == 400 and "between 0 and 16" in bad.json()["error"]
     assert json.loads(request(f"{server.url}/", b"nope", {"Content-Type": "text/plain"}).body)["error"].startswith("body must be JSON")
+
+
+def test_tritonclient_mode_gives_the_same_answers(start_handler, lambda_fn: HandlerServer, tmp_path_factory, digits_data) -> None:
+    code = tmp_path_factory.mktemp("user-code-tc")
+    (code / "app.py").write_text(APP)
+    with_tritonclient = start_handler(code, "app:lambda_handler", AIFN_TRITON_CLIENT="tritonclient")
+    images, _ = digits_data
+    payload = {"images": images[500:540].tolist()}
+    fast, tc = post_json(f"{lambda_fn.url}/", payload), post_json(f"{with_tritonclient.url}/", payload)
+    assert fast.status == tc.status == 200
+    assert fast.json()["labels"] == tc.json()["labels"]
+    np.testing.assert_allclose(fast.json()["confidence"], tc.json()["confidence"], rtol=1e-6)
+    too_big = {"images": np.zeros((129, 64)).tolist()}
+    assert post_json(f"{with_tritonclient.url}/", too_big).status == 400
+    bad = request(f"{with_tritonclient.url}/?action=bad-inputs", b"{}", {"Content-Type": "application/json"})
+    assert bad.status == 400 and "'pixels'" in bad.json()["error"]

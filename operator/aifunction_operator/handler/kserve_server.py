@@ -65,7 +65,8 @@ def build_runtime(settings: HandlerSettings) -> FunctionRuntime:
     """Load the user's code (once) and make the runtime with its Triton model client."""
     user_code = load_user_code(settings.entrypoint, settings.handler_path)
     model = TritonModel(
-        settings.triton_url, settings.model_name, settings.model_version, timeout=settings.request_timeout
+        settings.triton_url, settings.model_name, settings.model_version,
+        timeout=settings.request_timeout, client=settings.triton_client,
     )
     return FunctionRuntime(
         user_code,

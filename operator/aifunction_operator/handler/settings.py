@@ -25,6 +25,7 @@ class HandlerSettings:
     port: int = DEFAULT_PORT
     threads: int = DEFAULT_THREADS
     request_timeout: float = 300.0
+    triton_client: str = "fast"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HandlerSettings:
@@ -44,6 +45,7 @@ class HandlerSettings:
             port=_int(env, "PORT", DEFAULT_PORT),
             threads=_int(env, "AIFN_HANDLER_THREADS", DEFAULT_THREADS),
             request_timeout=float(_int(env, "AIFN_REQUEST_TIMEOUT_SECONDS", 300)),
+            triton_client=_choice(env, "AIFN_TRITON_CLIENT", ("fast", "tritonclient")),
         )
 
 
@@ -65,3 +67,10 @@ def _strip_scheme(url: str) -> str:
         if url.startswith(scheme):
             return url[len(scheme):]
     return url.rstrip("/")
+
+
+def _choice(env: Mapping[str, str], key: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(key) or choices[0]
+    if raw not in choices:
+        raise ValueError(f"environment variable {key}={raw!r} must be one of {', '.join(choices)}")
+    return raw

@@ -1,0 +1,3 @@
+module aifn.dev/benchmarks/loadgen
+
+go 1.22
