@@ -83,8 +83,9 @@ async def _reconcile(runtime: Runtime, key: Key, body: dict[str, Any], retry: in
 
 
 def _owner(body: kopf.Body) -> Key | None:
-    """The AIFunction that controls a Knative Service."""
+    """The AIFunction that controls a Knative Service (by its controller reference, else its label)."""
     for ref in body.metadata.get("ownerReferences") or []:
         if ref.get("controller") and ref.get("apiVersion", "").startswith(GROUP + "/"):
             return (body.metadata.namespace or "", ref["name"])
-    return None
+    name = body.metadata.labels.get(LABEL_FUNCTION)
+    return (body.metadata.namespace or "", str(name)) if name else None

@@ -109,6 +109,10 @@ def test_edited_and_deleted_services_are_restored(kube: TestClient, namespace: s
     restored = wait_for("the edited Service restored", lambda: (s := kube.get_service(namespace, "fn")) and s["spec"]["template"]["spec"]["containers"][0]["image"] == image and s, PROMPT)
     assert restored["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"] == "0"
 
+    # Stripping the owner reference and our labels is drift too (the Service leaves the watched selection).
+    kube.patch_service(namespace, "fn", [{"op": "remove", "path": "/metadata/ownerReferences"}, {"op": "remove", "path": "/metadata/labels/app.kubernetes.io~1managed-by"}])
+    restored = wait_for("the owner reference and labels restored", lambda: (s := kube.get_service(namespace, "fn")) and s["metadata"].get("ownerReferences") and s["metadata"]["labels"].get("app.kubernetes.io/managed-by") == "aifn-operator" and s, PROMPT)
+
     uid = restored["metadata"]["uid"]
     kube.delete_service(namespace, "fn")
     recreated = wait_for("the deleted Service recreated", lambda: (s := kube.get_service(namespace, "fn")) and s["metadata"]["uid"] != uid and s, PROMPT)
