@@ -1,0 +1,136 @@
+"""The handler for `aifn run`: the function's code in the gateway's process, its model calls through the gateway.
+
+`LocalHandler.for_function(fn, function_file)` returns None for a function without
+`spec.handler`; otherwise it loads the code once (inline `code`, or the directory named by
+the annotation `aifn.dev/local-handler-path`, relative to the function's file) and:
+
+- `mount(app)` adds `POST /` and `POST /invoke` to the gateway's aiohttp application;
+- `start(gateway_url)` points the model client at the gateway itself, so a model call
+  from the handler goes through the replica pool (a request at zero replicas starts one:
+  scale from zero covers the handler) and starts the function's schedules;
+- `close()` stops the schedules and closes the client.
+
+The runtime is the same `FunctionRuntime` the cluster's handler container runs, so events,
+CloudEvents, error statuses and responses are identical.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from pathlib import Path
+
+from aiohttp import web
+
+from ..naming import GROUP
+from ..spec.model import AIFunction
+from .http import HttpRequest, HttpResponse
+from .loader import load_user_code
+from .model_client import TritonModel
+from .runtime import FunctionRuntime
+from .schedule import Clock, ScheduleSpec, Scheduler
+
+log = logging.getLogger("aifn.run")
+
+ANNOTATION_LOCAL_HANDLER_PATH = f"{GROUP}/local-handler-path"
+INVOKE_PATHS = ("/", "/invoke")
+
+
+class LocalHandlerError(ValueError):
+    """The function's handler cannot run locally; the message names the field."""
+
+
+class LocalHandler:
+    """One function's handler inside `aifn run`."""
+
+    def __init__(self, fn: AIFunction, code_dir: Path, *, clock: Clock | None = None, threads: int = 64) -> None:
+        handler = fn.spec.handler
+        assert handler is not None
+        self.fn = fn
+        self.code_dir = code_dir
+        self.user_code = load_user_code(handler.entrypoint, code_dir)
+        self.clock = clock
+        self.threads = threads
+        self.runtime: FunctionRuntime | None = None
+        self.scheduler: Scheduler | None = None
+        self._schedule_task: asyncio.Task[None] | None = None
+        schedules = [ScheduleSpec(s.name, s.cron, s.timezone, s.data, s.content_type) for s in fn.spec.triggers.schedules]
+        self._schedules = schedules
+        if fn.spec.triggers.events:
+            names = ", ".join(e.name for e in fn.spec.triggers.events)
+            log.info("spec.triggers.events (%s): no broker locally; POST CloudEvents to the function instead", names)
+
+    @classmethod
+    def for_function(
+        cls, fn: AIFunction, function_file: Path | None, *, clock: Clock | None = None
+    ) -> LocalHandler | None:
+        """The local handler of `fn`, or None when it has no spec.handler; LocalHandlerError when unusable."""
+        handler = fn.spec.handler
+        if handler is None:
+            return None
+        annotated = fn.annotations.get(ANNOTATION_LOCAL_HANDLER_PATH)
+        if annotated:
+            base = function_file.parent if function_file else Path.cwd()
+            code_dir = (base / annotated).resolve()
+            if not code_dir.is_dir():
+                raise LocalHandlerError(f"annotation {ANNOTATION_LOCAL_HANDLER_PATH}: {code_dir} is not a directory")
+        elif handler.code is not None:
+            code_dir = Path(tempfile.mkdtemp(prefix=f"aifn-{fn.name}-handler-"))
+            module_path = code_dir / (handler.module.replace(".", "/") + ".py")
+            module_path.parent.mkdir(parents=True, exist_ok=True)
+            module_path.write_text(handler.code)
+        else:
+            source = "spec.handler.configMap" if handler.config_map else "spec.handler.image"
+            raise LocalHandlerError(
+                f"{source}: the code lives in the cluster; for aifn run set spec.handler.code or the annotation "
+                f"{ANNOTATION_LOCAL_HANDLER_PATH} to the directory holding the handler module"
+            )
+        return cls(fn, code_dir, clock=clock)
+
+    def mount(self, app: web.Application) -> None:
+        """Add `POST /` and `POST /invoke` to the gateway's application."""
+        for path in INVOKE_PATHS:
+            app.router.add_post(path, self.handle)
+
+    async def start(self, gateway_url: str) -> None:
+        """Create the runtime (model calls go to `gateway_url`) and start the schedules."""
+        address = gateway_url.removeprefix("http://").removeprefix("https://").rstrip("/")
+        timeout = float(self.fn.spec.timeout_seconds or 300)
+        model = TritonModel(address, self.fn.spec.model.name, str(self.fn.spec.model.version or ""), timeout=timeout)
+        self.runtime = FunctionRuntime(
+            self.user_code, model, function_name=self.fn.name, threads=self.threads, request_timeout=timeout
+        )
+        if self._schedules:
+            self.scheduler = Scheduler(self.fn.name, self._schedules, self.invoke, clock=self.clock)
+            self._schedule_task = asyncio.get_running_loop().create_task(self.scheduler.run())
+            log.info("schedules of %s: %s", self.fn.name, ", ".join(f"{s.name} ({s.cron})" for s in self._schedules))
+
+    async def invoke(self, request: HttpRequest) -> HttpResponse:
+        """Run the function for one request (the schedules call this too)."""
+        if self.runtime is None:
+            raise RuntimeError("LocalHandler.start() was not called")
+        return await self.runtime.invoke(request)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """aiohttp route: translate, invoke, translate back."""
+        body = await request.read()
+        response = await self.invoke(
+            HttpRequest(
+                method=request.method,
+                path=request.path,
+                headers={k.lower(): v for k, v in request.headers.items()},
+                query=dict(request.query),
+                body=body,
+                source_ip=request.remote or "",
+            )
+        )
+        return web.Response(status=response.status, body=response.body, headers=dict(response.headers))
+
+    async def close(self) -> None:
+        """Stop the schedules and close the model client."""
+        if self._schedule_task is not None:
+            self._schedule_task.cancel()
+            await asyncio.gather(self._schedule_task, return_exceptions=True)
+        if self.runtime is not None:
+            await self.runtime.close()
