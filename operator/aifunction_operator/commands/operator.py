@@ -71,14 +71,20 @@ def run_operator(args: argparse.Namespace) -> int:
     options = OperatorOptions.from_args(args)
     config = with_flags(OperatorConfig.from_env(), args)
     configure_logging(options.log_format, options.verbose)
+    from kubernetes.config import ConfigException
+
+    from ..apply import ApiError
     from ..peering import PeeringUnavailable
 
     try:
         asyncio.run(_main(options, config))
     except KeyboardInterrupt:
         pass
-    except PeeringUnavailable as exc:
-        log.error("%s", exc)
+    except ConfigException as exc:
+        log.error("no cluster to talk to: %s (set KUBECONFIG, or run in a pod with a service account)", exc)
+        return 1
+    except (PeeringUnavailable, ApiError) as exc:
+        log.error("cannot start: %s", exc)
         return 1
     return 0
 
