@@ -54,7 +54,9 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         else:
             runtime.remember(dict(body))
 
-    @kopf.on.event("serving.knative.dev", "v1", "services", labels={LABEL_MANAGED_BY: MANAGED_BY}, registry=registry)
+    # Filtered server-side by the label selector in configure(); no client-side filter, so that a
+    # Service stripped of our label (which leaves the selection as a DELETED event) is restored too.
+    @kopf.on.event("serving.knative.dev", "v1", "services", registry=registry)
     async def service_changed(event: kopf.RawEvent, body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
         owner = _owner(body)
         if owner is None or owner not in runtime.functions:
@@ -62,15 +64,18 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         deleted = event["type"] == "DELETED"
         try:
             await runtime.reconcile(owner, live_service=None if deleted else dict(body), service_deleted=deleted)
-        except ApiError as exc:  # event handlers are not retried: the resync timer catches up
+        except ApiError as exc:  # event handlers are not retried: the periodic resync catches up
             logger.warning("reconciling %s/%s after a Service event failed: %s", *owner, exc)
 
     @kopf.on.event("", "v1", "pods", labels={LABEL_FUNCTION: kopf.PRESENT}, registry=registry)
-    async def pod_changed(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    async def pod_changed(event: kopf.RawEvent, body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
         key = (body.metadata.namespace or "", str(body.metadata.labels.get(LABEL_FUNCTION, "")))
         pod = None if event["type"] == "DELETED" else dict(body)
         if runtime.track_pod(key, body.metadata.name or "", pod) and key in runtime.functions:
-            await runtime.reconcile(key)
+            try:
+                await runtime.reconcile(key)
+            except ApiError as exc:
+                logger.warning("reconciling %s/%s after a pod event failed: %s", *key, exc)
 
 
 async def _reconcile(runtime: Runtime, key: Key, body: dict[str, Any], retry: int) -> None:
