@@ -14,6 +14,7 @@ import copy
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -427,3 +428,44 @@ def test_operator_pod_passes_the_restricted_pod_security_standard(control_plane:
     weakened["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
     refused = control_plane.kubectl("create", "--dry-run=server", "-f", "-", input=yaml.safe_dump(weakened), check=False)
     assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr, refused.stderr
+
+
+@pytest.mark.slow
+def test_chart_installs_upgrades_and_keeps_its_crds(tmp_path: Path) -> None:
+    """On a control plane without our CRDs: the chart creates them, `helm upgrade` changes them, uninstall keeps them."""
+    from support.controlplane import ControlPlane, MissingBinaries
+
+    try:
+        plane = ControlPlane(crd_paths=[], workdir=tmp_path / "plane")
+    except MissingBinaries as missing:
+        pytest.skip(str(missing))
+    with plane:
+        kubeconfig = plane.kubeconfig
+        helm("install", "aifn", str(CHART), "--namespace", "aifn-system", "--create-namespace", "--set", "rbac.knativeConfigRole=false", kubeconfig=kubeconfig)
+        plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/aifunctions.aifn.dev", "crd/clusterkopfpeerings.kopf.dev", "crd/kopfpeerings.kopf.dev", timeout=70)
+        crd = plane.get_json("crd", "aifunctions.aifn.dev")
+        assert crd["metadata"]["annotations"]["meta.helm.sh/release-name"] == "aifn"
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        columns = [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]]
+
+        # A newer chart whose CRD has one more printer column: `helm upgrade` must update the CRD.
+        newer = tmp_path / "chart"
+        shutil.copytree(CHART, newer)
+        template = newer / "templates" / "crds" / "aifunctions.aifn.dev.yaml"
+        text = template.read_text()
+        assert "    additionalPrinterColumns:\n" in text
+        template.write_text(text.replace("    additionalPrinterColumns:\n", "    additionalPrinterColumns:\n    - name: UpgradeProbe\n      type: string\n      jsonPath: .spec.model.name\n", 1))
+        helm("upgrade", "aifn", str(newer), "--namespace", "aifn-system", "--reuse-values", kubeconfig=kubeconfig)
+        upgraded = plane.get_json("crd", "aifunctions.aifn.dev")
+        assert [c["name"] for c in upgraded["spec"]["versions"][0]["additionalPrinterColumns"]] == ["UpgradeProbe", *columns]
+
+        helm("uninstall", "aifn", "--namespace", "aifn-system", kubeconfig=kubeconfig)
+        assert plane.kubectl("get", "deployment", "aifn-aifunction-operator", "-n", "aifn-system", check=False).returncode != 0
+        assert plane.get_json("crd", "aifunctions.aifn.dev")["metadata"]["name"] == "aifunctions.aifn.dev", "crds.keep must keep the CRD"
+
+        # Without crds.keep, uninstalling removes them.
+        plane.kubectl("delete", "crd", "aifunctions.aifn.dev", "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev", timeout=90)
+        helm("install", "aifn", str(CHART), "--namespace", "aifn-system", "--set", "rbac.knativeConfigRole=false", "--set", "crds.keep=false", kubeconfig=kubeconfig)
+        assert "helm.sh/resource-policy" not in plane.get_json("crd", "aifunctions.aifn.dev")["metadata"].get("annotations", {})
+        helm("uninstall", "aifn", "--namespace", "aifn-system", "--wait", kubeconfig=kubeconfig)
+        assert plane.kubectl("get", "crd", "aifunctions.aifn.dev", check=False).returncode != 0, "crds.keep=false must delete the CRD"
