@@ -118,7 +118,7 @@ class Gateway:
 
     async def _forward(self, request: web.Request, body: bytes) -> web.Response:
         started = time.monotonic()
-        self.metrics.in_flight.labels(self.metrics.function).inc()
+        self.metrics.in_flight.inc()
         try:
             try:
                 replica = await self.pool.acquire()
@@ -130,7 +130,7 @@ class Gateway:
                 status, resp_headers, payload = await replica.forward(
                     request.method, request.path, request.query_string, headers, body, self.request_timeout
                 )
-                self.metrics.proxy_latency.labels(self.metrics.function).observe(time.monotonic() - sent)
+                self.metrics.proxy_latency.observe(time.monotonic() - sent)
             except asyncio.TimeoutError:
                 return json_error(504, f"Triton replica {replica.id} did not answer within {self.request_timeout:.0f}s")
             except aiohttp.ClientError as exc:
@@ -146,8 +146,8 @@ class Gateway:
             out_headers = {h: resp_headers[h] for h in FORWARDED_RESPONSE_HEADERS if h in resp_headers}
             return web.Response(status=status, body=payload, headers=out_headers)
         finally:
-            self.metrics.in_flight.labels(self.metrics.function).dec()
-            self.metrics.latency.labels(self.metrics.function).observe(time.monotonic() - started)
+            self.metrics.in_flight.dec()
+            self.metrics.latency.observe(time.monotonic() - started)
 
     async def _read_body(self, request: web.Request) -> bytes | web.Response:
         too_big = json_error(
@@ -237,6 +237,8 @@ def _data_problem(item: dict[str, Any]) -> str | None:
 
 
 def _count_elements(data: Any) -> int:
-    if isinstance(data, list):
-        return sum(_count_elements(d) for d in data)
-    return 1
+    if not isinstance(data, list):
+        return 1
+    if not any(isinstance(d, list) for d in data):
+        return len(data)
+    return sum(_count_elements(d) for d in data)

@@ -12,43 +12,40 @@ class GatewayMetrics:
     """Requests by code, in-flight, queue depth, replicas, cold starts, proxied latency."""
 
     def __init__(self, function: str) -> None:
+        self.function = function
         self.registry = CollectorRegistry()
-        labels = ["function"]
+        one = ["function"]
         self.requests = Counter(
             "aifn_requests", "Requests answered by the gateway, by endpoint and HTTP status code",
-            ["function", "endpoint", "code"],
-            registry=self.registry,
+            ["function", "endpoint", "code"], registry=self.registry,
         )
-        self.in_flight = Gauge(
-            "aifn_requests_in_flight", "Requests inside the gateway (proxied or queued)", labels, registry=self.registry
-        )
-        self.queue_depth = Gauge(
-            "aifn_queue_depth", "Requests waiting for a ready replica", labels, registry=self.registry
-        )
-        self.replicas = Gauge(
-            "aifn_replicas", "Triton replicas by state", ["function", "state"], registry=self.registry
-        )
+        self.replicas = Gauge("aifn_replicas", "Triton replicas by state", ["function", "state"], registry=self.registry)
         self.cold_starts = Counter(
             "aifn_cold_starts", "Triton replica starts; from_zero=true when no replica was ready",
             ["function", "from_zero"], registry=self.registry,
         )
+        # Single-label metrics are bound to this function once, so the request path does no label lookups.
+        self.in_flight = Gauge(
+            "aifn_requests_in_flight", "Requests inside the gateway (proxied or queued)", one, registry=self.registry
+        ).labels(function)
+        self.queue_depth = Gauge(
+            "aifn_queue_depth", "Requests waiting for a ready replica", one, registry=self.registry
+        ).labels(function)
         self.cold_start_seconds = Histogram(
-            "aifn_cold_start_seconds", "Seconds from starting a replica to its model being ready", labels,
+            "aifn_cold_start_seconds", "Seconds from starting a replica to its model being ready", one,
             buckets=COLD_START_BUCKETS, registry=self.registry,
-        )
+        ).labels(function)
         self.replica_failures = Counter(
-            "aifn_replica_failures", "Replicas that failed to start or exited on their own", labels,
-            registry=self.registry,
-        )
+            "aifn_replica_failures", "Replicas that failed to start or exited on their own", one, registry=self.registry
+        ).labels(function)
         self.latency = Histogram(
-            "aifn_request_duration_seconds", "Seconds a request spent in the gateway, queueing included", labels,
+            "aifn_request_duration_seconds", "Seconds a request spent in the gateway, queueing included", one,
             buckets=LATENCY_BUCKETS, registry=self.registry,
-        )
+        ).labels(function)
         self.proxy_latency = Histogram(
-            "aifn_proxy_duration_seconds", "Seconds a proxied request took at the Triton replica", labels,
+            "aifn_proxy_duration_seconds", "Seconds a proxied request took at the Triton replica", one,
             buckets=LATENCY_BUCKETS, registry=self.registry,
-        )
-        self.function = function
+        ).labels(function)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -218,7 +218,7 @@ class ReplicaPool:
         for replica in [r for r in self.replicas if r.state in (State.READY, State.DRAINING) and r.exited()]:
             replica.state = State.FAILED
             self.replicas.remove(replica)
-            self.metrics.replica_failures.labels(self.metrics.function).inc()
+            self.metrics.replica_failures.inc()
             log.warning(
                 "replica %d (pid %s) exited with status %s; %d requests in flight fail, a new replica starts on demand",
                 replica.id, replica.process.pid, replica.process.returncode, replica.in_flight,
@@ -243,7 +243,7 @@ class ReplicaPool:
             if replica in self.replicas:
                 self.replicas.remove(replica)
             await self._stop(replica, grace=0.0)
-            self.metrics.replica_failures.labels(self.metrics.function).inc()
+            self.metrics.replica_failures.inc()
             self._backoff_until = self._clock() + START_FAILURE_BACKOFF
             log.error("replica %d failed to start: %s", replica.id, exc)
             if not any(r.state in (State.STARTING, State.READY) for r in self.replicas):
@@ -252,7 +252,7 @@ class ReplicaPool:
                     math.ceil(START_FAILURE_BACKOFF),
                 ))
             return
-        self.metrics.cold_start_seconds.labels(self.metrics.function).observe(replica.cold_start.model_ready or 0.0)
+        self.metrics.cold_start_seconds.observe(replica.cold_start.model_ready or 0.0)
         log.info("replica %d ready (pid %d): %s", replica.id, replica.process.pid or 0, replica.cold_start.describe())
         self._dispatch()
         self._wake.set()
@@ -276,6 +276,7 @@ class ReplicaPool:
         return min(ready, key=lambda r: r.in_flight, default=None)
 
     def _dispatch(self) -> None:
+        dispatched = False
         while self._waiters:
             future = self._waiters[0]
             if future.done():
@@ -287,7 +288,9 @@ class ReplicaPool:
             self._waiters.popleft()
             replica.in_flight += 1
             future.set_result(replica)
-        self._publish()
+            dispatched = True
+        if dispatched:
+            self._publish()
 
     def _fail_waiters(self, error: Unavailable) -> None:
         while self._waiters:
@@ -303,6 +306,6 @@ class ReplicaPool:
 
     def _publish(self) -> None:
         fn = self.metrics.function
-        self.metrics.queue_depth.labels(fn).set(self.queued)
+        self.metrics.queue_depth.set(self.queued)
         for state in State:
             self.metrics.replicas.labels(fn, state.value).set(sum(1 for r in self.replicas if r.state is state))
