@@ -151,11 +151,11 @@ def install_knative(kube: Kube) -> None:
     kourier = download(KOURIER_URL.format(version=KOURIER_VERSION, file="kourier.yaml"))
     eventing = [download(EVENTING_URL.format(version=EVENTING_VERSION, file=f)) for f in ("eventing-crds.yaml", "eventing-core.yaml")]
     kube.kubectl("apply", "-f", str(serving[0]))
-    kube.kubectl("wait", "--for=condition=Established", "--timeout=120s", "crd/services.serving.knative.dev")
+    kube.kubectl("wait", "crd", "--all", "--for=condition=Established", "--timeout=120s")
     kube.kubectl("apply", "-f", str(serving[1]))
     kube.kubectl("apply", "-f", str(kourier))
     kube.kubectl("apply", "-f", str(eventing[0]))
-    kube.kubectl("wait", "--for=condition=Established", "--timeout=120s", "crd/triggers.eventing.knative.dev")
+    kube.kubectl("wait", "crd", "--all", "--for=condition=Established", "--timeout=120s")
     kube.kubectl("apply", "-f", str(eventing[1]))
     kube.kubectl("patch", "service/kourier", "-n", "kourier-system", "-p", json.dumps(
         {"spec": {"type": "NodePort", "ports": [{"name": "http2", "port": 80, "protocol": "TCP", "targetPort": 8080, "nodePort": KOURIER_NODE_PORT}]}}))
