@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,6 +25,7 @@ from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor, 
 from .errors import ModelInputError, ModelUnavailable
 
 HEADER_LENGTH = b"inference-header-content-length"
+DECODERS = {b"gzip": lambda data: zlib.decompress(data, 16 + zlib.MAX_WBITS), b"deflate": zlib.decompress}
 
 
 class _Connection(asyncio.Protocol):
@@ -37,7 +39,7 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._header_length: int | None = None
         self._keep_alive = True
-        self._header_name = b""
+        self._encoding = b""
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -60,21 +62,28 @@ class _Connection(asyncio.Protocol):
             self._header_length = int(value)
         elif name == b"connection" and value.lower() == b"close":
             self._keep_alive = False
+        elif name == b"content-encoding":
+            self._encoding = value.strip().lower()
 
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        waiter, self._waiter = self._waiter, None
         status = self._parser.get_status_code()
         if not (self._keep_alive and self._parser.should_keep_alive()):
             self.close()
+        try:
+            body = _decoded(b"".join(self._body), self._encoding)
+        except ModelUnavailable as exc:
+            self._fail(exc)
+            return
+        waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
-            waiter.set_result((status, self._header_length, b"".join(self._body)))
+            waiter.set_result((status, self._header_length, body))
 
     async def request(self, payload: bytes) -> tuple[int, int | None, bytes]:
         assert self.transport is not None
-        self._body, self._header_length, self._keep_alive = [], None, True
+        self._body, self._header_length, self._keep_alive, self._encoding = [], None, True, b""
         self._waiter = asyncio.get_running_loop().create_future()
         self.transport.write(payload)
         try:
@@ -106,6 +115,7 @@ class TritonInferClient:
         path = f"/v2/models/{model_name}" + (f"/versions/{model_version}" if model_version else "") + "/infer"
         self._request_head = (
             f"POST {path} HTTP/1.1\r\nHost: {url}\r\nContent-Type: application/octet-stream\r\n"
+            "Accept-Encoding: identity\r\n"
         ).encode()
         self._idle: collections.deque[_Connection] = collections.deque()
         self._slots = asyncio.Semaphore(connections)
@@ -196,6 +206,18 @@ def _decode(body: bytes, header_length: int | None, wanted: Sequence[str]) -> di
                 array = np.frombuffer(raw, dtype=triton_to_np_dtype(datatype))
         result[output["name"]] = array.reshape(shape)
     return {name: result[name] for name in wanted if name in result}
+
+
+def _decoded(body: bytes, encoding: bytes) -> bytes:
+    """The body without its Content-Encoding (a proxy in between may pass a compressed answer on)."""
+    if encoding in (b"", b"identity"):
+        return body
+    if encoding not in DECODERS:
+        raise ModelUnavailable(f"unsupported Content-Encoding {encoding.decode()!r} in Triton's answer")
+    try:
+        return DECODERS[encoding](body)
+    except zlib.error as exc:
+        raise ModelUnavailable(f"undecodable {encoding.decode()} body in Triton's answer: {exc}") from None
 
 
 def _error_message(body: bytes) -> str:
