@@ -59,6 +59,14 @@ def run(args: argparse.Namespace) -> int:
     except RepositoryError as exc:
         print(f"{args.filename}: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    from ..handler.errors import HandlerLoadError  # noqa: PLC0415
+    from ..handler.local import LocalHandler, LocalHandlerError  # noqa: PLC0415
+
+    try:
+        handler = LocalHandler.for_function(fn, Path(args.filename))
+    except (LocalHandlerError, HandlerLoadError) as exc:
+        print(f"{args.filename}: spec.handler: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     options = RunOptions(
         host=args.host,
         port=args.port,
@@ -79,10 +87,12 @@ def run(args: argparse.Namespace) -> int:
             f"{replicas}; replica logs in {endpoints.log_dir}",
             flush=True,
         )
+        if handler is not None:
+            print(f"aifn run: handler {fn.spec.handler.entrypoint} answers POST {endpoints.http}/ and /invoke", flush=True)
 
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(serve(fn, repository, options, on_ready=announce))
+            runner.run(serve(fn, repository, options, on_ready=announce, handler=handler))
     except TritonUnavailable as exc:
         print(f"aifn run: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE

@@ -14,10 +14,14 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from ..spec.model import AIFunction
+
+if TYPE_CHECKING:
+    from ..handler.local import LocalHandler
 from .autoscaler import ScalingPolicy
 from .gateway import Gateway
 from .metrics import GatewayMetrics
@@ -94,8 +98,13 @@ async def serve(
     *,
     on_ready: Callable[[Endpoints], None] | None = None,
     stop: asyncio.Event | None = None,
+    handler: LocalHandler | None = None,
 ) -> None:
-    """Serve `fn` until SIGINT/SIGTERM or `stop` is set; every replica is stopped on the way out."""
+    """Serve `fn` until SIGINT/SIGTERM or `stop` is set; every replica is stopped on the way out.
+
+    With `handler` (spec.handler), `POST /` and `POST /invoke` run the function's code, whose
+    model calls come back through this gateway (so they scale the replicas from zero too).
+    """
     install = find_triton()
     log_dir = options.log_dir or Path(tempfile.mkdtemp(prefix=f"aifn-{fn.name}-"))
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -109,7 +118,10 @@ async def serve(
         request_timeout=float(fn.spec.timeout_seconds or DEFAULT_REQUEST_TIMEOUT),
         extra_status=lambda: {"function": fn.name, "repository": str(repository), "pid": os.getpid()},
     )
-    runner = web.AppRunner(gateway.application(), access_log=None, handle_signals=False)
+    app = gateway.application()
+    if handler is not None:
+        handler.mount(app)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, options.host, options.port)
     stop = stop or asyncio.Event()
@@ -129,12 +141,16 @@ async def serve(
             grpc_port = await grpc_proxy.start(options.host, options.grpc_port or 0)
             grpc_url = f"{options.host}:{grpc_port}"
         endpoints = Endpoints(http=f"http://{options.host}:{http_port}", grpc=grpc_url, log_dir=log_dir)
+        if handler is not None:
+            await handler.start(f"127.0.0.1:{http_port}" if options.host in ("0.0.0.0", "::") else endpoints.http)
         if on_ready:
             on_ready(endpoints)
         await stop.wait()
     finally:
         log.info("stopping: draining requests and stopping Triton replicas")
         gateway.closing = True
+        if handler is not None:
+            await handler.close()
         if grpc_proxy is not None:
             await grpc_proxy.stop()
         await pool.close()
