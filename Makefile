@@ -41,5 +41,9 @@ crds: setup ## regenerate crds/ from the spec schema (and the chart's copy)
 e2e: setup tools ## kind + Knative + the chart; needs Docker
 	$(PY) -m pytest tests/e2e --e2e $(PYTEST_ARGS)
 
+IMAGE ?= aifunction-operator:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+images: ## build the operator image from the Dockerfile (needs Docker)
+	docker build -t $(IMAGE) .
+
 clean:
 	rm -rf $(VENV) bin .aifn .pytest_cache
