@@ -23,7 +23,7 @@ test: setup tools ## the whole suite (unit, Triton, control plane); kind e2e tes
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 unit: setup ## unit tests only
-	$(PY) -m pytest -m "not integration and not triton and not e2e" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not integration and not triton and not e2e and not slow" $(PYTEST_ARGS)
 
 models: setup ## retrain/export the shipped models (digits artifact, minilm weights)
 	$(PY) model_repo/build.py
