@@ -89,7 +89,7 @@ def test_spec_update_updates_the_service_and_observes_the_generation(kube: TestC
     kube.patch_function(namespace, "fn", {"spec": {"scaling": {"maxReplicas": 7}, "timeoutSeconds": 45}})
     svc = wait_for("the Service to carry max-scale 7", lambda: (s := kube.get_service(namespace, "fn")) and s["spec"]["template"]["metadata"]["annotations"].get("autoscaling.knative.dev/max-scale") == "7" and s, PROMPT)
     assert svc["spec"]["template"]["spec"]["timeoutSeconds"] == 45
-    fn = function_where(kube, namespace, "fn", lambda f: f["status"].get("observedGeneration") == 2, "observedGeneration 2")
+    fn = function_where(kube, namespace, "fn", lambda f: (f.get("status") or {}).get("observedGeneration") == 2, "observedGeneration 2")
     # Knative has not seen the new Service generation yet: not Ready until it has.
     assert ready_reason(fn) == ("Unknown", "Deploying")
     kube.mark_service_ready(namespace, "fn")
@@ -189,7 +189,7 @@ def test_pending_unschedulable_pods_show_as_waiting_for_a_gpu_node(kube: TestCli
     scheduler_message = "0/4 nodes are available: 4 Insufficient nvidia.com/gpu. preemption: 0/4 nodes are available."
     # What kube-scheduler writes when no node fits (no scheduler runs here).
     kube.core.patch_namespaced_pod_status(pod["metadata"]["name"], namespace, {"status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": scheduler_message}]}})
-    fn = function_where(kube, namespace, "gpu", lambda f: f["status"].get("reason") == "WaitingForGPUNode", "WaitingForGPUNode")
+    fn = function_where(kube, namespace, "gpu", lambda f: (f.get("status") or {}).get("reason") == "WaitingForGPUNode", "WaitingForGPUNode")
     assert condition(fn, "PodsScheduled") == {**condition(fn, "PodsScheduled"), "status": "False", "reason": "WaitingForGPUNode", "message": scheduler_message}
     assert condition(fn, "Ready")["reason"] == "WaitingForGPUNode"
 
