@@ -50,6 +50,7 @@ def main() -> int:
     body = json.dumps({"inputs": [{"name": "image", "shape": [1, 8, 8], "datatype": "FP32",
                                    "data": image.reshape(-1).tolist()}]}).encode()
     workdir = Path(tempfile.mkdtemp(prefix="aifn-bench-"))
+    model = _torch_model()
 
     print(f"aifn local benchmark: model {MODEL}, {os.cpu_count()} CPUs, repeats {args.repeats}, "
           f"{args.seconds:.0f}s per load cell\n")
@@ -89,7 +90,6 @@ def main() -> int:
                 rows.append((concurrency, "triton", *_load_http(direct_url, body, concurrency, args.seconds)))
         finally:
             proc.stop()
-    model = _torch_model()
     for concurrency in args.concurrency:
         rows.append((concurrency, "torch", *_load_torch(model, image, concurrency, args.seconds)))
 
