@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import socket
 import subprocess
 import sys
 import tarfile
@@ -103,3 +104,17 @@ def test_aifn_run_rejects_bad_files_with_exit_2(tmp_path: Path) -> None:
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 2, (path, done.stderr)
         assert message in done.stderr, done.stderr
+
+
+def test_aifn_run_on_a_busy_port_exits_3_naming_the_address() -> None:
+    from .conftest import triton_or_skip
+
+    triton_or_skip()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "aifunction_operator", "run", str(ROOT / "examples" / "digits.yaml"),
+                               "--port", str(port)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3, done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr

@@ -41,7 +41,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C / SIGTERM; returns the exit code."""
     from ..local.repository import RepositoryError, resolve_repository  # noqa: PLC0415 - keep `aifn render` light
-    from ..local.runtime import Endpoints, RunOptions, serve  # noqa: PLC0415
+    from ..local.runtime import Endpoints, ListenError, RunOptions, serve  # noqa: PLC0415
     from ..local.tritonserver import TritonUnavailable  # noqa: PLC0415
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s aifn: %(message)s", stream=sys.stderr)
@@ -96,8 +96,8 @@ def run(args: argparse.Namespace) -> int:
     except TritonUnavailable as exc:
         print(f"aifn run: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
-    except OSError as exc:
-        print(f"aifn run: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+    except ListenError as exc:
+        print(f"aifn run: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     print("aifn run: stopped", flush=True)
     return 0

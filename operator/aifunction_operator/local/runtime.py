@@ -33,6 +33,10 @@ log = logging.getLogger("aifn.run")
 DEFAULT_REQUEST_TIMEOUT = 300.0
 
 
+class ListenError(Exception):
+    """The gateway cannot bind its address; the message names it."""
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """What `aifn run` takes from its command line."""
@@ -131,14 +135,20 @@ async def serve(
     scaler = loop.create_task(pool.run())
     grpc_proxy = None
     try:
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {options.host}:{options.port}: {exc.strerror or exc}") from exc
         http_port = runner.addresses[0][1]
         grpc_url = None
         if fn.spec.runtime.protocol == "grpc":
             from .grpc_proxy import GrpcProxy  # noqa: PLC0415 - grpc functions only
 
             grpc_proxy = GrpcProxy(fn.spec.model.name, pool)
-            grpc_port = await grpc_proxy.start(options.host, options.grpc_port or 0)
+            try:
+                grpc_port = await grpc_proxy.start(options.host, options.grpc_port or 0)
+            except RuntimeError as exc:  # grpc reports a port it cannot bind this way
+                raise ListenError(f"cannot listen for gRPC on {options.host}:{options.grpc_port}: {exc}") from exc
             grpc_url = f"{options.host}:{grpc_port}"
         endpoints = Endpoints(http=f"http://{options.host}:{http_port}", grpc=grpc_url, log_dir=log_dir)
         if handler is not None:
