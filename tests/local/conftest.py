@@ -169,7 +169,8 @@ class LocalRun:
 
 
 def write_function(
-    directory: Path, *, name: str, model: str, repository: Path, scaling: dict[str, Any], protocol: str = "http"
+    directory: Path, *, name: str, model: str, repository: Path, scaling: dict[str, Any], protocol: str = "http",
+    timeout_seconds: int = 60,
 ) -> Path:
     doc = {
         "apiVersion": "aifn.dev/v1alpha1",
@@ -179,7 +180,7 @@ def write_function(
             "model": {"name": model, "repository": "pvc://aifn-models"},
             "runtime": {"protocol": protocol},
             "scaling": scaling,
-            "timeoutSeconds": 60,
+            "timeoutSeconds": timeout_seconds,
         },
     }
     path = directory / f"{name}.yaml"
@@ -200,11 +201,13 @@ def run_function(tmp_path: Path) -> Iterator[Callable[..., LocalRun]]:
         args: tuple[str, ...] = (),
         protocol: str = "http",
         function_file: Path | None = None,
+        timeout_seconds: int = 60,
     ) -> LocalRun:
         triton_or_skip()
         repo = repository or digits_repo_or_skip()
         path = function_file or write_function(
-            tmp_path, name=f"fn{len(runs)}", model=model, repository=repo, scaling=scaling or {}, protocol=protocol
+            tmp_path, name=f"fn{len(runs)}", model=model, repository=repo, scaling=scaling or {}, protocol=protocol,
+            timeout_seconds=timeout_seconds,
         )
         port = free_port()
         output = tmp_path / f"run{len(runs)}.log"

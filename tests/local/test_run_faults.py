@@ -120,3 +120,16 @@ def test_model_that_cannot_load_answers_503_naming_the_cause(run_function) -> No
     assert "the weights file is missing" in run.log()
     assert run.get("/v2/health/live").status == 200
     wait_for(lambda: run.triton_pids() == [], 15, "the failed replica to be gone")
+
+
+def test_request_over_timeout_seconds_gets_504_and_the_replica_keeps_serving(run_function) -> None:
+    run = run_function(model="slow", repository=TEST_MODELS, timeout_seconds=1, args=("--idle-timeout", "30s"))
+    body = json.dumps({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [3.0]}]}).encode()
+    # The cold start is not part of the request timeout: the first request waits for the replica, then times out at it.
+    started = time.monotonic()
+    response = run.post("/v2/models/slow/infer", body)
+    assert response.status == 504, response.body
+    assert "did not answer within 1s" in response.json()["error"]
+    assert time.monotonic() - started < 30
+    assert len(run.status()["replicas"]) == 1 and run.status()["replicas"][0]["state"] == "ready"
+    assert run.get("/v2/models/slow/config").status == 200, "the replica stopped serving after a timeout"
