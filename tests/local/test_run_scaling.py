@@ -7,6 +7,7 @@ conftest teardown stops it with SIGINT and checks that no Triton process survive
 from __future__ import annotations
 
 import json
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -67,29 +68,34 @@ def test_burst_scales_past_one_replica_and_every_request_is_answered(run_functio
     )
     images, _ = held_out_digits(4)
     body = digits_request(images)
+    stop = threading.Event()
     max_replicas_seen = 0
     codes: list[int] = []
-    deadline = time.monotonic() + 25.0
 
     def client() -> list[int]:
         seen = []
-        while time.monotonic() < deadline:
+        while not stop.is_set():
             seen.append(run.post(INFER, body).status)
         return seen
 
+    def serving_replicas() -> int:
+        nonlocal max_replicas_seen
+        replicas = run.status()["replicas"]
+        max_replicas_seen = max(max_replicas_seen, len(replicas))
+        return sum(1 for r in replicas if r["served"] > 0)
+
     with ThreadPoolExecutor(max_workers=64) as pool:
         futures = [pool.submit(client) for _ in range(64)]
-        while not all(f.done() for f in futures):
-            max_replicas_seen = max(max_replicas_seen, len(run.status()["replicas"]))
-            time.sleep(0.5)
+        try:
+            wait_for(lambda: serving_replicas() >= 2, 120, "a second replica to serve part of the burst", interval=0.5)
+            time.sleep(2.0)  # keep the load on across replicas for a moment
+        finally:
+            stop.set()
         for future in futures:
             codes += future.result()
-    status = run.status()
-    served = [r["served"] for r in status["replicas"]]
     assert set(codes) == {200}, {c: codes.count(c) for c in set(codes)}
-    assert max_replicas_seen >= 2, f"never more than {max_replicas_seen} replica for 64 in flight with target 4"
-    assert max_replicas_seen <= 3
-    assert sum(1 for s in served if s > 0) >= 2, f"requests served per replica: {served}"
+    assert len(codes) >= 64
+    assert 2 <= max_replicas_seen <= 3, f"{max_replicas_seen} replicas for 64 in flight with target 4 and max 3"
     wait_for(lambda: run.triton_pids() == [], 30, "every replica to stop after the burst")
 
 
