@@ -91,6 +91,7 @@ def test_failed_download_names_the_uri(tmp_path: Path) -> None:
     assert not cache_dir_for(uri, tmp_path / "cache").exists()
 
 
+@pytest.mark.slow
 def test_aifn_run_rejects_bad_files_with_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     doc = function("pvc://models")
@@ -106,6 +107,7 @@ def test_aifn_run_rejects_bad_files_with_exit_2(tmp_path: Path) -> None:
         assert message in done.stderr, done.stderr
 
 
+@pytest.mark.slow
 def test_aifn_run_on_a_busy_port_exits_3_naming_the_address() -> None:
     from .conftest import triton_or_skip
 
