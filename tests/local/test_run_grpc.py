@@ -69,4 +69,8 @@ def test_grpc_function_scales_from_zero_and_checks_requests(run_function) -> Non
     assert report["load"][0] == "StatusCode.UNIMPLEMENTED"
     assert report["stream"] == [report["labels"]] * 3
     assert run.status()["last_cold_start"]["first_response"] > 0
+    metrics = run.get("/metrics").body.decode()
+    assert 'aifn_requests_total{code="OK",endpoint="grpc-ModelInfer",function="fn0"} 1.0' in metrics
+    assert 'aifn_requests_total{code="NOT_FOUND",endpoint="grpc-ModelInfer",function="fn0"} 1.0' in metrics
+    assert 'aifn_requests_total{code="INVALID_ARGUMENT",endpoint="grpc-ModelInfer",function="fn0"} 1.0' in metrics
     wait_for(lambda: run.triton_pids() == [], 20, "Triton to stop after the idle timeout")

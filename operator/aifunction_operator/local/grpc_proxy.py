@@ -66,6 +66,11 @@ class GrpcProxy:
             await channel.close()
         self._channels.clear()
 
+    def count(self, method: str, code: str) -> None:
+        """Count a finished gRPC call in the gateway's requests metric (endpoint grpc-<Method>)."""
+        metrics = self.pool.metrics
+        metrics.requests.labels(metrics.function, f"grpc-{method}", code).inc()
+
     async def unary(self, method: str, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         """A model call: check the model name, take a replica, forward the bytes."""
         await self._check_model(method, request, context)
@@ -168,7 +173,14 @@ class _Handler(grpc.GenericRpcHandler):
             proxy = self.proxy
 
             async def model_call(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-                return await proxy.unary(name, request, context)
+                code = "OK"
+                try:
+                    return await proxy.unary(name, request, context)
+                except BaseException:
+                    code = _status_name(context)
+                    raise
+                finally:
+                    proxy.count(name, code)
 
             return grpc.unary_unary_rpc_method_handler(model_call, _identity, _identity)
         if name == "ModelStreamInfer":
@@ -188,6 +200,15 @@ def _constant(payload: bytes) -> grpc.RpcMethodHandler:
         return payload
 
     return grpc.unary_unary_rpc_method_handler(answer, _identity, _identity)
+
+
+def _status_name(context: grpc.aio.ServicerContext) -> str:
+    """The status a failed call ends with (set by abort), for metrics."""
+    try:
+        code = context.code()
+    except Exception:  # noqa: BLE001 - older grpc versions have no code() on aio contexts
+        return "UNKNOWN"
+    return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
 
 
 def _forwarded(context: grpc.aio.ServicerContext) -> tuple[tuple[str, str], ...]:
