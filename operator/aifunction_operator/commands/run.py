@@ -31,9 +31,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--grpc-port", type=int, default=None, help="gRPC port for functions with protocol grpc (default: a free one)")
     p.add_argument("--model-repo", default=None, help="local model repository directory (overrides the function's)")
     p.add_argument("--idle-timeout", type=_duration, default=60.0, help="scale to zero after this long without requests (default 60s)")
-    p.add_argument("--queue-limit", type=int, default=256, help="requests held while replicas start or are busy (default 256)")
-    p.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024, help="largest request body (default 16 MiB)")
-    p.add_argument("--max-replicas", type=int, default=None, help="replicas when the function sets no maxReplicas (default: CPU count)")
+    p.add_argument("--queue-limit", type=_count(0), default=256, help="requests held while replicas start or are busy (default 256)")
+    p.add_argument("--max-body-bytes", type=_count(1), default=16 * 1024 * 1024, help="largest request body (default 16 MiB)")
+    p.add_argument("--max-replicas", type=_count(1), default=None, help="replicas when the function sets no maxReplicas (default: CPU count)")
     p.add_argument("--log-dir", type=Path, default=None, help="where Triton replica logs go (default: a temp directory)")
     p.set_defaults(handler=run)
 
@@ -112,12 +112,31 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least `minimum`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def _duration(text: str) -> float:
-    """`90s`, `5m`, `1h30m` or a plain number of seconds."""
+    """`90s`, `5m`, `1h30m` or a plain number of seconds (not negative)."""
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         pass
+    else:
+        if value < 0 or value != value:
+            raise argparse.ArgumentTypeError(f"must be a duration of at least 0, got {text!r}")
+        return value
     seconds = parse_duration(text)
     if seconds is None:
         raise argparse.ArgumentTypeError(f"not a duration: {text!r} (examples: 30s, 5m, 1h30m, 2.5)")
