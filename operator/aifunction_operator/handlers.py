@@ -61,9 +61,9 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         owner = _owner(body)
         if owner is None or owner not in runtime.functions:
             return
-        deleted = event["type"] == "DELETED"
+        runtime.observe_service(owner, None if event["type"] == "DELETED" else dict(body))
         try:
-            await runtime.reconcile(owner, live_service=None if deleted else dict(body), service_deleted=deleted)
+            await runtime.reconcile(owner)
         except ApiError as exc:  # event handlers are not retried: the periodic resync catches up
             logger.warning("reconciling %s/%s after a Service event failed: %s", *owner, exc)
 

@@ -24,12 +24,19 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
+        self.writes = Counter("aifn_writes_total", "API writes by kind: service_apply, status.", ["kind"], registry=self.registry)
         self.functions = Gauge("aifn_functions", "Known functions by Ready status and reason.", ["ready", "reason"], registry=self.registry)
         self._seen: set[tuple[str, str]] = set()
 
     def observe_reconcile(self, result: str, seconds: float) -> None:
         self.reconciles.labels(result=result).inc()
         self.duration.observe(seconds)
+
+    def count_writes(self, applied: bool, status_written: bool) -> None:
+        if applied:
+            self.writes.labels(kind="service_apply").inc()
+        if status_written:
+            self.writes.labels(kind="status").inc()
 
     def set_functions(self, readiness: Iterable[tuple[str, str]]) -> None:
         """Replace the per-reason function counts."""

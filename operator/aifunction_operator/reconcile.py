@@ -63,13 +63,13 @@ def reconcile(
     *,
     unschedulable: str | None = None,
     live_service: Manifest | None = None,
-    service_deleted: bool = False,
     now: str | None = None,
 ) -> Outcome:
     """Bring the function's Knative Service to its desired state and write the status if it changed.
 
-    `live_service` is the Service as a watch event just showed it: when it already has every
-    field we render, the apply is skipped. Transient API errors propagate as ApiError.
+    `live_service` is the Service as the watch last showed it (None: not seen, or deleted):
+    when it already has every field we render, the apply is skipped. Transient API errors
+    propagate as ApiError.
     """
     meta = body.get("metadata") or {}
     fn, errors = _parse(body)
@@ -87,13 +87,13 @@ def reconcile(
         observation["blockers"] = tuple(b.message(config.knative_namespace) for b in blockers)
         observation["features_checked"] = knative.known
         if not blockers:
-            if live_service is not None and not service_deleted and covers(live_service, desired):
+            if live_service is not None and covers(live_service, desired):
                 outcome.service = live_service
             else:
                 outcome.service, observation["apply_error"] = _apply(kube, desired)
                 outcome.applied = observation["apply_error"] is None
     if outcome.service is None and not outcome.applied:
-        outcome.service = live_service if live_service is not None and not service_deleted else kube.get(KNATIVE_SERVICES, meta.get("namespace"), meta.get("name", ""))
+        outcome.service = live_service if live_service is not None else kube.get(KNATIVE_SERVICES, meta.get("namespace"), meta.get("name", ""))
     observation["service"] = outcome.service
     previous = body.get("status") or {}
     outcome.status = build_status(Observation(**observation), previous, now or utcnow())

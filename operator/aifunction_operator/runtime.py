@@ -54,6 +54,7 @@ class Runtime:
         self.metrics = metrics
         self.knative = KnativeSettings()
         self.functions: dict[Key, Mapping[str, Any]] = {}
+        self.services: dict[Key, Mapping[str, Any]] = {}  # the newest Knative Service seen per function
         self.pods: dict[Key, dict[str, str | None]] = defaultdict(dict)
         self.readiness: dict[Key, tuple[str, str]] = {}
         self._locks: dict[Key, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -73,10 +74,18 @@ class Runtime:
     def forget(self, key: Key) -> None:
         """Drop a deleted function."""
         self.functions.pop(key, None)
+        self.services.pop(key, None)
         self.pods.pop(key, None)
         self._locks.pop(key, None)
         if self.readiness.pop(key, None) is not None:
             self.metrics.set_functions(self.readiness.values())
+
+    def observe_service(self, key: Key, service: Mapping[str, Any] | None) -> None:
+        """Keep the newest copy of a function's Knative Service (None: it was deleted)."""
+        if service is None:
+            self.services.pop(key, None)
+        elif key not in self.services or resource_version(service) >= resource_version(self.services[key]):
+            self.services[key] = service
 
     def track_pod(self, key: Key, pod_name: str, pod: Mapping[str, Any] | None) -> bool:
         """Record a pod's scheduling state; True when the function's verdict changed."""
@@ -93,20 +102,25 @@ class Runtime:
         return messages[0] if messages else None
 
     # --- reconciling ---------------------------------------------------------------------
-    async def reconcile(self, key: Key, body: Mapping[str, Any] | None = None, *, live_service: Mapping[str, Any] | None = None, service_deleted: bool = False) -> Outcome | None:
-        """Reconcile one function (serialized per function); None when it is not known."""
+    async def reconcile(self, key: Key, body: Mapping[str, Any] | None = None) -> Outcome | None:
+        """Reconcile one function (serialized per function); None when it is not known.
+
+        The Service last seen by the watch is compared with the desired one first: an
+        unchanged Service is not applied again.
+        """
         async with self._locks[key]:
             if body is not None:
                 self.remember(body)
             current = self.functions.get(key)
             if current is None or (current.get("metadata") or {}).get("deletionTimestamp"):
                 return None
+            live = self.services.get(key)
             started = time.monotonic()
             loop = asyncio.get_running_loop()
             try:
                 outcome = await loop.run_in_executor(
                     self._executor,
-                    lambda: reconcile(self.kube, current, self.config, self.knative, unschedulable=self.unschedulable(key), live_service=dict(live_service) if live_service else None, service_deleted=service_deleted),
+                    lambda: reconcile(self.kube, current, self.config, self.knative, unschedulable=self.unschedulable(key), live_service=dict(live) if live else None),
                 )
             except ApiError as exc:
                 self.metrics.observe_reconcile("error", time.monotonic() - started)
@@ -114,6 +128,9 @@ class Runtime:
                     return None
                 raise
             self.metrics.observe_reconcile(outcome.result, time.monotonic() - started)
+            self.metrics.count_writes(outcome.applied, outcome.status_written)
+            if outcome.applied and outcome.service is not None:
+                self.observe_service(key, outcome.service)
             if outcome.status_written:
                 self.remember({**current, "status": outcome.status})
                 ready, reason = summary(outcome.status)

@@ -37,6 +37,15 @@ def reconcile_count(op: OperatorProcess) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in op.metrics().splitlines() if line.startswith("aifn_reconciles_total{"))
 
 
+def writes(op: OperatorProcess) -> dict[str, float]:
+    """Reconciles so far and the operator's API writes by kind."""
+    counts = {"reconciles": reconcile_count(op)}
+    for line in op.metrics().splitlines():
+        if line.startswith("aifn_writes_total{"):
+            counts[line.split('"')[1]] = float(line.rsplit(" ", 1)[1])
+    return counts
+
+
 def ready_reason(fn: dict[str, Any]) -> tuple[str, str]:
     cond = condition(fn, "Ready")
     return cond.get("status", ""), cond.get("reason", "")
@@ -155,7 +164,7 @@ def test_invalid_spec_is_reported_once_and_not_retried(kube: TestClient, namespa
 
 def test_disabled_knative_features_are_explained_and_rechecked_on_change(kube: TestClient, namespace: str, start_operator: Any) -> None:
     kube.put_configmap(namespace, "config-features", {"kubernetes.podspec-nodeselector": "enabled"})
-    start_operator()
+    op = start_operator()
     gpu = {"model": {"name": "resnet", "repository": "s3://models/triton"}, "resources": {"gpu": {"count": 1, "product": "NVIDIA-L4"}}}
     kube.create_function(namespace, function("gpu", gpu))
     fn = function_where(kube, namespace, "gpu", lambda f: ready_reason(f) == ("False", "KnativeFeatureDisabled"), "KnativeFeatureDisabled")
@@ -168,6 +177,13 @@ def test_disabled_knative_features_are_explained_and_rechecked_on_change(kube: T
     svc = service(kube, namespace, "gpu")
     assert svc["spec"]["template"]["spec"]["tolerations"]
     function_where(kube, namespace, "gpu", lambda f: condition(f, "KnativeFeaturesReady").get("status") == "True", "features ready")
+
+    # A settings change that does not concern the function re-checks it without writing anything.
+    before = writes(op)
+    kube.put_configmap(namespace, "config-features", {"kubernetes.podspec-nodeselector": "enabled", "kubernetes.podspec-tolerations": "Enabled", "kubernetes.podspec-dnspolicy": "enabled"})
+    wait_for("the re-check", lambda: reconcile_count(op) > before["reconciles"], PROMPT)
+    time.sleep(0.5)
+    assert writes(op) == {**before, "reconciles": reconcile_count(op)}, "an unchanged Service is not re-applied"
 
     kube.put_configmap(namespace, "config-autoscaler", {"enable-scale-to-zero": "false"})
     fn = function_where(kube, namespace, "gpu", lambda f: ready_reason(f) == ("False", "KnativeFeatureDisabled"), "scale to zero disabled")
