@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import random
 import time
 import uuid
 from collections.abc import Mapping
@@ -25,8 +26,9 @@ STAGE = "aifn"
 
 
 def request_id(request: HttpRequest) -> str:
-    """The caller's x-request-id, or a fresh one."""
-    return request.header("x-request-id") or str(uuid.uuid4())
+    """The caller's x-request-id, or a fresh random (version 4) UUID."""
+    # random.getrandbits instead of uuid4(): os.urandom per request showed up in profiles.
+    return request.header("x-request-id") or str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 
 def build_event(request: HttpRequest, req_id: str) -> dict[str, Any]:
