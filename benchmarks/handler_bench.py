@@ -10,6 +10,7 @@ to direct Triton at the same concurrency:
   triton          POST /v2/models/digits/infer (KServe v2 JSON) straight to Triton
   handler         the trivial Lambda handler (sync, context.infer) via the handler runtime
   handler-async   the same as `async def` with `await context.ainfer`
+  handler-inline  `handler` run inline on the event loop (AIFN_HANDLER_EXECUTION=inline, greenlet)
   handler-tc      `handler` with infer calls through tritonclient's asyncio client (aiohttp)
                   instead of the runtime's lean keep-alive client (AIFN_TRITON_CLIENT=tritonclient)
   noop            the handler runtime answering without calling the model (its own floor)
@@ -54,6 +55,7 @@ VARIANTS: dict[str, tuple[str, dict[str, str]] | None] = {
     "triton": None,
     "handler": ("bench_handlers:forward", {}),
     "handler-async": ("bench_handlers:forward_async", {}),
+    "handler-inline": ("bench_handlers:forward", {"AIFN_HANDLER_EXECUTION": "inline"}),
     "handler-tc": ("bench_handlers:forward", {"AIFN_TRITON_CLIENT": "tritonclient"}),
     "noop": ("bench_handlers:noop", {}),
     "seed": ("bench_handlers:seed", {}),

@@ -226,3 +226,32 @@ def test_tritonclient_mode_gives_the_same_answers(start_handler, lambda_fn: Hand
     assert post_json(f"{with_tritonclient.url}/", too_big).status == 400
     bad = request(f"{with_tritonclient.url}/?action=bad-inputs", b"{}", {"Content-Type": "application/json"})
     assert bad.status == 400 and "'pixels'" in bad.json()["error"]
+
+
+def test_inline_execution_behaves_the_same(start_handler, lambda_fn: HandlerServer, tmp_path_factory, digits_data) -> None:
+    code = tmp_path_factory.mktemp("user-code-inline")
+    (code / "app.py").write_text(APP)
+    inline = start_handler(code, "app:lambda_handler", AIFN_HANDLER_EXECUTION="inline")
+    images, truth = digits_data
+    payload = {"images": images[600:650].tolist()}
+    threaded, inlined = post_json(f"{lambda_fn.url}/", payload), post_json(f"{inline.url}/", payload)
+    assert threaded.status == inlined.status == 200
+    assert threaded.json() == inlined.json()
+    boom = request(f"{inline.url}/?action=boom", b"{}", {"Content-Type": "application/json"})
+    assert boom.status == 500 and boom.json()["error"] == "ZeroDivisionError: division by zero"
+    bad = request(f"{inline.url}/?action=bad-inputs", b"{}", {"Content-Type": "application/json"})
+    assert bad.status == 400 and "'pixels'" in bad.json()["error"]
+    too_big = post_json(f"{inline.url}/", {"images": np.zeros((129, 64)).tolist()})
+    assert too_big.status == 400 and "batch-size" in too_big.json()["error"]
+    results: dict[int, int] = {}
+
+    def one(i: int) -> None:
+        reply = post_json(f"{inline.url}/", {"images": [images[i].tolist()]})
+        results[i] = reply.json()["labels"][0] if reply.status == 200 else -reply.status
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(700, 740)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(results[i] == truth[i] for i in range(700, 740)) >= 39

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .inline import await_inline, in_inline_code
 from .model_client import TritonModel
 
 
@@ -51,6 +52,8 @@ class LambdaContext:
 
     def infer(self, inputs: Mapping[str, Any], outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Run the model on `inputs` (numpy arrays or nested lists) from a synchronous handler."""
+        if in_inline_code():  # the model client's own timeout bounds the wait
+            return await_inline(self._model.infer(inputs, outputs))
         if _in_loop_thread(self._loop):
             raise RuntimeError("context.infer() blocks; in an async handler use `await context.ainfer(...)`")
         future = asyncio.run_coroutine_threadsafe(self._model.infer(inputs, outputs), self._loop)

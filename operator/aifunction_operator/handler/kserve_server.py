@@ -110,6 +110,7 @@ def build_runtime(settings: HandlerSettings) -> FunctionRuntime:
         threads=settings.threads,
         request_timeout=settings.request_timeout,
         bad_request_types=(InvalidInput,),
+        execution=settings.execution,
     )
 
 

@@ -23,11 +23,16 @@ from .cloudevents import is_cloudevent, parse_cloudevent
 from .context import LambdaContext
 from .errors import BadRequest, ModelUnavailable
 from .http import HttpRequest, HttpResponse, error_response, json_response, loads
+from .inline import run_inline
 from .lambda_events import build_event, request_id, to_response
 from .loader import LambdaHandler, TransformerHandler, UserCode
 from .model_client import TritonModel
 
 log = logging.getLogger("aifn.handler")
+
+# How synchronous user code runs: on worker threads (safe for any code), or inline on the event
+# loop in a greenlet (faster; only for code whose sole waiting is context.infer). See inline.py.
+EXECUTIONS = ("threads", "inline")
 
 REQUESTS = Counter("aifn_handler_requests", "Function invocations by response status", ["function", "status"])
 LATENCY = Histogram(
@@ -50,7 +55,11 @@ class FunctionRuntime:
         threads: int = 64,
         request_timeout: float = 300.0,
         bad_request_types: tuple[type[BaseException], ...] = (),
+        execution: str = "threads",
     ) -> None:
+        if execution not in EXECUTIONS:
+            raise ValueError(f"execution {execution!r} is not one of {', '.join(EXECUTIONS)}")
+        self.execution = execution
         self.user_code = user_code
         self.model = model
         self.function_name = function_name
@@ -119,6 +128,8 @@ class FunctionRuntime:
     async def _call(self, function: Callable[..., Any], is_async: bool, *args: Any) -> Any:
         if is_async:
             return await function(*args)
+        if self.execution == "inline":
+            return await run_inline(function, *args)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(function, *args))
 

@@ -26,6 +26,7 @@ class HandlerSettings:
     threads: int = DEFAULT_THREADS
     request_timeout: float = 300.0
     triton_client: str = "fast"
+    execution: str = "threads"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HandlerSettings:
@@ -46,6 +47,7 @@ class HandlerSettings:
             threads=_int(env, "AIFN_HANDLER_THREADS", DEFAULT_THREADS),
             request_timeout=float(_int(env, "AIFN_REQUEST_TIMEOUT_SECONDS", 300)),
             triton_client=_choice(env, "AIFN_TRITON_CLIENT", ("fast", "tritonclient")),
+            execution=_choice(env, "AIFN_HANDLER_EXECUTION", ("threads", "inline")),
         )
 
 
