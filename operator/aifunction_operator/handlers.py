@@ -17,8 +17,10 @@ import kopf
 from .apply import ApiError
 from .naming import GROUP, LABEL_FUNCTION, LABEL_MANAGED_BY, MANAGED_BY, PLURAL, VERSION
 from .runtime import Key, Runtime
+from .status import REASON_NOT_OWNED, SERVICE_READY, condition
 
 MAX_BACKOFF = 60.0
+NOT_OWNED_RETRY = 15.0
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -80,11 +82,14 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
 
 async def _reconcile(runtime: Runtime, key: Key, body: dict[str, Any], retry: int) -> None:
     try:
-        await runtime.reconcile(key, body)
+        outcome = await runtime.reconcile(key, body)
     except ApiError as exc:
         if exc.transient:
             raise kopf.TemporaryError(str(exc), delay=min(MAX_BACKOFF, 2.0 ** min(retry, 6))) from None
         raise kopf.PermanentError(str(exc)) from None
+    if outcome is not None and (condition(outcome.status, SERVICE_READY) or {}).get("reason") == REASON_NOT_OWNED:
+        # Someone else's Service holds the name; its removal is not an event we watch, so look again later.
+        raise kopf.TemporaryError("the Knative Service's name is taken", delay=NOT_OWNED_RETRY)
 
 
 def _owner(body: kopf.Body) -> Key | None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from .apply import AIFUNCTIONS, KNATIVE_SERVICES, ApiError, Kube
 from .config import OperatorConfig
+from .naming import FIELD_MANAGER
 from .preflight import find_blockers
 from .render import render
 from .spec import AIFunction, InvalidSpec, parse_function
@@ -87,13 +88,19 @@ def reconcile(
         observation["blockers"] = tuple(b.message(config.knative_namespace) for b in blockers)
         observation["features_checked"] = knative.known
         if not blockers:
-            if live_service is not None and covers(live_service, desired):
+            if live_service is None:  # not seen by the watch: is the name free, or ours?
+                live_service = kube.get(KNATIVE_SERVICES, meta.get("namespace"), meta.get("name", ""))
+            if live_service is not None and not is_ours(live_service, meta.get("uid")):
+                observation["not_owned"] = f"Knative Service {meta.get('name')} already exists and was not created by this AIFunction; delete or rename one of them"
+            elif live_service is not None and covers(live_service, desired):
                 outcome.service = live_service
             else:
                 outcome.service, observation["apply_error"] = _apply(kube, desired)
                 outcome.applied = observation["apply_error"] is None
     if outcome.service is None and not outcome.applied:
         outcome.service = live_service if live_service is not None else kube.get(KNATIVE_SERVICES, meta.get("namespace"), meta.get("name", ""))
+    if outcome.service is not None and not is_ours(outcome.service, meta.get("uid")):
+        outcome.service = None  # never mirror someone else's Service
     observation["service"] = outcome.service
     previous = body.get("status") or {}
     outcome.status = build_status(Observation(**observation), previous, now or utcnow())
@@ -132,6 +139,14 @@ def _invalid_spec_event(status: Mapping[str, Any], previous: Mapping[str, Any]) 
     if before.get("status") == "False" and before.get("message") == now_valid.get("message"):
         return None
     return ("InvalidSpec", str(now_valid.get("message", "")))
+
+
+def is_ours(service: Mapping[str, Any], uid: str | None) -> bool:
+    """Whether a Service belongs to the function: it controls it, or the operator has applied it before."""
+    meta = service.get("metadata") or {}
+    if any(ref.get("controller") and ref.get("uid") == uid for ref in meta.get("ownerReferences") or []):
+        return True
+    return any(entry.get("manager") == FIELD_MANAGER for entry in meta.get("managedFields") or [])
 
 
 def covers(live: Any, desired: Any) -> bool:

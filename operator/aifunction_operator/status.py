@@ -24,6 +24,7 @@ REASON_FEATURE_DISABLED = "KnativeFeatureDisabled"
 REASON_WAITING_FOR_GPU = "WaitingForGPUNode"
 REASON_UNSCHEDULABLE = "Unschedulable"
 REASON_APPLY_FAILED = "ApplyFailed"
+REASON_NOT_OWNED = "NotOwned"
 REASON_SERVICE_MISSING = "ServiceMissing"
 REASON_DEPLOYING = "Deploying"
 
@@ -40,6 +41,7 @@ class Observation:
     features_checked: bool = True  # False when Knative's ConfigMaps could not be read
     service: Mapping[str, Any] | None = None  # the live Knative Service
     apply_error: str | None = None  # a permanent rejection of the Service by the apiserver
+    not_owned: str | None = None  # a Service of that name exists and belongs to someone else
     unschedulable: str | None = None  # the scheduler's message for a Pending pod
     needs_gpu: bool = False
 
@@ -108,6 +110,8 @@ def _features_condition(obs: Observation) -> Condition:
 
 
 def _service_condition(obs: Observation) -> Condition:
+    if obs.not_owned:
+        return Condition(SERVICE_READY, "False", REASON_NOT_OWNED, obs.not_owned)
     if obs.apply_error:
         return Condition(SERVICE_READY, "False", REASON_APPLY_FAILED, obs.apply_error)
     svc = obs.service

@@ -221,3 +221,26 @@ def test_health_and_readiness_endpoints(namespace: str, start_operator: Any) -> 
     assert http_get(op.url("/healthz")) == (200, "ok\n")
     assert http_get(op.url("/readyz")) == (200, "ready\n")
     assert op.stop() == 0, "SIGTERM is a clean shutdown"
+
+
+def test_a_service_of_the_same_name_made_by_someone_else_is_left_alone(kube: TestClient, namespace: str, start_operator: Any) -> None:
+    theirs = {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Service",
+        "metadata": {"name": "taken"},
+        "spec": {"template": {"spec": {"containers": [{"image": "example.com/their/app:1"}]}}},
+    }
+    kube.custom.create_namespaced_custom_object("serving.knative.dev", "v1", namespace, "services", theirs)
+    start_operator()
+    kube.create_function(namespace, function("taken"))
+    fn = function_where(kube, namespace, "taken", lambda f: condition(f, "ServiceReady").get("reason") == "NotOwned", "ServiceReady False NotOwned")
+    assert ready_reason(fn) == ("False", "NotOwned")
+    assert fn["status"].get("url") is None
+    svc = kube.get_service(namespace, "taken")
+    assert svc is not None and svc["spec"]["template"]["spec"]["containers"][0]["image"] == "example.com/their/app:1"
+    assert not svc["metadata"].get("ownerReferences")
+
+    # Once the name is free, the retry (every 15 s) creates the function's own Service.
+    kube.delete_service(namespace, "taken")
+    ours = wait_for("the function's own Service", lambda: (s := kube.get_service(namespace, "taken")) and s["metadata"].get("ownerReferences") and s, 40)
+    assert ours["metadata"]["ownerReferences"][0]["name"] == "taken"

@@ -9,7 +9,7 @@ import pytest
 
 from aifunction_operator.commands.operator import OperatorOptions, with_flags
 from aifunction_operator.config import OperatorConfig
-from aifunction_operator.reconcile import covers
+from aifunction_operator.reconcile import covers, is_ours
 from aifunction_operator.runtime import unschedulable_message
 
 DESIRED = {"metadata": {"name": "fn", "labels": {"a": "1"}}, "spec": {"template": {"spec": {"containers": [{"name": "triton", "image": "t:1", "args": ["--x"]}]}}}}
@@ -85,3 +85,12 @@ def test_image_and_namespace_flags_override_the_environment() -> None:
     flags = argparse.Namespace(triton_image="flag/triton:2", storage_initializer_image=None, knative_namespace=None)
     config = with_flags(env_config, flags)
     assert (config.triton_image, config.knative_namespace, config.storage_initializer_image) == ("flag/triton:2", "kn", OperatorConfig().storage_initializer_image)
+
+
+def test_a_service_is_ours_by_controller_reference_or_our_field_manager() -> None:
+    controlled = {"metadata": {"ownerReferences": [{"uid": "u1", "controller": True}]}}
+    assert is_ours(controlled, "u1") and not is_ours(controlled, "u2")
+    stripped = {"metadata": {"managedFields": [{"manager": "kubectl"}, {"manager": "aifn-operator", "operation": "Apply"}]}}
+    assert is_ours(stripped, "u1")
+    assert not is_ours({"metadata": {"managedFields": [{"manager": "kubectl"}]}}, "u1")
+    assert not is_ours({"metadata": {"ownerReferences": [{"uid": "u1", "controller": False}]}}, "u1")

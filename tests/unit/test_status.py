@@ -41,6 +41,7 @@ def conds(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
         (Observation(3, blockers=("needs x",)), "False", "KnativeFeatureDisabled", ("False", "NotCreated")),
         (Observation(3, blockers=("needs x",), service=ksvc()), "False", "KnativeFeatureDisabled", ("True", "ServiceReady")),
         (Observation(3, apply_error="denied"), "False", "ApplyFailed", ("False", "ApplyFailed")),
+        (Observation(3, not_owned="taken"), "False", "NotOwned", ("False", "NotOwned")),
         (Observation(3, service=None, unschedulable="0/3 nodes: Insufficient nvidia.com/gpu", needs_gpu=True), "Unknown", "WaitingForGPUNode", ("Unknown", "ServiceMissing")),
         (Observation(3, service=ksvc(generation=2, observed=2, ready="Unknown"), unschedulable="no fit", needs_gpu=False), "Unknown", "Unschedulable", ("Unknown", "Deploying")),
     ],
