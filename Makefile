@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-.PHONY: setup tools test unit models demo dev-apiserver crds e2e images clean
+.PHONY: setup tools test unit models demo dev-apiserver crds bench e2e images clean
 
 setup: $(VENV)/.installed ## create .venv and install the project editable with its dev extras
 
@@ -30,6 +30,12 @@ models: setup ## retrain/export the shipped models (digits artifact, minilm weig
 
 demo: setup ## serve examples/digits.yaml locally with a real Triton and send it real digits
 	$(PY) hack/demo.py
+
+bench: setup tools ## the benchmarks: figures and ratios measured side by side (not tests)
+	$(PY) benchmarks/models.py
+	$(PY) benchmarks/local_bench.py
+	$(PY) benchmarks/handler_bench.py
+	$(PY) benchmarks/operator_bench.py
 
 dev-apiserver: setup tools ## a real control plane in the foreground; kubeconfig in .aifn/dev/kubeconfig
 	$(PY) hack/dev_apiserver.py
