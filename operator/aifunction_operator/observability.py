@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter as Tally
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -26,7 +25,6 @@ class Metrics:
         )
         self.writes = Counter("aifn_writes_total", "API writes by kind: service_apply, status.", ["kind"], registry=self.registry)
         self.functions = Gauge("aifn_functions", "Known functions by Ready status and reason.", ["ready", "reason"], registry=self.registry)
-        self._seen: set[tuple[str, str]] = set()
 
     def observe_reconcile(self, result: str, seconds: float) -> None:
         self.reconciles.labels(result=result).inc()
@@ -38,12 +36,14 @@ class Metrics:
         if status_written:
             self.writes.labels(kind="status").inc()
 
-    def set_functions(self, readiness: Iterable[tuple[str, str]]) -> None:
-        """Replace the per-reason function counts."""
-        counts = Tally(readiness)
-        for ready, reason in self._seen | set(counts):
-            self.functions.labels(ready=ready, reason=reason).set(counts.get((ready, reason), 0))
-        self._seen |= set(counts)
+    def move_function(self, before: tuple[str, str] | None, after: tuple[str, str] | None) -> None:
+        """One function changed readiness (None: it appeared or disappeared)."""
+        if before == after:
+            return
+        if before is not None:
+            self.functions.labels(ready=before[0], reason=before[1]).dec()
+        if after is not None:
+            self.functions.labels(ready=after[0], reason=after[1]).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -77,8 +77,7 @@ class Runtime:
         self.services.pop(key, None)
         self.pods.pop(key, None)
         self._locks.pop(key, None)
-        if self.readiness.pop(key, None) is not None:
-            self.metrics.set_functions(self.readiness.values())
+        self.metrics.move_function(self.readiness.pop(key, None), None)
 
     def observe_service(self, key: Key, service: Mapping[str, Any] | None) -> None:
         """Keep the newest copy of a function's Knative Service (None: it was deleted)."""
@@ -135,8 +134,8 @@ class Runtime:
                 self.remember({**current, "status": outcome.status})
                 ready, reason = summary(outcome.status)
                 log.info("%s/%s: Ready=%s %s%s", *key, ready, reason, " (Service applied)" if outcome.applied else "")
+            self.metrics.move_function(self.readiness.get(key), summary(outcome.status))
             self.readiness[key] = summary(outcome.status)
-            self.metrics.set_functions(self.readiness.values())
             return outcome
 
     async def reconcile_all(self) -> None:

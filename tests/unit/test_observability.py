@@ -18,13 +18,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_function_gauge_drops_reasons_no_longer_seen() -> None:
+def test_functions_move_between_reasons() -> None:
     metrics = Metrics()
-    metrics.set_functions([("True", "Ready"), ("False", "InvalidSpec"), ("True", "Ready")])
-    metrics.set_functions([("True", "Ready")])
+    metrics.move_function(None, ("Unknown", "Deploying"))
+    metrics.move_function(None, ("Unknown", "Deploying"))
+    metrics.move_function(("Unknown", "Deploying"), ("True", "Ready"))
+    metrics.move_function(("True", "Ready"), ("True", "Ready"))
     text = metrics.exposition().decode()
+    assert 'aifn_functions{ready="Unknown",reason="Deploying"} 1.0' in text
     assert 'aifn_functions{ready="True",reason="Ready"} 1.0' in text
-    assert 'aifn_functions{ready="False",reason="InvalidSpec"} 0.0' in text
+    metrics.move_function(("True", "Ready"), None)
+    assert 'aifn_functions{ready="True",reason="Ready"} 0.0' in metrics.exposition().decode()
 
 
 def test_reconciles_are_counted_by_result_with_durations() -> None:
