@@ -65,6 +65,8 @@ class FunctionRuntime:
         self.function_name = function_name
         self.request_timeout = request_timeout
         self.bad_request_types = (BadRequest, *bad_request_types)
+        self._counters: dict[int, Any] = {}
+        self._latency = LATENCY.labels(function_name)
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="aifn-handler")
 
     @property
@@ -93,8 +95,11 @@ class FunctionRuntime:
         except Exception as exc:
             log.exception("request %s: the function %s raised", req_id, self.function_name)
             response = json_response(500, {"error": f"{type(exc).__name__}: {exc}", "requestId": req_id})
-        REQUESTS.labels(self.function_name, str(response.status)).inc()
-        LATENCY.labels(self.function_name).observe(time.perf_counter() - started)
+        counter = self._counters.get(response.status)
+        if counter is None:
+            counter = self._counters[response.status] = REQUESTS.labels(self.function_name, str(response.status))
+        counter.inc()
+        self._latency.observe(time.perf_counter() - started)
         return response
 
     async def _invoke_lambda(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -23,6 +22,8 @@ import numpy as np
 from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor, triton_to_np_dtype
 
 from .errors import ModelInputError, ModelUnavailable
+from .http import dumps as json_dumps
+from .http import loads as json_loads
 
 HEADER_LENGTH = b"inference-header-content-length"
 DECODERS = {b"gzip": lambda data: zlib.decompress(data, 16 + zlib.MAX_WBITS), b"deflate": zlib.decompress}
@@ -127,8 +128,9 @@ class TritonInferClient:
         payload = self._payload(inputs, outputs)
         async with self._slots:
             try:
-                status, header_length, body = await asyncio.wait_for(self._send(payload), self.timeout)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(self.timeout):  # no extra task per call, unlike wait_for
+                    status, header_length, body = await self._send(payload)
+            except TimeoutError:
                 raise ModelUnavailable(f"model {self.model_name!r} did not answer within {self.timeout:g}s") from None
         if status != 200:
             message = _error_message(body)
@@ -172,10 +174,10 @@ class TritonInferClient:
             blobs.append(blob)
             described.append({"name": name, "shape": list(array.shape), "datatype": datatype,
                               "parameters": {"binary_data_size": len(blob)}})
-        header = json.dumps({
+        header = json_dumps({
             "inputs": described,
             "outputs": [{"name": name, "parameters": {"binary_data": True}} for name in outputs],
-        }, separators=(",", ":")).encode()
+        })
         length = len(header) + sum(len(b) for b in blobs)
         head = self._request_head + (
             f"Inference-Header-Content-Length: {len(header)}\r\nContent-Length: {length}\r\n\r\n"
@@ -189,7 +191,7 @@ class TritonInferClient:
 
 
 def _decode(body: bytes, header_length: int | None, wanted: Sequence[str]) -> dict[str, np.ndarray]:
-    header = json.loads(body[:header_length] if header_length is not None else body)
+    header = json_loads(body[:header_length] if header_length is not None else body)
     offset = header_length or 0
     result: dict[str, np.ndarray] = {}
     for output in header["outputs"]:
@@ -222,7 +224,7 @@ def _decoded(body: bytes, encoding: bytes) -> bytes:
 
 def _error_message(body: bytes) -> str:
     try:
-        parsed: Any = json.loads(body)
+        parsed: Any = json_loads(body)
     except ValueError:
         return body[:500].decode(errors="replace")
     if isinstance(parsed, Mapping) and "error" in parsed:
