@@ -59,14 +59,16 @@ def run(args: argparse.Namespace) -> int:
     except RepositoryError as exc:
         print(f"{args.filename}: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    from ..handler.errors import HandlerLoadError  # noqa: PLC0415
-    from ..handler.local import LocalHandler, LocalHandlerError  # noqa: PLC0415
+    handler = None
+    if fn.spec.handler is not None:  # the handler runtime (and its dependencies) only when used
+        from ..handler.errors import HandlerLoadError  # noqa: PLC0415
+        from ..handler.local import LocalHandler, LocalHandlerError  # noqa: PLC0415
 
-    try:
-        handler = LocalHandler.for_function(fn, Path(args.filename))
-    except (LocalHandlerError, HandlerLoadError) as exc:
-        print(f"{args.filename}: spec.handler: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        try:
+            handler = LocalHandler.for_function(fn, Path(args.filename))
+        except (LocalHandlerError, HandlerLoadError) as exc:
+            print(f"{args.filename}: spec.handler: {exc}", file=sys.stderr)
+            return EXIT_INVALID
     options = RunOptions(
         host=args.host,
         port=args.port,
