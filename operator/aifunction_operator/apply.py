@@ -55,8 +55,16 @@ PODS = Resource("v1", "pods")
 EVENTS = Resource("v1", "events")
 CLUSTER_PEERINGS = Resource("kopf.dev/v1", "clusterkopfpeerings", namespaced=False)
 NAMESPACED_PEERINGS = Resource("kopf.dev/v1", "kopfpeerings")
+PING_SOURCES = Resource("sources.knative.dev/v1", "pingsources")
+EVENTING_TRIGGERS = Resource("eventing.knative.dev/v1", "triggers")
 
-KINDS = {(KNATIVE_SERVING_API, "Service"): KNATIVE_SERVICES, (API_VERSION, KIND): AIFUNCTIONS, ("v1", "ConfigMap"): CONFIGMAPS}
+KINDS = {
+    (KNATIVE_SERVING_API, "Service"): KNATIVE_SERVICES,
+    (API_VERSION, KIND): AIFUNCTIONS,
+    ("v1", "ConfigMap"): CONFIGMAPS,
+    ("sources.knative.dev/v1", "PingSource"): PING_SOURCES,
+    ("eventing.knative.dev/v1", "Trigger"): EVENTING_TRIGGERS,
+}
 
 
 class ApiError(Exception):
@@ -137,6 +145,16 @@ class Kube:
         """Every object of a kind (in a namespace), optionally selected by labels."""
         query = {"labelSelector": label_selector} if label_selector else None
         return list(self.request("GET", resource.path(namespace), query=query).get("items") or [])
+
+    def serves(self, api_version: str) -> bool:
+        """Whether the API server serves a group/version (False: its CRDs are not installed)."""
+        try:
+            self.request("GET", "/api/v1" if api_version == "v1" else f"/apis/{api_version}")
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     def create(self, resource: Resource, namespace: str | None, obj: Manifest) -> Manifest:
         """Create `obj`."""

@@ -5,6 +5,9 @@
 - AIFunction events -> keep the newest body (and forget deleted ones).
 - Knative Services we manage -> reconcile their owner: drift is re-applied, a deleted
   Service recreated, Knative's status mirrored.
+- ConfigMaps, PingSources and Triggers we manage -> reconcile their owner, as for Services.
+  Without Knative Eventing's CRDs kopf leaves those watches unserved (a warning) and the
+  operator runs on: functions without triggers do not need Eventing.
 - Pods of our functions -> reconcile when a pod starts or stops waiting for a node.
 """
 
@@ -19,6 +22,8 @@ from .naming import GROUP, LABEL_FUNCTION, LABEL_MANAGED_BY, MANAGED_BY, PLURAL,
 from .runtime import Key, Runtime
 from .status import REASON_NOT_OWNED, SERVICE_READY, condition
 
+# The function's children other than the Service: handler-code ConfigMaps, PingSources, Triggers.
+CHILD_WATCHES = (("", "v1", "configmaps"), ("sources.knative.dev", "v1", "pingsources"), ("eventing.knative.dev", "v1", "triggers"))
 MAX_BACKOFF = 60.0
 NOT_OWNED_RETRY = 15.0
 
@@ -29,6 +34,8 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP, key="last-handled-configuration")
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.watching.label_selectors["serving.knative.dev", "v1", "services"] = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+    for group, version, plural in CHILD_WATCHES:
+        settings.watching.label_selectors[group, version, plural] = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
     settings.watching.label_selectors["", "v1", "pods"] = LABEL_FUNCTION
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -68,6 +75,20 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             await runtime.reconcile(owner)
         except ApiError as exc:  # event handlers are not retried: the periodic resync catches up
             logger.warning("reconciling %s/%s after a Service event failed: %s", *owner, exc)
+
+    # Filtered server-side by label (configure()), like Services; a child stripped of our label is restored.
+    @kopf.on.event(*CHILD_WATCHES[0], registry=registry)
+    @kopf.on.event(*CHILD_WATCHES[1], registry=registry)
+    @kopf.on.event(*CHILD_WATCHES[2], registry=registry)
+    async def child_changed(event: kopf.RawEvent, body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+        owner = _owner(body)
+        if owner is None or owner not in runtime.functions:
+            return
+        runtime.observe_child(owner, (str(body.get("kind")), body.metadata.name or ""), None if event["type"] == "DELETED" else dict(body))
+        try:
+            await runtime.reconcile(owner)
+        except ApiError as exc:
+            logger.warning("reconciling %s/%s after a %s event failed: %s", *owner, body.get("kind"), exc)
 
     @kopf.on.event("", "v1", "pods", labels={LABEL_FUNCTION: kopf.PRESENT}, registry=registry)
     async def pod_changed(event: kopf.RawEvent, body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:

@@ -1,5 +1,8 @@
 """One reconcile pass for one function: spec -> render -> pre-flight -> apply -> status.
 
+Applied in order: the handler-code ConfigMap (the Service's pods mount it), the Knative Service,
+then PingSources and Triggers; children the function no longer wants are pruned last.
+
 Synchronous and free of kopf; the handlers run it in a worker thread. What it needs from
 outside (Knative's ConfigMaps, pod scheduling) is passed in as plain values.
 """
@@ -12,12 +15,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .apply import AIFUNCTIONS, KNATIVE_SERVICES, ApiError, Kube
+from .children import EVENTING_KINDS, ChildKey, ChildrenResult, child_key, covers, label, list_children, not_served_message, sync_children
 from .config import OperatorConfig
 from .naming import FIELD_MANAGER
 from .preflight import find_blockers
 from .render import render
 from .spec import AIFunction, InvalidSpec, parse_function
-from .status import SPEC_VALID, Observation, build_status, condition, needs_write
+from .status import REASON_APPLY_FAILED, REASON_EVENTING_NOT_INSTALLED, SPEC_VALID, Observation, build_status, condition, needs_write
+
+__all__ = ["KnativeSettings", "Outcome", "covers", "is_ours", "reconcile"]
 
 Manifest = dict[str, Any]
 
@@ -44,6 +50,9 @@ class Outcome:
     service: Manifest | None = None
     event: tuple[str, str] | None = None  # (reason, message) posted as a Warning
     errors: list[str] = field(default_factory=list)
+    children: dict[ChildKey, Manifest] | None = None  # ConfigMaps, PingSources, Triggers as now live (None: not synced)
+    children_applied: int = 0
+    children_deleted: int = 0
 
     @property
     def result(self) -> str:
@@ -64,12 +73,15 @@ def reconcile(
     *,
     unschedulable: str | None = None,
     live_service: Manifest | None = None,
+    live_children: Mapping[ChildKey, Manifest] | None = None,
     now: str | None = None,
 ) -> Outcome:
-    """Bring the function's Knative Service to its desired state and write the status if it changed.
+    """Bring the function's Knative Service and other children to their desired state and write the status if it changed.
 
     `live_service` is the Service as the watch last showed it (None: not seen, or deleted):
-    when it already has every field we render, the apply is skipped. Transient API errors
+    when it already has every field we render, the apply is skipped. `live_children` are the
+    function's ConfigMaps/PingSources/Triggers as the watches last showed them (None: unknown,
+    so they are listed, unless the function has never been reconciled). Transient API errors
     propagate as ApiError.
     """
     meta = body.get("metadata") or {}
@@ -77,9 +89,10 @@ def reconcile(
     observation: dict[str, Any] = {"generation": meta.get("generation"), "spec_errors": tuple(errors), "unschedulable": unschedulable}
     outcome = Outcome(status={})
     desired: Manifest | None = None
+    wanted_children: list[Manifest] = []
     if fn is not None:
         try:
-            desired = render(fn, config)[0]
+            desired, *wanted_children = render(fn, config)
         except InvalidSpec as exc:
             observation["spec_errors"] = tuple(str(e) for e in exc.errors)
         observation["needs_gpu"] = fn.spec.resources.gpu.count > 0
@@ -92,16 +105,25 @@ def reconcile(
                 live_service = kube.get(KNATIVE_SERVICES, meta.get("namespace"), meta.get("name", ""))
             if live_service is not None and not is_ours(live_service, meta.get("uid")):
                 observation["not_owned"] = f"Knative Service {meta.get('name')} already exists and was not created by this AIFunction; delete or rename one of them"
-            elif live_service is not None and covers(live_service, desired):
-                outcome.service = live_service
             else:
-                outcome.service, observation["apply_error"] = _apply(kube, desired)
-                outcome.applied = observation["apply_error"] is None
+                live = dict(live_children) if live_children is not None else (list_children(kube, meta["namespace"], meta["name"]) if body.get("status") else {})
+                config_maps = [obj for obj in wanted_children if obj["kind"] == "ConfigMap"]
+                first = sync_children(kube, config_maps, live, meta.get("uid"), prune=False)
+                if live_service is not None and covers(live_service, desired):
+                    outcome.service = live_service
+                else:
+                    outcome.service, observation["apply_error"] = _apply(kube, desired)
+                    outcome.applied = observation["apply_error"] is None
+                rest = sync_children(kube, wanted_children, first.live, meta.get("uid"))
+                _record_children(outcome, observation, wanted_children, first, rest)
     if outcome.service is None and not outcome.applied:
         outcome.service = live_service if live_service is not None else kube.get(KNATIVE_SERVICES, meta.get("namespace"), meta.get("name", ""))
     if outcome.service is not None and not is_ours(outcome.service, meta.get("uid")):
         outcome.service = None  # never mirror someone else's Service
     observation["service"] = outcome.service
+    if "triggers" not in observation:
+        seen = live_children or {}
+        observation["triggers"] = tuple((label(obj), seen.get(child_key(obj))) for obj in wanted_children if obj["kind"] in EVENTING_KINDS)
     previous = body.get("status") or {}
     outcome.status = build_status(Observation(**observation), previous, now or utcnow())
     if needs_write(outcome.status, previous):
@@ -130,6 +152,22 @@ def _apply(kube: Kube, desired: Manifest) -> tuple[Manifest | None, str | None]:
         return None, f"the API server rejected the Knative Service: {exc.message}"
 
 
+def _record_children(outcome: Outcome, observation: dict[str, Any], wanted: list[Manifest], first: ChildrenResult, rest: ChildrenResult) -> None:
+    """Fold both child syncs into the outcome and the observation for the status."""
+    outcome.children = rest.live
+    outcome.children_applied = first.applied + rest.applied
+    outcome.children_deleted = rest.deleted
+    config_map_errors = [e for e in first.errors + rest.errors if e.startswith("ConfigMap ")]
+    if config_map_errors and observation.get("apply_error") is None:
+        observation["apply_error"] = "; ".join(config_map_errors)
+    eventing_errors = [e for e in rest.errors if not e.startswith("ConfigMap ")]
+    if rest.not_served:
+        observation["triggers_error"] = (REASON_EVENTING_NOT_INSTALLED, not_served_message(rest.not_served))
+    elif eventing_errors:
+        observation["triggers_error"] = (REASON_APPLY_FAILED, "; ".join(eventing_errors))
+    observation["triggers"] = tuple((label(obj), rest.live.get(child_key(obj))) for obj in wanted if obj["kind"] in EVENTING_KINDS)
+
+
 def _invalid_spec_event(status: Mapping[str, Any], previous: Mapping[str, Any]) -> tuple[str, str] | None:
     """A Warning event when the spec newly became invalid or its problems changed."""
     now_valid = condition(status, SPEC_VALID) or {}
@@ -147,12 +185,3 @@ def is_ours(service: Mapping[str, Any], uid: str | None) -> bool:
     if any(ref.get("controller") and ref.get("uid") == uid for ref in meta.get("ownerReferences") or []):
         return True
     return any(entry.get("manager") == FIELD_MANAGER for entry in meta.get("managedFields") or [])
-
-
-def covers(live: Any, desired: Any) -> bool:
-    """Whether `live` holds every field of `desired` with the same value (servers may add fields)."""
-    if isinstance(desired, Mapping):
-        return isinstance(live, Mapping) and all(key in live and covers(live[key], value) for key, value in desired.items())
-    if isinstance(desired, list):
-        return isinstance(live, list) and len(live) == len(desired) and all(covers(a, b) for a, b in zip(live, desired, strict=True))
-    return bool(live == desired)

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .apply import CONFIGMAPS, ApiError, Kube
+from .children import ChildKey
 from .config import OperatorConfig
 from .observability import Metrics
 from .peering import PeeringGate
@@ -56,6 +57,10 @@ class Runtime:
         self.functions: dict[Key, Mapping[str, Any]] = {}
         self.services: dict[Key, Mapping[str, Any]] = {}  # the newest Knative Service seen per function
         self.pods: dict[Key, dict[str, str | None]] = defaultdict(dict)
+        # ConfigMaps, PingSources and Triggers per function, fed by watches and our own writes;
+        # trusted only for functions in `children_known` (else the next pass lists them).
+        self.children: dict[Key, dict[ChildKey, Mapping[str, Any]]] = defaultdict(dict)
+        self.children_known: set[Key] = set()
         self.readiness: dict[Key, tuple[str, str]] = {}
         self._locks: dict[Key, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aifn-reconcile")
@@ -76,6 +81,8 @@ class Runtime:
         self.functions.pop(key, None)
         self.services.pop(key, None)
         self.pods.pop(key, None)
+        self.children.pop(key, None)
+        self.children_known.discard(key)
         self._locks.pop(key, None)
         self.metrics.move_function(self.readiness.pop(key, None), None)
 
@@ -85,6 +92,25 @@ class Runtime:
             self.services.pop(key, None)
         elif key not in self.services or resource_version(service) >= resource_version(self.services[key]):
             self.services[key] = service
+
+    def observe_child(self, key: Key, child: ChildKey, obj: Mapping[str, Any] | None) -> None:
+        """Keep the newest copy of one of a function's children (None: deleted or no longer labelled ours)."""
+        known = self.children[key]
+        if obj is None:
+            known.pop(child, None)
+        elif child not in known or resource_version(obj) >= resource_version(known[child]):
+            known[child] = obj
+
+    def _merge_children(self, key: Key, outcome: Outcome) -> None:
+        """After a pass: what it applied, deleted or listed, without overwriting newer watch events."""
+        if outcome.children is None:
+            return
+        known = self.children[key]
+        for child in [c for c in known if c not in outcome.children]:
+            known.pop(child)
+        for child, obj in outcome.children.items():
+            self.observe_child(key, child, obj)
+        self.children_known.add(key)
 
     def track_pod(self, key: Key, pod_name: str, pod: Mapping[str, Any] | None) -> bool:
         """Record a pod's scheduling state; True when the function's verdict changed."""
@@ -114,12 +140,13 @@ class Runtime:
             if current is None or (current.get("metadata") or {}).get("deletionTimestamp"):
                 return None
             live = self.services.get(key)
+            children = {name: dict(obj) for name, obj in self.children[key].items()} if key in self.children_known else None
             started = time.monotonic()
             loop = asyncio.get_running_loop()
             try:
                 outcome = await loop.run_in_executor(
                     self._executor,
-                    lambda: reconcile(self.kube, current, self.config, self.knative, unschedulable=self.unschedulable(key), live_service=dict(live) if live else None),
+                    lambda: reconcile(self.kube, current, self.config, self.knative, unschedulable=self.unschedulable(key), live_service=dict(live) if live else None, live_children=children),
                 )
             except ApiError as exc:
                 self.metrics.observe_reconcile("error", time.monotonic() - started)
@@ -130,6 +157,7 @@ class Runtime:
             self.metrics.count_writes(outcome.applied, outcome.status_written)
             if outcome.applied and outcome.service is not None:
                 self.observe_service(key, outcome.service)
+            self._merge_children(key, outcome)
             if outcome.status_written:
                 self.remember({**current, "status": outcome.status})
                 ready, reason = summary(outcome.status)
@@ -139,11 +167,12 @@ class Runtime:
             return outcome
 
     async def reconcile_all(self) -> None:
-        """Re-check every known function (after Knative's settings changed), if this replica is the active one."""
+        """Re-check every known function (resync, Knative's settings changed), if this replica is the active one."""
         loop = asyncio.get_running_loop()
         if not await loop.run_in_executor(self._executor, self.gate.active):
             log.info("another replica is active; leaving the re-check to it")
             return
+        self.children_known.clear()  # list children again, in case a watch event was missed
         results = await asyncio.gather(*(self.reconcile(key) for key in list(self.functions)), return_exceptions=True)
         for error in (r for r in results if isinstance(r, Exception)):
             log.warning("re-check after a Knative settings change failed: %s", error)

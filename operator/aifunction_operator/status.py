@@ -1,7 +1,7 @@
 """Stage 4 of the pipeline: an AIFunction's status from what the operator observed (pure).
 
-Conditions follow the Knative model: `Ready` aggregates `SpecValid`, `KnativeFeaturesReady` and
-`ServiceReady`; `PodsScheduled` explains a wait for a (GPU) node. A condition's
+Conditions follow the Knative model: `Ready` aggregates `SpecValid`, `KnativeFeaturesReady`,
+`ServiceReady` and `TriggersReady`; `PodsScheduled` explains a wait for a (GPU) node. A condition's
 `lastTransitionTime` moves only when its status flips. The clock is passed in.
 """
 
@@ -16,7 +16,8 @@ SPEC_VALID = "SpecValid"
 FEATURES_READY = "KnativeFeaturesReady"
 SERVICE_READY = "ServiceReady"
 PODS_SCHEDULED = "PodsScheduled"
-CONDITION_TYPES = (READY, SPEC_VALID, FEATURES_READY, SERVICE_READY, PODS_SCHEDULED)
+TRIGGERS_READY = "TriggersReady"
+CONDITION_TYPES = (READY, SPEC_VALID, FEATURES_READY, SERVICE_READY, TRIGGERS_READY, PODS_SCHEDULED)
 
 REASON_READY = "Ready"
 REASON_INVALID_SPEC = "InvalidSpec"
@@ -27,6 +28,11 @@ REASON_APPLY_FAILED = "ApplyFailed"
 REASON_NOT_OWNED = "NotOwned"
 REASON_SERVICE_MISSING = "ServiceMissing"
 REASON_DEPLOYING = "Deploying"
+REASON_NO_TRIGGERS = "NoTriggers"
+REASON_TRIGGERS_READY = "TriggersReady"
+REASON_EVENTING_NOT_INSTALLED = "EventingNotInstalled"
+REASON_EVENTING_NOT_READY = "EventingNotReady"
+REASON_TRIGGER_NOT_READY = "TriggerNotReady"
 
 STATUS_KEYS = ("observedGeneration", "url", "address", "latestReadyRevision", "reason", "conditions")
 
@@ -44,6 +50,9 @@ class Observation:
     not_owned: str | None = None  # a Service of that name exists and belongs to someone else
     unschedulable: str | None = None  # the scheduler's message for a Pending pod
     needs_gpu: bool = False
+    # The PingSources/Triggers the function wants: ("PingSource fn-nightly", live object or None).
+    triggers: tuple[tuple[str, Mapping[str, Any] | None], ...] = ()
+    triggers_error: tuple[str, str] | None = None  # (reason, message): Eventing missing, or a rejection
 
 
 @dataclass(frozen=True)
@@ -59,9 +68,10 @@ def build_status(obs: Observation, previous: Mapping[str, Any] | None, now: str)
     spec = _spec_condition(obs)
     features = _features_condition(obs)
     service = _service_condition(obs)
+    triggers = _triggers_condition(obs)
     pods = _pods_condition(obs)
-    ready = _ready_condition(spec, features, service, pods)
-    conditions = [_with_time(c, previous, now) for c in (ready, spec, features, service, pods)]
+    ready = _ready_condition(spec, features, service, triggers, pods)
+    conditions = [_with_time(c, previous, now) for c in (ready, spec, features, service, triggers, pods)]
     ksvc_status = (obs.service or {}).get("status") or {}
     reason = pods.reason if ready.status == "True" and pods.status == "False" else ready.reason
     return {
@@ -132,6 +142,41 @@ def _service_condition(obs: Observation) -> Condition:
     return Condition(SERVICE_READY, state, ksvc_ready.get("reason") or REASON_DEPLOYING, ksvc_ready.get("message") or "")
 
 
+def _triggers_condition(obs: Observation) -> Condition:
+    """True without triggers or when every PingSource/Trigger is Ready; False names the first failing one."""
+    if obs.triggers_error is not None:
+        return Condition(TRIGGERS_READY, "False", *obs.triggers_error)
+    if not obs.triggers:
+        if obs.spec_errors:
+            return Condition(TRIGGERS_READY, "Unknown", "SpecNotValid", "the spec must be valid before its triggers are created")
+        return Condition(TRIGGERS_READY, "True", REASON_NO_TRIGGERS)
+    states = [_trigger_state(label, obj, blocked=bool(obs.spec_errors or obs.blockers or obs.not_owned)) for label, obj in obs.triggers]
+    for wanted in ("False", "Unknown"):
+        for state in states:
+            if state.status == wanted:
+                return state
+    return Condition(TRIGGERS_READY, "True", REASON_TRIGGERS_READY)
+
+
+def _trigger_state(label: str, obj: Mapping[str, Any] | None, *, blocked: bool) -> Condition:
+    """One PingSource's or Trigger's readiness as Knative Eventing reports it in its status."""
+    if obj is None:
+        if blocked:
+            return Condition(TRIGGERS_READY, "False", "NotCreated", f"{label} is not created until the problems above are fixed")
+        return Condition(TRIGGERS_READY, "Unknown", REASON_EVENTING_NOT_READY, f"{label} is being created")
+    generation = (obj.get("metadata") or {}).get("generation")
+    status = obj.get("status") or {}
+    ready = condition(status, READY)
+    if ready is None or status.get("observedGeneration") != generation:
+        return Condition(TRIGGERS_READY, "Unknown", REASON_EVENTING_NOT_READY, f"Knative Eventing has not reported on generation {generation} of {label} yet")
+    if ready.get("status") == "True":
+        return Condition(TRIGGERS_READY, "True", REASON_TRIGGERS_READY)
+    state = "False" if ready.get("status") == "False" else "Unknown"
+    reason = ready.get("reason") or (REASON_TRIGGER_NOT_READY if state == "False" else REASON_EVENTING_NOT_READY)
+    detail = ready.get("message") or "not ready"
+    return Condition(TRIGGERS_READY, state, reason, f"{label}: {detail}")
+
+
 def _pods_condition(obs: Observation) -> Condition:
     if obs.unschedulable is None:
         return Condition(PODS_SCHEDULED, "True", "Scheduled")
@@ -139,15 +184,19 @@ def _pods_condition(obs: Observation) -> Condition:
     return Condition(PODS_SCHEDULED, "False", reason, obs.unschedulable)
 
 
-def _ready_condition(spec: Condition, features: Condition, service: Condition, pods: Condition) -> Condition:
+def _ready_condition(spec: Condition, features: Condition, service: Condition, triggers: Condition, pods: Condition) -> Condition:
     for blocking in (spec, features):
         if blocking.status == "False":
             return Condition(READY, "False", blocking.reason, blocking.message)
-    if service.status == "True":
+    if service.status == "True" and triggers.status == "True":
         return Condition(READY, "True", REASON_READY)
-    if pods.status == "False":
+    if pods.status == "False" and service.status != "True":
         return Condition(READY, service.status, pods.reason, pods.message)
-    return Condition(READY, service.status, service.reason, service.message)
+    for part in (service, triggers):
+        if part.status == "False":
+            return Condition(READY, "False", part.reason, part.message)
+    first = service if service.status != "True" else triggers
+    return Condition(READY, "Unknown", first.reason, first.message)
 
 
 def _with_time(cond: Condition, previous: Mapping[str, Any] | None, now: str) -> dict[str, Any]:

@@ -133,3 +133,24 @@ def test_every_shipped_example_is_explained() -> None:
         service = example_service(path.name)
         everything_on = {r.flag.key: "enabled" for r in required_flags(service)}
         assert find_blockers(service, everything_on, {}) == [], path.name
+
+
+HANDLER_CASE = Path(__file__).resolve().parent / "cases" / "handler-inline-triggers.yaml"
+
+
+@pytest.mark.parametrize(
+    ("features", "blocked"),
+    [
+        ({"kubernetes.podspec-persistent-volume-claim": "enabled"}, ["multi-container-probing"]),
+        ({"kubernetes.podspec-persistent-volume-claim": "enabled", "multi-container-probing": "allowed"}, ["multi-container-probing"]),
+        ({"kubernetes.podspec-persistent-volume-claim": "enabled", "multi-container-probing": "enabled"}, []),
+        ({"kubernetes.podspec-persistent-volume-claim": "enabled", "multi-container-probing": "enabled", "multi-container": "disabled"}, ["multi-container"]),
+    ],
+)
+def test_a_handler_function_needs_probing_of_its_triton_sidecar(features: dict[str, str], blocked: list[str]) -> None:
+    service = render_service(parse_function(yaml.safe_load(HANDLER_CASE.read_text())), OperatorConfig())
+    assert "multi-container-probing" in keys(service)
+    found = find_blockers(service, features, {})
+    assert [b.key for b in found] == blocked
+    if blocked == ["multi-container-probing"]:
+        assert found[0].reason.startswith("spec.template.spec.containers[1] probes")

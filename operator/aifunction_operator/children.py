@@ -1,0 +1,120 @@
+"""A function's children besides its Knative Service: the handler-code ConfigMap, PingSources and
+Triggers. Pure decisions (what to apply, what to prune) plus `sync_children`, which carries them
+out through `Kube` (apply.py stays the only place that talks to the API).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .apply import CONFIGMAPS, EVENTING_TRIGGERS, PING_SOURCES, ApiError, Kube, Resource, resource_of
+from .naming import LABEL_FUNCTION, LABEL_MANAGED_BY, MANAGED_BY
+
+Manifest = dict[str, Any]
+ChildKey = tuple[str, str]  # (kind, name)
+
+CHILD_RESOURCES: dict[str, Resource] = {"ConfigMap": CONFIGMAPS, "PingSource": PING_SOURCES, "Trigger": EVENTING_TRIGGERS}
+EVENTING_KINDS = ("PingSource", "Trigger")
+EVENTING_INSTALL_HINT = "install Knative Eventing (its CRDs and core: eventing-crds.yaml, eventing-core.yaml) to run spec.triggers"
+
+
+@dataclass
+class ChildrenResult:
+    """What `sync_children` did and saw."""
+
+    live: dict[ChildKey, Manifest] = field(default_factory=dict)  # our children as they now are
+    applied: int = 0
+    deleted: int = 0
+    not_served: list[str] = field(default_factory=list)  # wanted kinds the cluster does not serve
+    errors: list[str] = field(default_factory=list)  # permanent rejections, "Kind name: message"
+
+
+def child_key(obj: Mapping[str, Any]) -> ChildKey:
+    """(kind, name) of an object."""
+    return (str(obj.get("kind")), str((obj.get("metadata") or {}).get("name")))
+
+
+def label(obj: Mapping[str, Any]) -> str:
+    """"PingSource fn-nightly": how messages name a child."""
+    kind, name = child_key(obj)
+    return f"{kind} {name}"
+
+
+def selector(function_name: str) -> str:
+    """The label selector of a function's children."""
+    return f"{LABEL_FUNCTION}={function_name},{LABEL_MANAGED_BY}={MANAGED_BY}"
+
+
+def controlled_by(obj: Mapping[str, Any], uid: str | None) -> bool:
+    """Whether the function with `uid` is the object's controller."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return bool(uid) and any(ref.get("controller") and ref.get("uid") == uid for ref in refs)
+
+
+def covers(live: Any, desired: Any) -> bool:
+    """Whether `live` holds every field of `desired` with the same value (servers may add fields)."""
+    if isinstance(desired, Mapping):
+        return isinstance(live, Mapping) and all(key in live and covers(live[key], value) for key, value in desired.items())
+    if isinstance(desired, list):
+        return isinstance(live, list) and len(live) == len(desired) and all(covers(a, b) for a, b in zip(live, desired, strict=True))
+    return bool(live == desired)
+
+
+def to_apply(desired: Iterable[Manifest], live: Mapping[ChildKey, Manifest]) -> list[Manifest]:
+    """Desired children that are missing or differ from the live copy in a field we render."""
+    return [obj for obj in desired if not covers(live.get(child_key(obj)), obj)]
+
+
+def to_prune(desired: Iterable[Manifest], live: Mapping[ChildKey, Manifest], uid: str | None) -> list[Manifest]:
+    """Live children the function controls but no longer wants (a removed schedule, replaced code)."""
+    wanted = {child_key(obj) for obj in desired}
+    return [obj for key, obj in sorted(live.items()) if key not in wanted and controlled_by(obj, uid)]
+
+
+def list_children(kube: Kube, namespace: str, function_name: str) -> dict[ChildKey, Manifest]:
+    """Every ConfigMap, PingSource and Trigger labelled as the function's (unserved kinds: none)."""
+    found: dict[ChildKey, Manifest] = {}
+    for kind, resource in CHILD_RESOURCES.items():
+        try:
+            items = kube.list(resource, namespace, label_selector=selector(function_name))
+        except ApiError as exc:
+            if exc.status == 404 and kind in EVENTING_KINDS:
+                continue  # Knative Eventing is not installed
+            raise
+        for item in items:
+            found[(kind, item["metadata"]["name"])] = {"apiVersion": resource.api_version, "kind": kind, **item}
+    return found
+
+
+def sync_children(kube: Kube, desired: list[Manifest], live: Mapping[ChildKey, Manifest], uid: str | None, *, prune: bool = True) -> ChildrenResult:
+    """Apply the desired children that drifted or are missing; with `prune`, delete the unwanted ones we control.
+
+    Transient API errors propagate; a kind the cluster does not serve and permanent rejections
+    are reported in the result.
+    """
+    result = ChildrenResult(live=dict(live))
+    for obj in to_prune(desired, live, uid) if prune else []:
+        kube.delete(resource_of(obj), obj["metadata"].get("namespace"), obj["metadata"]["name"])
+        result.live.pop(child_key(obj), None)
+        result.deleted += 1
+    for obj in to_apply(desired, live):
+        try:
+            result.live[child_key(obj)] = kube.apply(obj)
+            result.applied += 1
+        except ApiError as exc:
+            if exc.transient:
+                raise
+            if exc.status == 404 and obj["kind"] in EVENTING_KINDS and not kube.serves(obj["apiVersion"]):
+                if obj["kind"] not in result.not_served:
+                    result.not_served.append(obj["kind"])
+                continue
+            result.errors.append(f"{label(obj)}: the API server rejected it: {exc.message}")
+    return result
+
+
+def not_served_message(kinds: Iterable[str]) -> str:
+    """What to install when the cluster lacks Knative Eventing's kinds."""
+    names = ", ".join(f"{kind} ({CHILD_RESOURCES[kind].plural}.{CHILD_RESOURCES[kind].api_version.split('/')[0]})" for kind in kinds)
+    return f"this cluster does not serve {names}: {EVENTING_INSTALL_HINT}"

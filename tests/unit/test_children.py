@@ -1,0 +1,63 @@
+"""Which children to apply and which to prune (pure decisions of children.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aifunction_operator.children import child_key, controlled_by, not_served_message, selector, to_apply, to_prune
+from aifunction_operator.config import OperatorConfig
+from aifunction_operator.render import render
+from aifunction_operator.spec import parse_function
+
+CASE = Path(__file__).resolve().parent / "cases" / "handler-inline-triggers.yaml"
+UID = "0f1e2d3c-aaaa-bbbb-cccc-123456789abc"
+
+
+def children() -> list[dict[str, Any]]:
+    return render(parse_function(yaml.safe_load(CASE.read_text())), OperatorConfig())[1:]
+
+
+def live_copy(obj: dict[str, Any], **status: Any) -> dict[str, Any]:
+    """What the server returns: our fields plus its own."""
+    meta = {**obj["metadata"], "uid": "child-uid", "resourceVersion": "7", "generation": 1, "managedFields": [{"manager": "aifn-operator"}]}
+    return {**obj, "metadata": meta, "status": status}
+
+
+def test_the_handler_case_has_a_configmap_a_pingsource_and_a_trigger() -> None:
+    assert [child_key(c) for c in children()] == [("ConfigMap", "digits-lambda-handler"), ("PingSource", "digits-lambda-nightly"), ("Trigger", "digits-lambda-uploads")]
+    assert all(controlled_by(c, UID) for c in children())
+
+
+def test_missing_children_are_applied_and_present_ones_are_not() -> None:
+    wanted = children()
+    assert to_apply(wanted, {}) == wanted
+    live = {child_key(c): live_copy(c, observedGeneration=1) for c in wanted}
+    assert to_apply(wanted, live) == []
+
+
+def test_drift_in_a_rendered_field_is_applied_again() -> None:
+    wanted = children()
+    live = {child_key(c): live_copy(c) for c in wanted}
+    edited = live[("PingSource", "digits-lambda-nightly")]
+    live[("PingSource", "digits-lambda-nightly")] = {**edited, "spec": {**edited["spec"], "schedule": "* * * * *"}}
+    assert [child_key(c) for c in to_apply(wanted, live)] == [("PingSource", "digits-lambda-nightly")]
+
+
+def test_unwanted_children_we_control_are_pruned_others_left_alone() -> None:
+    wanted = children()
+    live = {child_key(c): live_copy(c) for c in wanted}
+    removed = live_copy({**wanted[1], "metadata": {**wanted[1]["metadata"], "name": "digits-lambda-hourly"}})
+    foreign = live_copy({**wanted[2], "metadata": {**wanted[2]["metadata"], "name": "digits-lambda-old", "ownerReferences": [{"controller": True, "uid": "another-function"}]}})
+    live[child_key(removed)] = removed
+    live[child_key(foreign)] = foreign
+    assert [child_key(c) for c in to_prune(wanted, live, UID)] == [("PingSource", "digits-lambda-hourly")]
+    assert to_prune([], live, None) == [], "without a uid nothing is ours to delete"
+
+
+def test_selector_and_install_hint() -> None:
+    assert selector("fn") == "aifn.dev/function=fn,app.kubernetes.io/managed-by=aifn-operator"
+    message = not_served_message(["PingSource", "Trigger"])
+    assert "pingsources.sources.knative.dev" in message and "triggers.eventing.knative.dev" in message and "Knative Eventing" in message
