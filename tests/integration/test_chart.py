@@ -44,6 +44,9 @@ FUNCTION_RULES = [  # docs/operator.md "RBAC"
     (("serving.knative.dev",), ("services",), ("get", "list", "watch", "create", "patch")),
     (("",), ("pods",), ("list", "watch")),
     (("",), ("events",), ("create",)),
+    (("",), ("configmaps",), ("list", "watch", "create", "patch", "delete")),  # inline handler code (issue #8)
+    (("sources.knative.dev",), ("pingsources",), ("get", "list", "watch", "create", "patch", "delete")),
+    (("eventing.knative.dev",), ("triggers",), ("get", "list", "watch", "create", "patch", "delete")),
 ]
 CRD_WATCH = (("apiextensions.k8s.io",), ("customresourcedefinitions",), ("list", "watch"))
 CLUSTER_PEERING = (("kopf.dev",), ("clusterkopfpeerings",), ("get", "list", "watch", "patch", "create"))
@@ -288,6 +291,8 @@ def test_helm_install_creates_the_operator(control_plane: Any, namespace: str, k
         ("create", "services.serving.knative.dev", [], "yes"), ("patch", "aifunctions.aifn.dev", ["--subresource=status"], "yes"),
         ("get", "secrets", [], "no"), ("list", "secrets", [], "no"), ("create", "pods", [], "no"),
         ("delete", "aifunctions.aifn.dev", [], "no"), ("create", "clusterroles.rbac.authorization.k8s.io", [], "no"),
+        ("delete", "services.serving.knative.dev", [], "no"), ("get", "configmaps", [], "no"),
+        ("create", "configmaps", [], "yes"), ("delete", "pingsources.sources.knative.dev", [], "yes"), ("patch", "triggers.eventing.knative.dev", [], "yes"),
     ]:
         answer = control_plane.kubectl("auth", "can-i", verb, resource, *extra, "--all-namespaces", f"--as={account}", check=False).stdout.strip()
         assert answer == expected, f"{account} can-i {verb} {resource} {extra}: {answer}, expected {expected}"

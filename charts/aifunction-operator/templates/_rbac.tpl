@@ -3,7 +3,8 @@ watched namespace in namespaced mode). */}}
 {{- define "aifn.functionRules" -}}
 # The rules docs/operator.md lists, nothing more: the operator only gets, lists, watches,
 # server-side applies (create/patch) and merge-patches; Knative Services go with their
-# AIFunction through ownerReferences, so no delete.
+# AIFunction through ownerReferences, so no delete on them (only on children a function
+# stops wanting: handler ConfigMaps, PingSources, Triggers).
 # AIFunctions: kopf watches them and patches its finalizer and progress annotations.
 - apiGroups: ["aifn.dev"]
   resources: ["aifunctions"]
@@ -24,7 +25,18 @@ watched namespace in namespaced mode). */}}
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
-# Issue #8 (event triggers) adds here: pingsources.sources.knative.dev and
-# triggers.eventing.knative.dev (get list watch create patch), and configmaps
-# (get list watch create patch) for the functions' inline handler code.
+# The ConfigMap holding a function's inline handler code: server-side apply, the drift
+# watch (label-selected) and pruning when the code moves to a user's ConfigMap. No get:
+# the operator lists by label. Secrets stay out of reach.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+# spec.triggers: a PingSource per schedule and a Trigger per event subscription, applied,
+# watched for drift and deleted when the function no longer wants them.
+- apiGroups: ["sources.knative.dev"]
+  resources: ["pingsources"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["eventing.knative.dev"]
+  resources: ["triggers"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 {{- end }}

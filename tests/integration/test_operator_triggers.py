@@ -1,0 +1,246 @@
+"""The operator's handler-code ConfigMap, PingSources and Triggers (issue #8) on a real control plane.
+
+The session's control plane has Knative Eventing's PingSource, Trigger and Broker CRDs but no
+Eventing controller: where Eventing would write a PingSource's or Trigger's status, the test
+writes it through the status subresource (`mark_eventing_ready`), as for Services in
+test_operator.py. Garbage collection is the real kube-controller-manager's. One test starts a
+second control plane without Eventing's CRDs.
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from aifunction_operator.config import OperatorConfig
+from aifunction_operator.render import render
+from aifunction_operator.spec import parse_function
+from support.controlplane import BIN, ROOT, ControlPlane
+from support.kube_client import TestClient, condition, function
+from support.operator_fixtures import kube, start_operator  # noqa: F401  (fixtures)
+from support.operator_process import OperatorProcess, wait_for
+
+pytestmark = pytest.mark.integration
+PROMPT = 10.0
+EVENTING = {"PingSource": ("sources.knative.dev", "v1", "pingsources"), "Trigger": ("eventing.knative.dev", "v1", "triggers")}
+CODE = "import json\ndef handle(event, context):\n    return {'statusCode': 200, 'body': json.dumps(event)}\n"
+
+
+def lambda_spec(schedules: list[dict[str, Any]] | None = None, events: list[dict[str, Any]] | None = None, handler: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A CPU function with inline handler code, one schedule and one event subscription by default."""
+    return {
+        "model": {"name": "digits", "repository": "s3://models/triton"},
+        "handler": handler or {"entrypoint": "app:handle", "code": CODE},
+        "triggers": {
+            "schedules": [{"name": "nightly", "cron": "0 3 * * *", "data": '{"pixels": []}'}] if schedules is None else schedules,
+            "events": [{"name": "uploads", "broker": "default", "filter": {"attributes": {"type": "dev.aifn.image.uploaded"}}}] if events is None else events,
+        },
+    }
+
+
+def get_eventing(kube: TestClient, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    group, version, plural = EVENTING[kind]
+    return kube._get(lambda: kube.custom.get_namespaced_custom_object(group, version, namespace, plural, name))
+
+
+def get_configmap(kube: TestClient, namespace: str, name: str) -> dict[str, Any] | None:
+    return kube._get(lambda: kube.api.sanitize_for_serialization(kube.core.read_namespaced_config_map(name, namespace)))
+
+
+def mark_eventing_ready(kube: TestClient, kind: str, namespace: str, name: str, ready: str = "True", reason: str | None = None, message: str | None = None) -> None:
+    """Write the status Knative Eventing's controller writes (simulated: no Eventing controller runs here)."""
+    group, version, plural = EVENTING[kind]
+    obj = get_eventing(kube, kind, namespace, name)
+    assert obj is not None, f"{kind} {namespace}/{name} does not exist"
+    cond: dict[str, Any] = {"type": "Ready", "status": ready, "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    cond.update({k: v for k, v in (("reason", reason), ("message", message)) if v})
+    status = {"observedGeneration": obj["metadata"]["generation"], "conditions": [cond]}
+    kube.custom.patch_namespaced_custom_object_status(group, version, namespace, plural, name, {"status": status})
+
+
+def function_where(kube: TestClient, namespace: str, name: str, check: Any, what: str, timeout: float = PROMPT) -> dict[str, Any]:
+    return wait_for(f"AIFunction {namespace}/{name}: {what}", lambda: (fn := kube.get_function(namespace, name)) is not None and check(fn) and fn, timeout, on_timeout=lambda: str((kube.get_function(namespace, name) or {}).get("status")))
+
+
+def state(fn: dict[str, Any], type_: str) -> tuple[str, str]:
+    cond = condition(fn, type_)
+    return cond.get("status", ""), cond.get("reason", "")
+
+
+def children_exist(kube: TestClient, namespace: str, name: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    return wait_for(
+        "the ConfigMap, PingSource and Trigger",
+        lambda: all(found := (get_configmap(kube, namespace, f"{name}-handler"), get_eventing(kube, "PingSource", namespace, f"{name}-nightly"), get_eventing(kube, "Trigger", namespace, f"{name}-uploads"))) and found,
+        PROMPT,
+    )
+
+
+def ksvc_check(service: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    tool = BIN / "ksvc-check"
+    if not tool.exists():
+        pytest.skip(f"{tool} missing; run `make tools`")
+    clean = copy.deepcopy(service)
+    clean.pop("status", None)
+    clean["metadata"] = {k: v for k, v in clean["metadata"].items() if k in ("name", "namespace", "labels", "annotations", "ownerReferences")}
+    return subprocess.run([str(tool), "-"], input=yaml.safe_dump(clean), capture_output=True, text=True, timeout=60)
+
+
+def test_handler_and_triggers_become_owned_children_and_readiness_aggregates(kube: TestClient, namespace: str, start_operator: Any) -> None:
+    op: OperatorProcess = start_operator()
+    created = kube.create_function(namespace, function("fn", lambda_spec()))
+    uid = created["metadata"]["uid"]
+    config_map, ping, trigger = children_exist(kube, namespace, "fn")
+    svc = wait_for("the Knative Service", lambda: kube.get_service(namespace, "fn"), PROMPT)
+
+    owner = [{"apiVersion": "aifn.dev/v1alpha1", "kind": "AIFunction", "name": "fn", "uid": uid, "controller": True, "blockOwnerDeletion": True}]
+    for child in (config_map, ping, trigger):
+        assert child["metadata"]["ownerReferences"] == owner
+        assert child["metadata"]["labels"]["aifn.dev/function"] == "fn"
+        assert {m["manager"]: m["operation"] for m in child["metadata"]["managedFields"]}.get("aifn-operator") == "Apply"
+    assert config_map["data"] == {"app.py": CODE}
+    assert ping["spec"]["schedule"] == "0 3 * * *" and ping["spec"]["sink"]["ref"]["name"] == "fn"
+    assert trigger["spec"]["broker"] == "default" and trigger["spec"]["subscriber"]["ref"] == {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "fn"}
+    mounted = {v["name"]: v for v in svc["spec"]["template"]["spec"]["volumes"]}
+    assert mounted["handler-code"]["configMap"]["name"] == "fn-handler"
+    checked = ksvc_check(svc)
+    assert checked.returncode == 0 and ": valid" in checked.stdout, checked.stdout + checked.stderr
+
+    # Eventing has not reported yet; the Service is ready: Ready waits on the triggers.
+    kube.mark_service_ready(namespace, "fn")
+    fn = function_where(kube, namespace, "fn", lambda f: state(f, "ServiceReady") == ("True", "ServiceReady"), "ServiceReady True")
+    assert state(fn, "TriggersReady") == ("Unknown", "EventingNotReady") and state(fn, "Ready") == ("Unknown", "EventingNotReady")
+
+    mark_eventing_ready(kube, "PingSource", namespace, "fn-nightly")
+    mark_eventing_ready(kube, "Trigger", namespace, "fn-uploads")
+    fn = function_where(kube, namespace, "fn", lambda f: state(f, "Ready") == ("True", "Ready"), "Ready True")
+    assert state(fn, "TriggersReady") == ("True", "TriggersReady") and fn["status"]["reason"] == "Ready"
+
+    # Eventing reports a Trigger failing: its reason and message surface, Ready is False.
+    mark_eventing_ready(kube, "Trigger", namespace, "fn-uploads", "False", "BrokerDoesNotExist", 'Broker "default" does not exist')
+    fn = function_where(kube, namespace, "fn", lambda f: state(f, "Ready") == ("False", "BrokerDoesNotExist"), "Ready False BrokerDoesNotExist")
+    assert condition(fn, "TriggersReady")["message"] == 'Trigger fn-uploads: Broker "default" does not exist'
+    assert 'aifn_functions{ready="False",reason="BrokerDoesNotExist"} 1.0' in op.metrics()
+
+
+def test_child_drift_is_restored_and_unwanted_children_are_pruned(kube: TestClient, namespace: str, start_operator: Any) -> None:
+    start_operator()
+    kube.create_function(namespace, function("fn", lambda_spec()))
+    _, ping, trigger = children_exist(kube, namespace, "fn")
+
+    # An edited schedule is reverted.
+    group, version, plural = EVENTING["PingSource"]
+    kube.custom.patch_namespaced_custom_object(group, version, namespace, plural, "fn-nightly", {"spec": {"schedule": "* * * * *"}})
+    wait_for("the PingSource's schedule restored", lambda: (p := get_eventing(kube, "PingSource", namespace, "fn-nightly")) and p["spec"]["schedule"] == "0 3 * * *", PROMPT)
+    # A deleted Trigger is recreated; a ConfigMap stripped of our label is restored.
+    group, version, plural = EVENTING["Trigger"]
+    kube.custom.delete_namespaced_custom_object(group, version, namespace, plural, "fn-uploads")
+    wait_for("the Trigger recreated", lambda: (t := get_eventing(kube, "Trigger", namespace, "fn-uploads")) and t["metadata"]["uid"] != trigger["metadata"]["uid"], PROMPT)
+    kube.core.patch_namespaced_config_map("fn-handler", namespace, [{"op": "remove", "path": "/metadata/labels/app.kubernetes.io~1managed-by"}])
+    wait_for("the ConfigMap's label restored", lambda: (c := get_configmap(kube, namespace, "fn-handler")) and c["metadata"]["labels"].get("app.kubernetes.io/managed-by") == "aifn-operator", PROMPT)
+
+    # Removing the schedule deletes its PingSource; the Trigger stays.
+    kube.patch_function(namespace, "fn", {"spec": {"triggers": {"schedules": None}}})
+    wait_for("the PingSource deleted", lambda: get_eventing(kube, "PingSource", namespace, "fn-nightly") is None, PROMPT)
+    assert get_eventing(kube, "Trigger", namespace, "fn-uploads") is not None
+
+    # Inline code replaced by a user's ConfigMap: ours goes, theirs is mounted and left alone.
+    theirs = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="shared-code"), data={"app.py": CODE})
+    kube.core.create_namespaced_config_map(namespace, theirs)
+    kube.patch_function(namespace, "fn", {"spec": {"handler": {"code": None, "configMap": {"name": "shared-code", "key": "app.py"}}}})
+    wait_for("the handler ConfigMap deleted", lambda: get_configmap(kube, namespace, "fn-handler") is None, PROMPT)
+    svc = wait_for("the Service mounting shared-code", lambda: (s := kube.get_service(namespace, "fn")) and any((v.get("configMap") or {}).get("name") == "shared-code" for v in s["spec"]["template"]["spec"]["volumes"]) and s, PROMPT)
+    assert svc is not None and get_configmap(kube, namespace, "shared-code") is not None
+    assert not (get_configmap(kube, namespace, "shared-code") or {})["metadata"].get("ownerReferences")
+
+
+def test_deleting_the_function_garbage_collects_every_child(kube: TestClient, namespace: str, start_operator: Any) -> None:
+    start_operator()
+    kube.create_function(namespace, function("fn", lambda_spec()))
+    children_exist(kube, namespace, "fn")
+    kube.delete_function(namespace, "fn")
+    wait_for(
+        "the Service, ConfigMap, PingSource and Trigger garbage-collected",
+        lambda: kube.get_service(namespace, "fn") is None and get_configmap(kube, namespace, "fn-handler") is None
+        and get_eventing(kube, "PingSource", namespace, "fn-nightly") is None and get_eventing(kube, "Trigger", namespace, "fn-uploads") is None,
+        60,
+    )
+
+
+def test_a_disabled_probing_flag_blocks_the_service_and_its_children(kube: TestClient, namespace: str, start_operator: Any) -> None:
+    kube.put_configmap(namespace, "config-features", {"multi-container-probing": "disabled"})
+    start_operator()
+    kube.create_function(namespace, function("fn", lambda_spec()))
+    fn = function_where(kube, namespace, "fn", lambda f: state(f, "Ready") == ("False", "KnativeFeatureDisabled"), "KnativeFeatureDisabled")
+    assert f'`multi-container-probing: "enabled"` in ConfigMap {namespace}/config-features' in condition(fn, "KnativeFeaturesReady")["message"]
+    assert state(fn, "TriggersReady") == ("False", "NotCreated")
+    assert kube.get_service(namespace, "fn") is None and get_eventing(kube, "PingSource", namespace, "fn-nightly") is None
+    kube.put_configmap(namespace, "config-features", {"multi-container-probing": "enabled"})
+    children_exist(kube, namespace, "fn")
+
+
+def test_with_only_the_charts_rbac_a_function_with_triggers_is_reconciled(control_plane: ControlPlane, kube: TestClient, namespace: str, start_operator: Any, tmp_path: Path) -> None:
+    helm = BIN / "helm"
+    if not helm.exists():
+        pytest.skip(f"{helm} missing; run `make tools`")
+    release = f"trig-{secrets.token_hex(3)}"
+    out = subprocess.run([str(helm), "template", release, str(ROOT / "charts" / "aifunction-operator"), "--namespace", namespace, "--set", f"operator.knativeNamespace={namespace}", "--set", f"watchNamespaces={{{namespace}}}"], capture_output=True, text=True, check=True).stdout
+    docs = [d for d in yaml.safe_load_all(out) if d and d.get("kind") in {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}]
+    manifest = tmp_path / "rbac.yaml"
+    manifest.write_text(yaml.safe_dump_all(docs))
+    control_plane.kubectl("apply", "-n", namespace, "-f", str(manifest))
+    account = next(d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount")
+    identity = control_plane.service_account_identity(namespace, account)
+
+    op = start_operator(kubeconfig=identity.kubeconfig)
+    kube.create_function(namespace, function("fn", lambda_spec()))
+    children_exist(kube, namespace, "fn")
+    kube.mark_service_ready(namespace, "fn")
+    mark_eventing_ready(kube, "PingSource", namespace, "fn-nightly")
+    mark_eventing_ready(kube, "Trigger", namespace, "fn-uploads")
+    function_where(kube, namespace, "fn", lambda f: state(f, "Ready") == ("True", "Ready"), "Ready True")
+    kube.patch_function(namespace, "fn", {"spec": {"triggers": {"schedules": None}, "handler": {"code": None, "configMap": {"name": "shared", "key": "app.py"}}}})
+    wait_for("pruned with the chart's RBAC", lambda: get_eventing(kube, "PingSource", namespace, "fn-nightly") is None and get_configmap(kube, namespace, "fn-handler") is None, PROMPT, on_timeout=op.log_tail)
+    group, version, plural = EVENTING["Trigger"]
+    kube.custom.delete_namespaced_custom_object(group, version, namespace, plural, "fn-uploads")
+    wait_for("the Trigger recreated (watch + apply)", lambda: get_eventing(kube, "Trigger", namespace, "fn-uploads"), PROMPT, on_timeout=op.log_tail)
+    log = op.log_tail(200_000)
+    assert not [word for word in ("403", "Forbidden", "forbidden", "Not enough permissions") if word in log], log
+    assert op.stop() == 0
+
+
+def test_without_knative_eventing_functions_without_triggers_still_work(tmp_path: Path) -> None:
+    """A cluster with Knative Serving's CRD but not Eventing's: the operator runs on."""
+    crds = sorted((ROOT / "crds").glob("*.yaml")) + [BIN / "knative-crds" / "serving-service.yaml"]
+    try:
+        plane = ControlPlane(crd_paths=crds)
+    except Exception as exc:  # noqa: BLE001  (MissingBinaries and the like)
+        pytest.skip(f"no control plane: {exc}")
+    with plane:
+        kube = TestClient(plane.kubeconfig)
+        namespace = "apps"
+        plane.kubectl("create", "namespace", namespace)
+        op = OperatorProcess(plane.kubeconfig, tmp_path / "operator.log", [f"--namespace={namespace}", f"--knative-namespace={namespace}", "--standalone"]).start()
+        try:
+            kube.create_function(namespace, function("plain"))
+            wait_for("the plain function's Service", lambda: kube.get_service(namespace, "plain"), PROMPT, on_timeout=op.log_tail)
+            kube.mark_service_ready(namespace, "plain")
+            fn = function_where(kube, namespace, "plain", lambda f: state(f, "Ready") == ("True", "Ready"), "Ready True without Eventing")
+            assert state(fn, "TriggersReady") == ("True", "NoTriggers")
+
+            kube.create_function(namespace, function("timed", lambda_spec()))
+            fn = function_where(kube, namespace, "timed", lambda f: state(f, "TriggersReady")[1] == "EventingNotInstalled", "EventingNotInstalled")
+            message = condition(fn, "TriggersReady")["message"]
+            assert "pingsources.sources.knative.dev" in message and "triggers.eventing.knative.dev" in message and "Knative Eventing" in message
+            assert state(fn, "Ready") == ("False", "EventingNotInstalled")
+            assert get_configmap(kube, namespace, "timed-handler") is not None, "the handler code is still applied"
+            assert op.alive_or_fail()
+        finally:
+            op.stop()
+            print(op.log_tail())
