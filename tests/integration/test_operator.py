@@ -75,7 +75,7 @@ def test_function_becomes_a_service_and_mirrors_knative_readiness(kube: TestClie
     assert fn["status"]["address"] == f"http://digits.{namespace}.svc.cluster.local"
     assert fn["status"]["latestReadyRevision"] == "digits-00001"
     assert fn["status"]["reason"] == "Ready"
-    assert {c["type"] for c in fn["status"]["conditions"]} == {"Ready", "SpecValid", "KnativeFeaturesReady", "ServiceReady", "PodsScheduled"}
+    assert {c["type"] for c in fn["status"]["conditions"]} == {"Ready", "SpecValid", "KnativeFeaturesReady", "ServiceReady", "TriggersReady", "PodsScheduled"}
     print(f"Knative Ready -> AIFunction Ready in {latency:.2f}s")
 
     # Status is written only when it changes: nothing moves while nothing happens.
