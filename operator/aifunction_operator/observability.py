@@ -30,11 +30,15 @@ class Metrics:
         self.reconciles.labels(result=result).inc()
         self.duration.observe(seconds)
 
-    def count_writes(self, applied: bool, status_written: bool) -> None:
+    def count_writes(self, applied: bool, status_written: bool, children_applied: int = 0, children_deleted: int = 0) -> None:
         if applied:
             self.writes.labels(kind="service_apply").inc()
         if status_written:
             self.writes.labels(kind="status").inc()
+        if children_applied:
+            self.writes.labels(kind="child_apply").inc(children_applied)
+        if children_deleted:
+            self.writes.labels(kind="child_delete").inc(children_deleted)
 
     def move_function(self, before: tuple[str, str] | None, after: tuple[str, str] | None) -> None:
         """One function changed readiness (None: it appeared or disappeared)."""

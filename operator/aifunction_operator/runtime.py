@@ -154,7 +154,7 @@ class Runtime:
                     return None
                 raise
             self.metrics.observe_reconcile(outcome.result, time.monotonic() - started)
-            self.metrics.count_writes(outcome.applied, outcome.status_written)
+            self.metrics.count_writes(outcome.applied, outcome.status_written, outcome.children_applied, outcome.children_deleted)
             if outcome.applied and outcome.service is not None:
                 self.observe_service(key, outcome.service)
             self._merge_children(key, outcome)
