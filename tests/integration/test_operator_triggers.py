@@ -205,12 +205,16 @@ def test_with_only_the_charts_rbac_a_function_with_triggers_is_reconciled(contro
     mark_eventing_ready(kube, "PingSource", namespace, "fn-nightly")
     mark_eventing_ready(kube, "Trigger", namespace, "fn-uploads")
     function_where(kube, namespace, "fn", lambda f: state(f, "Ready") == ("True", "Ready"), "Ready True")
+    # Edited while the operator is down: on resume it lists the function's children and prunes.
+    assert op.stop() == 0
     kube.patch_function(namespace, "fn", {"spec": {"triggers": {"schedules": None}, "handler": {"code": None, "configMap": {"name": "shared", "key": "app.py"}}}})
-    wait_for("pruned with the chart's RBAC", lambda: get_eventing(kube, "PingSource", namespace, "fn-nightly") is None and get_configmap(kube, namespace, "fn-handler") is None, PROMPT, on_timeout=op.log_tail)
+    logs = [op.log_tail(200_000)]
+    op = start_operator(kubeconfig=identity.kubeconfig)
+    wait_for("pruned on resume with the chart's RBAC", lambda: get_eventing(kube, "PingSource", namespace, "fn-nightly") is None and get_configmap(kube, namespace, "fn-handler") is None, PROMPT, on_timeout=op.log_tail)
     group, version, plural = EVENTING["Trigger"]
     kube.custom.delete_namespaced_custom_object(group, version, namespace, plural, "fn-uploads")
     wait_for("the Trigger recreated (watch + apply)", lambda: get_eventing(kube, "Trigger", namespace, "fn-uploads"), PROMPT, on_timeout=op.log_tail)
-    log = op.log_tail(200_000)
+    log = "\n".join([*logs, op.log_tail(200_000)])
     assert not [word for word in ("403", "Forbidden", "forbidden", "Not enough permissions") if word in log], log
     assert op.stop() == 0
 
