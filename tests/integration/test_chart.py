@@ -436,6 +436,18 @@ def test_operator_pod_passes_the_restricted_pod_security_standard(control_plane:
 
 
 @pytest.mark.slow
+def wait_until_gone(plane: "ControlPlane", crds: tuple[str, ...], deadline_s: float) -> None:
+    """Wait for CRD deletion (the apiserver's instance clean-up finalizer); on timeout show why."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        left = [c for c in crds if plane.kubectl("get", "crd", c, check=False).returncode == 0]
+        if not left:
+            return
+        time.sleep(1)
+    states = {c: plane.kubectl("get", "crd", c, "-o", "jsonpath={.status.conditions}", check=False).stdout for c in left}
+    pytest.fail(f"CRDs not deleted within {deadline_s}s: {states}")
+
+
 def test_chart_installs_upgrades_and_keeps_its_crds(tmp_path: Path) -> None:
     """On a control plane without our CRDs: the chart creates them, `helm upgrade` changes them, uninstall keeps them."""
     from support.controlplane import ControlPlane, MissingBinaries
@@ -469,7 +481,9 @@ def test_chart_installs_upgrades_and_keeps_its_crds(tmp_path: Path) -> None:
         assert plane.get_json("crd", "aifunctions.aifn.dev")["metadata"]["name"] == "aifunctions.aifn.dev", "crds.keep must keep the CRD"
 
         # Without crds.keep, uninstalling removes them.
-        plane.kubectl("delete", "crd", "aifunctions.aifn.dev", "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev", timeout=90)
+        crds = ("aifunctions.aifn.dev", "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev")
+        plane.kubectl("delete", "crd", *crds, "--wait=false", timeout=60)
+        wait_until_gone(plane, crds, deadline_s=240)
         helm("install", "aifn", str(CHART), "--namespace", "aifn-system", "--set", "rbac.knativeConfigRole=false", "--set", "crds.keep=false", kubeconfig=kubeconfig)
         assert "helm.sh/resource-policy" not in plane.get_json("crd", "aifunctions.aifn.dev")["metadata"].get("annotations", {})
         helm("uninstall", "aifn", "--namespace", "aifn-system", "--wait", kubeconfig=kubeconfig)

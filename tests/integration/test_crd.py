@@ -13,7 +13,7 @@ from support.controlplane import ROOT, ControlPlane
 
 pytestmark = pytest.mark.integration
 
-EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml")) + sorted((ROOT / "examples").glob("handlers/*/*.yaml"))
 
 
 def _functions(path: Path) -> list[dict[str, Any]]:

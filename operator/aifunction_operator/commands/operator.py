@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import random
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -86,7 +87,22 @@ def run_operator(args: argparse.Namespace) -> int:
     except (PeeringUnavailable, ApiError) as exc:
         log.error("cannot start: %s", exc)
         return 1
+    _exit_now(0)
     return 0
+
+
+def _exit_now(code: int) -> None:
+    """Leave without interpreter finalization once the operator has stopped cleanly.
+
+    The ConfigMap watch thread may sit in a blocking socket read (up to its 30 s watch
+    timeout); finalizing the interpreter under a daemon thread that logs aborts the process
+    (SIGABRT, "could not acquire lock ... at interpreter shutdown"). Everything that matters
+    (kopf, peering record, HTTP endpoints) is already closed, so flush and exit directly.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def with_flags(config: OperatorConfig, args: argparse.Namespace) -> OperatorConfig:

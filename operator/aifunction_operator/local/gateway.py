@@ -126,6 +126,7 @@ class Gateway:
                 return json_error(503, str(exc), {"Retry-After": str(exc.retry_after)})
             try:
                 headers = {h: request.headers[h] for h in FORWARDED_REQUEST_HEADERS if h in request.headers}
+                headers.setdefault("Accept-Encoding", "identity")  # else aiohttp asks Triton for gzip the caller never accepted
                 sent = time.monotonic()
                 status, resp_headers, payload = await replica.forward(
                     request.method, request.path, request.query_string, headers, body, self.request_timeout

@@ -21,6 +21,7 @@ and `stop()` always takes the whole group down, so no server or stub outlives it
 from __future__ import annotations
 
 import atexit
+import hashlib
 import os
 import platform
 import shutil
@@ -106,7 +107,9 @@ def find_triton(cache_root: Path | None = None) -> TritonInstall:
                 f"{needed} is missing from the nvidia-pytriton wheel (Python {python_version}); {CONTAINER_HINT}"
             )
     version = metadata.version("nvidia-pytriton")
-    key = f"pytriton-{version}-py{python_version}"
+    # One prepared copy per installed wheel: two virtual environments must not refresh each other's.
+    origin = hashlib.sha256(str(dist).encode()).hexdigest()[:10]
+    key = f"pytriton-{version}-py{python_version}-{origin}"
     try:
         backends_dir = _prepare_backends(
             dist / "backends" / "python", stub, (cache_root or _default_cache_root()) / key / "backends"
