@@ -61,6 +61,7 @@ class Runtime:
         # trusted only for functions in `children_known` (else the next pass lists them).
         self.children: dict[Key, dict[ChildKey, Mapping[str, Any]]] = defaultdict(dict)
         self.children_known: set[Key] = set()
+        self.child_events: dict[Key, int] = defaultdict(int)  # watch events seen per function
         self.readiness: dict[Key, tuple[str, str]] = {}
         self._locks: dict[Key, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aifn-reconcile")
@@ -83,6 +84,7 @@ class Runtime:
         self.pods.pop(key, None)
         self.children.pop(key, None)
         self.children_known.discard(key)
+        self.child_events.pop(key, None)
         self._locks.pop(key, None)
         self.metrics.move_function(self.readiness.pop(key, None), None)
 
@@ -94,22 +96,23 @@ class Runtime:
             self.services[key] = service
 
     def observe_child(self, key: Key, child: ChildKey, obj: Mapping[str, Any] | None) -> None:
-        """Keep the newest copy of one of a function's children (None: deleted or no longer labelled ours)."""
+        """A watch event for one of a function's children (None: deleted or no longer labelled ours)."""
+        self.child_events[key] += 1
         known = self.children[key]
         if obj is None:
             known.pop(child, None)
         elif child not in known or resource_version(obj) >= resource_version(known[child]):
             known[child] = obj
 
-    def _merge_children(self, key: Key, outcome: Outcome) -> None:
-        """After a pass: what it applied, deleted or listed, without overwriting newer watch events."""
+    def _merge_children(self, key: Key, outcome: Outcome, events_before: int) -> None:
+        """After a pass: its view of the children becomes the cache, unless watch events arrived
+        meanwhile (its view may predate them): then the next pass lists the children again."""
         if outcome.children is None:
             return
-        known = self.children[key]
-        for child in [c for c in known if c not in outcome.children]:
-            known.pop(child)
-        for child, obj in outcome.children.items():
-            self.observe_child(key, child, obj)
+        if self.child_events[key] != events_before:
+            self.children_known.discard(key)
+            return
+        self.children[key] = dict(outcome.children)
         self.children_known.add(key)
 
     def track_pod(self, key: Key, pod_name: str, pod: Mapping[str, Any] | None) -> bool:
@@ -141,6 +144,7 @@ class Runtime:
                 return None
             live = self.services.get(key)
             children = {name: dict(obj) for name, obj in self.children[key].items()} if key in self.children_known else None
+            events_before = self.child_events[key]
             started = time.monotonic()
             loop = asyncio.get_running_loop()
             try:
@@ -157,7 +161,7 @@ class Runtime:
             self.metrics.count_writes(outcome.applied, outcome.status_written, outcome.children_applied, outcome.children_deleted)
             if outcome.applied and outcome.service is not None:
                 self.observe_service(key, outcome.service)
-            self._merge_children(key, outcome)
+            self._merge_children(key, outcome, events_before)
             if outcome.status_written:
                 self.remember({**current, "status": outcome.status})
                 ready, reason = summary(outcome.status)

@@ -61,3 +61,26 @@ def test_selector_and_install_hint() -> None:
     assert selector("fn") == "aifn.dev/function=fn,app.kubernetes.io/managed-by=aifn-operator"
     message = not_served_message(["PingSource", "Trigger"])
     assert "pingsources.sources.knative.dev" in message and "triggers.eventing.knative.dev" in message and "Knative Eventing" in message
+
+
+def test_a_pass_whose_view_predates_a_watch_event_is_not_cached() -> None:
+    """A deletion seen by the watch while a pass ran must not be undone by that pass's older view."""
+    from aifunction_operator.observability import Metrics
+    from aifunction_operator.reconcile import Outcome
+    from aifunction_operator.runtime import Runtime
+
+    runtime = Runtime(None, OperatorConfig(), Metrics(), workers=1)  # type: ignore[arg-type]  # no API calls here
+    try:
+        key = ("apps", "digits-lambda")
+        wanted = {child_key(c): live_copy(c) for c in children()}
+        quiet = runtime.child_events[key]
+        runtime._merge_children(key, Outcome(status={}, children=dict(wanted)), quiet)
+        assert key in runtime.children_known and set(runtime.children[key]) == set(wanted)
+
+        before = runtime.child_events[key]
+        runtime.observe_child(key, ("Trigger", "digits-lambda-uploads"), None)  # deleted during the next pass
+        runtime._merge_children(key, Outcome(status={}, children=dict(wanted)), before)
+        assert key not in runtime.children_known, "the next pass must list the children again"
+        assert ("Trigger", "digits-lambda-uploads") not in runtime.children[key]
+    finally:
+        runtime.stop()
