@@ -23,7 +23,7 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
-        self.writes = Counter("aifn_writes_total", "API writes by kind: service_apply, status.", ["kind"], registry=self.registry)
+        self.writes = Counter("aifn_writes_total", "API writes by kind: service_apply, status, child_apply, child_delete.", ["kind"], registry=self.registry)
         self.functions = Gauge("aifn_functions", "Known functions by Ready status and reason.", ["ready", "reason"], registry=self.registry)
 
     def observe_reconcile(self, result: str, seconds: float) -> None:
