@@ -171,6 +171,22 @@ def test_child_drift_is_restored_and_unwanted_children_are_pruned(kube: TestClie
     assert not (get_configmap(kube, namespace, "shared-code") or {})["metadata"].get("ownerReferences")
 
 
+def test_a_child_deleted_while_a_pass_runs_is_recreated(kube: TestClient, namespace: str, start_operator: Any) -> None:
+    """Regression: the pass triggered by the PingSource edit must not put the deleted Trigger back in
+    the operator's cache (it did, and the Trigger stayed deleted until the resync)."""
+    start_operator()
+    kube.create_function(namespace, function("fn", lambda_spec()))
+    children_exist(kube, namespace, "fn")
+    for attempt in range(3):
+        trigger = get_eventing(kube, "Trigger", namespace, "fn-uploads") or {}
+        group, version, plural = EVENTING["PingSource"]
+        kube.custom.patch_namespaced_custom_object(group, version, namespace, plural, "fn-nightly", {"spec": {"schedule": f"{attempt} * * * *"}})
+        group, version, plural = EVENTING["Trigger"]
+        kube.custom.delete_namespaced_custom_object(group, version, namespace, plural, "fn-uploads")
+        wait_for(f"the Trigger recreated (attempt {attempt})", lambda: (t := get_eventing(kube, "Trigger", namespace, "fn-uploads")) and t["metadata"]["uid"] != trigger["metadata"]["uid"], PROMPT)
+        wait_for("the schedule restored", lambda: (get_eventing(kube, "PingSource", namespace, "fn-nightly") or {}).get("spec", {}).get("schedule") == "0 3 * * *", PROMPT)
+
+
 def test_deleting_the_function_garbage_collects_every_child(kube: TestClient, namespace: str, start_operator: Any) -> None:
     start_operator()
     kube.create_function(namespace, function("fn", lambda_spec()))
