@@ -62,6 +62,7 @@ class Runtime:
         self.children: dict[Key, dict[ChildKey, Mapping[str, Any]]] = defaultdict(dict)
         self.children_known: set[Key] = set()
         self.child_events: dict[Key, int] = defaultdict(int)  # watch events seen per function
+        self.service_events: dict[Key, int] = defaultdict(int)
         self.readiness: dict[Key, tuple[str, str]] = {}
         self._locks: dict[Key, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aifn-reconcile")
@@ -85,11 +86,17 @@ class Runtime:
         self.children.pop(key, None)
         self.children_known.discard(key)
         self.child_events.pop(key, None)
+        self.service_events.pop(key, None)
         self._locks.pop(key, None)
         self.metrics.move_function(self.readiness.pop(key, None), None)
 
     def observe_service(self, key: Key, service: Mapping[str, Any] | None) -> None:
-        """Keep the newest copy of a function's Knative Service (None: it was deleted)."""
+        """A watch event for a function's Knative Service (None: it was deleted)."""
+        self.service_events[key] += 1
+        self._keep_service(key, service)
+
+    def _keep_service(self, key: Key, service: Mapping[str, Any] | None) -> None:
+        """Keep the newest copy of a function's Knative Service."""
         if service is None:
             self.services.pop(key, None)
         elif key not in self.services or resource_version(service) >= resource_version(self.services[key]):
@@ -145,6 +152,7 @@ class Runtime:
             live = self.services.get(key)
             children = {name: dict(obj) for name, obj in self.children[key].items()} if key in self.children_known else None
             events_before = self.child_events[key]
+            service_events_before = self.service_events[key]
             started = time.monotonic()
             loop = asyncio.get_running_loop()
             try:
@@ -159,8 +167,9 @@ class Runtime:
                 raise
             self.metrics.observe_reconcile(outcome.result, time.monotonic() - started)
             self.metrics.count_writes(outcome.applied, outcome.status_written, outcome.children_applied, outcome.children_deleted)
-            if outcome.applied and outcome.service is not None:
-                self.observe_service(key, outcome.service)
+            # What the pass applied, unless a watch event came meanwhile (a deletion must not be undone).
+            if outcome.applied and outcome.service is not None and self.service_events[key] == service_events_before:
+                self._keep_service(key, outcome.service)
             self._merge_children(key, outcome, events_before)
             if outcome.status_written:
                 self.remember({**current, "status": outcome.status})

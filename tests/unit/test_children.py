@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from aifunction_operator.children import child_key, controlled_by, not_served_message, selector, to_apply, to_prune
@@ -82,5 +83,37 @@ def test_a_pass_whose_view_predates_a_watch_event_is_not_cached() -> None:
         runtime._merge_children(key, Outcome(status={}, children=dict(wanted)), before)
         assert key not in runtime.children_known, "the next pass must list the children again"
         assert ("Trigger", "digits-lambda-uploads") not in runtime.children[key]
+    finally:
+        runtime.stop()
+
+
+def test_a_service_deleted_while_a_pass_applied_it_stays_deleted_in_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same rule for the Knative Service: the watch's deletion wins over the pass's apply result.
+
+    The pass's API work is replaced (a deletion landing exactly inside a pass cannot be timed for
+    real in a unit test; tests/integration/test_operator_triggers.py races it for children)."""
+    import asyncio
+
+    import aifunction_operator.runtime as module
+    from aifunction_operator.observability import Metrics
+    from aifunction_operator.reconcile import Outcome
+    from aifunction_operator.runtime import Runtime
+
+    key = ("apps", "fn")
+    body = {"metadata": {"namespace": "apps", "name": "fn", "resourceVersion": "1"}}
+    runtime = Runtime(None, OperatorConfig(), Metrics(), workers=1)  # type: ignore[arg-type]  # no API calls here
+    applied = {"metadata": {"name": "fn", "resourceVersion": "5"}}
+
+    def pass_during_which_the_service_is_deleted(*_: Any, **__: Any) -> Outcome:
+        runtime.observe_service(key, None)  # the watch reports the deletion while the pass runs
+        return Outcome(status={}, applied=True, service=applied)
+
+    try:
+        monkeypatch.setattr(module, "reconcile", pass_during_which_the_service_is_deleted)
+        asyncio.run(runtime.reconcile(key, body))
+        assert key not in runtime.services, "the next pass must see the Service as missing and recreate it"
+        monkeypatch.setattr(module, "reconcile", lambda *_, **__: Outcome(status={}, applied=True, service=applied))
+        asyncio.run(runtime.reconcile(key, body))
+        assert runtime.services[key] == applied, "without a concurrent event the applied Service is cached"
     finally:
         runtime.stop()
