@@ -212,12 +212,15 @@ def test_a_disabled_probing_flag_blocks_the_service_and_its_children(kube: TestC
     children_exist(kube, namespace, "fn")
 
 
-def test_with_only_the_charts_rbac_a_function_with_triggers_is_reconciled(control_plane: ControlPlane, kube: TestClient, namespace: str, start_operator: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["namespaced", "cluster"])
+def test_with_only_the_charts_rbac_a_function_with_triggers_is_reconciled(mode: str, control_plane: ControlPlane, kube: TestClient, namespace: str, start_operator: Any, tmp_path: Path) -> None:
     helm = BIN / "helm"
     if not helm.exists():
         pytest.skip(f"{helm} missing; run `make tools`")
     release = f"trig-{secrets.token_hex(3)}"
-    out = subprocess.run([str(helm), "template", release, str(ROOT / "charts" / "aifunction-operator"), "--namespace", namespace, "--set", f"operator.knativeNamespace={namespace}", "--set", f"watchNamespaces={{{namespace}}}"], capture_output=True, text=True, check=True).stdout
+    values = [f"operator.knativeNamespace={namespace}"] + ([f"watchNamespaces={{{namespace}}}"] if mode == "namespaced" else [])
+    sets = [arg for value in values for arg in ("--set", value)]
+    out = subprocess.run([str(helm), "template", release, str(ROOT / "charts" / "aifunction-operator"), "--namespace", namespace, *sets], capture_output=True, text=True, check=True).stdout
     docs = [d for d in yaml.safe_load_all(out) if d and d.get("kind") in {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}]
     manifest = tmp_path / "rbac.yaml"
     manifest.write_text(yaml.safe_dump_all(docs))
@@ -225,7 +228,8 @@ def test_with_only_the_charts_rbac_a_function_with_triggers_is_reconciled(contro
     account = next(d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount")
     identity = control_plane.service_account_identity(namespace, account)
 
-    op = start_operator(kubeconfig=identity.kubeconfig)
+    scope = () if mode == "cluster" else None  # cluster: all namespaces, as the chart's ClusterRole allows
+    op = start_operator(kubeconfig=identity.kubeconfig, scope=scope)
     kube.create_function(namespace, function("fn", lambda_spec()))
     children_exist(kube, namespace, "fn")
     kube.mark_service_ready(namespace, "fn")
@@ -240,7 +244,7 @@ def test_with_only_the_charts_rbac_a_function_with_triggers_is_reconciled(contro
     assert op.stop() == 0
     kube.patch_function(namespace, "fn", {"spec": {"triggers": {"schedules": None}, "handler": {"code": None, "configMap": {"name": "shared", "key": "app.py"}}}})
     logs = [op.log_tail(200_000)]
-    op = start_operator(kubeconfig=identity.kubeconfig)
+    op = start_operator(kubeconfig=identity.kubeconfig, scope=scope)
     wait_for("pruned on resume with the chart's RBAC", lambda: get_eventing(kube, "PingSource", namespace, "fn-nightly") is None and get_configmap(kube, namespace, "fn-handler") is None, PROMPT, on_timeout=op.log_tail)
     log = "\n".join([*logs, op.log_tail(200_000)])
     assert not [word for word in ("403", "Forbidden", "forbidden", "Not enough permissions") if word in log], log
