@@ -1,6 +1,6 @@
 """A function's children besides its Knative Service: the handler-code ConfigMap, PingSources and
-Triggers. Pure decisions (what to apply, what to prune) plus `sync_children`, which carries them
-out through `Kube` (apply.py stays the only place that talks to the API).
+Triggers. Pure decisions (what to apply, what to prune) plus `apply_children`/`prune_children`,
+which carry them out through `Kube` (apply.py stays the only place that talks to the API).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ EVENTING_INSTALL_HINT = "install Knative Eventing (its CRDs and core: eventing-c
 
 @dataclass
 class ChildrenResult:
-    """What `sync_children` did and saw."""
+    """What applying and pruning did and saw."""
 
     live: dict[ChildKey, Manifest] = field(default_factory=dict)  # our children as they now are
     applied: int = 0
@@ -88,18 +88,13 @@ def list_children(kube: Kube, namespace: str, function_name: str) -> dict[ChildK
     return found
 
 
-def sync_children(kube: Kube, desired: list[Manifest], live: Mapping[ChildKey, Manifest], uid: str | None, *, prune: bool = True) -> ChildrenResult:
-    """Apply the desired children that drifted or are missing; with `prune`, delete the unwanted ones we control.
+def apply_children(kube: Kube, desired: list[Manifest], result: ChildrenResult) -> None:
+    """Apply the desired children missing from or drifted in `result.live`, updating it.
 
     Transient API errors propagate; a kind the cluster does not serve and permanent rejections
-    are reported in the result.
+    are recorded in the result.
     """
-    result = ChildrenResult(live=dict(live))
-    for obj in to_prune(desired, live, uid) if prune else []:
-        kube.delete(resource_of(obj), obj["metadata"].get("namespace"), obj["metadata"]["name"])
-        result.live.pop(child_key(obj), None)
-        result.deleted += 1
-    for obj in to_apply(desired, live):
+    for obj in to_apply(desired, result.live):
         try:
             result.live[child_key(obj)] = kube.apply(obj)
             result.applied += 1
@@ -111,7 +106,14 @@ def sync_children(kube: Kube, desired: list[Manifest], live: Mapping[ChildKey, M
                     result.not_served.append(obj["kind"])
                 continue
             result.errors.append(f"{label(obj)}: the API server rejected it: {exc.message}")
-    return result
+
+
+def prune_children(kube: Kube, desired: list[Manifest], uid: str | None, result: ChildrenResult) -> None:
+    """Delete the children in `result.live` that the function controls but no longer wants."""
+    for obj in to_prune(desired, result.live, uid):
+        kube.delete(resource_of(obj), obj["metadata"].get("namespace"), obj["metadata"]["name"])
+        result.live.pop(child_key(obj), None)
+        result.deleted += 1
 
 
 def not_served_message(kinds: Iterable[str]) -> str:

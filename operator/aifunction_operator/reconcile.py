@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .apply import AIFUNCTIONS, KNATIVE_SERVICES, ApiError, Kube
-from .children import EVENTING_KINDS, ChildKey, ChildrenResult, child_key, covers, label, list_children, not_served_message, sync_children
+from .children import EVENTING_KINDS, ChildKey, ChildrenResult, apply_children, child_key, covers, label, list_children, not_served_message, prune_children
 from .config import OperatorConfig
 from .naming import FIELD_MANAGER
 from .preflight import find_blockers
@@ -107,15 +107,16 @@ def reconcile(
                 observation["not_owned"] = f"Knative Service {meta.get('name')} already exists and was not created by this AIFunction; delete or rename one of them"
             else:
                 live = dict(live_children) if live_children is not None else (list_children(kube, meta["namespace"], meta["name"]) if body.get("status") else {})
-                config_maps = [obj for obj in wanted_children if obj["kind"] == "ConfigMap"]
-                first = sync_children(kube, config_maps, live, meta.get("uid"), prune=False)
+                result = ChildrenResult(live=live)
+                apply_children(kube, [obj for obj in wanted_children if obj["kind"] == "ConfigMap"], result)  # mounted by the pods
                 if live_service is not None and covers(live_service, desired):
                     outcome.service = live_service
                 else:
                     outcome.service, observation["apply_error"] = _apply(kube, desired)
                     outcome.applied = observation["apply_error"] is None
-                rest = sync_children(kube, wanted_children, first.live, meta.get("uid"))
-                _record_children(outcome, observation, wanted_children, first, rest)
+                apply_children(kube, [obj for obj in wanted_children if obj["kind"] != "ConfigMap"], result)
+                prune_children(kube, wanted_children, meta.get("uid"), result)  # after the Service stops mounting old code
+                _record_children(outcome, observation, wanted_children, result)
     if outcome.service is None and not outcome.applied:
         outcome.service = live_service if live_service is not None else kube.get(KNATIVE_SERVICES, meta.get("namespace"), meta.get("name", ""))
     if outcome.service is not None and not is_ours(outcome.service, meta.get("uid")):
@@ -152,20 +153,20 @@ def _apply(kube: Kube, desired: Manifest) -> tuple[Manifest | None, str | None]:
         return None, f"the API server rejected the Knative Service: {exc.message}"
 
 
-def _record_children(outcome: Outcome, observation: dict[str, Any], wanted: list[Manifest], first: ChildrenResult, rest: ChildrenResult) -> None:
-    """Fold both child syncs into the outcome and the observation for the status."""
-    outcome.children = rest.live
-    outcome.children_applied = first.applied + rest.applied
-    outcome.children_deleted = rest.deleted
-    config_map_errors = [e for e in first.errors + rest.errors if e.startswith("ConfigMap ")]
+def _record_children(outcome: Outcome, observation: dict[str, Any], wanted: list[Manifest], result: ChildrenResult) -> None:
+    """Fold what happened to the children into the outcome and the observation for the status."""
+    outcome.children = result.live
+    outcome.children_applied = result.applied
+    outcome.children_deleted = result.deleted
+    config_map_errors = [e for e in result.errors if e.startswith("ConfigMap ")]
     if config_map_errors and observation.get("apply_error") is None:
         observation["apply_error"] = "; ".join(config_map_errors)
-    eventing_errors = [e for e in rest.errors if not e.startswith("ConfigMap ")]
-    if rest.not_served:
-        observation["triggers_error"] = (REASON_EVENTING_NOT_INSTALLED, not_served_message(rest.not_served))
+    eventing_errors = [e for e in result.errors if not e.startswith("ConfigMap ")]
+    if result.not_served:
+        observation["triggers_error"] = (REASON_EVENTING_NOT_INSTALLED, not_served_message(result.not_served))
     elif eventing_errors:
         observation["triggers_error"] = (REASON_APPLY_FAILED, "; ".join(eventing_errors))
-    observation["triggers"] = tuple((label(obj), rest.live.get(child_key(obj))) for obj in wanted if obj["kind"] in EVENTING_KINDS)
+    observation["triggers"] = tuple((label(obj), result.live.get(child_key(obj))) for obj in wanted if obj["kind"] in EVENTING_KINDS)
 
 
 def _invalid_spec_event(status: Mapping[str, Any], previous: Mapping[str, Any]) -> tuple[str, str] | None:
