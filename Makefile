@@ -36,6 +36,7 @@ bench: setup tools ## the benchmarks: figures and ratios measured side by side (
 	$(PY) benchmarks/local_bench.py
 	$(PY) benchmarks/handler_bench.py
 	$(PY) benchmarks/operator_bench.py
+	$(PY) benchmarks/operator_triggers_bench.py
 
 dev-apiserver: setup tools ## a real control plane in the foreground; kubeconfig in .aifn/dev/kubeconfig
 	$(PY) hack/dev_apiserver.py
