@@ -9,7 +9,8 @@ import pytest
 
 from aifunction_operator.handler.cron import Cron
 from aifunction_operator.handler.http import HttpRequest, HttpResponse, json_response
-from aifunction_operator.handler.schedule import PING_TYPE, ManualClock, Scheduler, ScheduleSpec
+from aifunction_operator.handler.schedule import PING_TYPE, ManualClock, Scheduler
+from aifunction_operator.spec.model import Schedule
 
 UTC = timezone.utc
 
@@ -80,8 +81,8 @@ def test_scheduler_fires_on_the_driven_clock_like_a_pingsource() -> None:
         clock = ManualClock(at(2026, 5, 1, 8, 59, 30))
         scheduler = Scheduler(
             "digits",
-            [ScheduleSpec("minutely", "* * * * *", data='{"pixels": []}'),
-             ScheduleSpec("hourly", "@hourly", content_type="text/plain", data="tick")],
+            [Schedule("minutely", "* * * * *", data='{"pixels": []}'),
+             Schedule("hourly", "@hourly", content_type="text/plain", data="tick")],
             deliver, clock=clock, namespace="ml",
         )
         task = asyncio.create_task(scheduler.run())
@@ -122,7 +123,7 @@ def test_a_failing_delivery_does_not_stop_the_schedule() -> None:
             return json_response(500, {"error": "boom"})
 
         clock = ManualClock(at(2026, 5, 1, 9, 0, 10))
-        scheduler = Scheduler("f", [ScheduleSpec("m", "* * * * *")], deliver, clock=clock)
+        scheduler = Scheduler("f", [Schedule("m", "* * * * *")], deliver, clock=clock)
         task = asyncio.create_task(scheduler.run())
         for _ in range(3):
             await settle(clock, 1)
@@ -141,4 +142,4 @@ def test_a_bad_schedule_is_rejected_when_the_scheduler_is_built() -> None:
         return json_response(200, {})
 
     with pytest.raises(ValueError, match="hour field"):
-        Scheduler("f", [ScheduleSpec("bad", "0 25 * * *")], deliver)
+        Scheduler("f", [Schedule("bad", "0 25 * * *")], deliver)

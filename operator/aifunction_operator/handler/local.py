@@ -29,7 +29,7 @@ from .http import HttpRequest, HttpResponse
 from .loader import load_user_code
 from .model_client import TritonModel
 from .runtime import FunctionRuntime
-from .schedule import Clock, ScheduleSpec, Scheduler
+from .schedule import Clock, Scheduler
 
 log = logging.getLogger("aifn.run")
 
@@ -55,7 +55,7 @@ class LocalHandler:
         self.runtime: FunctionRuntime | None = None
         self.scheduler: Scheduler | None = None
         self._schedule_task: asyncio.Task[None] | None = None
-        schedules = [ScheduleSpec(s.name, s.cron, s.timezone, s.data, s.content_type) for s in fn.spec.triggers.schedules]
+        schedules = list(fn.spec.triggers.schedules)
         self._schedules = schedules
         if fn.spec.triggers.events:
             names = ", ".join(e.name for e in fn.spec.triggers.events)

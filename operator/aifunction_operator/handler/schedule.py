@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
+from ..spec.model import Schedule
 from .cron import Cron
 from .http import HttpRequest, HttpResponse
 
@@ -81,17 +82,6 @@ class ManualClock:
 
 
 @dataclass(frozen=True)
-class ScheduleSpec:
-    """One schedule of a function (spec.triggers.schedules[])."""
-
-    name: str
-    cron: str
-    timezone: str | None = None
-    data: str | None = None
-    content_type: str = "application/json"
-
-
-@dataclass(frozen=True)
 class Firing:
     """One delivered ping: which schedule, for which minute, and the function's answer."""
 
@@ -110,7 +100,7 @@ class Scheduler:
     def __init__(
         self,
         function_name: str,
-        schedules: Sequence[ScheduleSpec],
+        schedules: Sequence[Schedule],
         deliver: Deliver,
         *,
         clock: Clock | None = None,
@@ -124,7 +114,7 @@ class Scheduler:
         self.schedules = list(schedules)
         self.firings: list[Firing] = []
 
-    def source(self, schedule: ScheduleSpec) -> str:
+    def source(self, schedule: Schedule) -> str:
         """The CloudEvent source PingSource would set."""
         return f"/apis/v1/namespaces/{self.namespace}/pingsources/{self.function_name}-{schedule.name}"
 
@@ -132,14 +122,14 @@ class Scheduler:
         """Fire every schedule at its minutes, forever (cancel the task to stop)."""
         await asyncio.gather(*(self._run_one(s) for s in self.schedules))
 
-    async def _run_one(self, schedule: ScheduleSpec) -> None:
+    async def _run_one(self, schedule: Schedule) -> None:
         cron = self.crons[schedule.name]
         while True:
             due = cron.next_after(self.clock.now())
             await self.clock.sleep_until(due)
             await self.fire(schedule, due)
 
-    async def fire(self, schedule: ScheduleSpec, scheduled_for: datetime) -> Firing:
+    async def fire(self, schedule: Schedule, scheduled_for: datetime) -> Firing:
         """Deliver one ping for `schedule` now (what the loop does when its minute comes)."""
         event_id = str(uuid.uuid4())
         headers = {
