@@ -21,18 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support.triton import serve_model
 
 from aifunction_operator.local.tritonserver import (
     TritonProcess,
     TritonUnavailable,
     find_triton,
     free_port,
-    process_group_pids,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_REPO = ROOT / "model_repo"
-STARTUP_TIMEOUT_S = 180.0
 HANDLER_START_TIMEOUT_S = 60.0
 
 
@@ -140,16 +139,8 @@ def digits_triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonPr
         pytest.skip(f"no usable tritonserver on this machine: {exc}")
     if not (MODEL_REPO / "digits" / "1" / "model.pt").is_file():
         pytest.skip("model_repo/digits is not built (run `make models`)")
-    log_dir = tmp_path_factory.mktemp("triton")
-    server = TritonProcess(install, MODEL_REPO, "digits", log_path=log_dir / "tritonserver-digits.log")
-    server.start()
-    try:
-        server.wait_ready(STARTUP_TIMEOUT_S)
+    with serve_model(install, MODEL_REPO, "digits", tmp_path_factory.mktemp("triton")) as server:
         yield server
-    finally:
-        server.stop(grace=15.0)
-        left = process_group_pids(server.pid) if server.pid else []
-        assert not left, f"processes left behind by tritonserver: {left}"
 
 
 @pytest.fixture(scope="module")

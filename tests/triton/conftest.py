@@ -13,17 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.triton import serve_model
 
 from aifunction_operator.local.tritonserver import (
     TritonInstall,
     TritonProcess,
     TritonUnavailable,
     find_triton,
-    process_group_pids,
 )
 
 MODEL_REPO = Path(__file__).resolve().parents[2] / "model_repo"
-STARTUP_TIMEOUT_S = 180.0
 
 
 def load_model_repo_module(name: str):  # -> module
@@ -50,15 +49,8 @@ def triton_install() -> TritonInstall:
 
 
 def _serve(install: TritonInstall, model: str, log_dir: Path) -> Iterator[TritonProcess]:
-    server = TritonProcess(install, MODEL_REPO, model, log_path=log_dir / f"tritonserver-{model}.log")
-    server.start()
-    try:
-        server.wait_ready(STARTUP_TIMEOUT_S)
+    with serve_model(install, MODEL_REPO, model, log_dir) as server:
         yield server
-    finally:
-        server.stop(grace=15.0)
-        left = process_group_pids(server.pid) if server.pid else []
-        assert not left, f"processes left behind by tritonserver ({model}): {left}"
 
 
 @pytest.fixture(scope="session")
