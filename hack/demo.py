@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from aifunction_operator.local.tritonserver import child_pids
+
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTION = ROOT / "examples" / "digits.yaml"
 IDLE_TIMEOUT = "5s"
@@ -188,19 +190,7 @@ def get_json(url: str) -> dict[str, Any]:
 
 def triton_pids(parent: int) -> list[int]:
     """tritonserver processes started by the gateway (found in /proc)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
-        if name == "tritonserver" and int(ppid) == parent and state != "Z":
-            pids.append(int(entry.name))
-    return pids
+    return child_pids(parent, "tritonserver")
 
 
 def wait_for(predicate: Any, timeout: float, what: str) -> None:

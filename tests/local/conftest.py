@@ -26,6 +26,8 @@ from typing import Any
 import pytest
 import yaml
 
+from aifunction_operator.local.tritonserver import child_pids, process_group_pids
+
 MODEL_REPO = Path(__file__).resolve().parents[2] / "model_repo"
 
 TEST_MODELS = Path(__file__).parent / "models"
@@ -80,39 +82,6 @@ def digits_request(images: list[list[list[float]]]) -> bytes:
     return json.dumps({"inputs": [{"name": "image", "shape": [len(images), 8, 8], "datatype": "FP32", "data": flat}]}).encode()
 
 
-def children_named(parent: int, name: str) -> list[int]:
-    """Pids of live (not zombie) processes whose parent is `parent` and whose command is `name`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        command = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == parent and command == name[:15] and fields[0] != "Z":
-            found.append(int(entry.name))
-    return found
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live processes in process group `pgid` (a Triton replica and its python backend stubs)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
-
-
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -145,7 +114,7 @@ class LocalRun:
         return status
 
     def triton_pids(self) -> list[int]:
-        pids = children_named(self.proc.pid, "tritonserver")
+        pids = child_pids(self.proc.pid, "tritonserver")
         self.seen_pids.update(pids)
         return pids
 
@@ -236,6 +205,6 @@ def run_function(tmp_path: Path) -> Iterator[Callable[..., LocalRun]]:
         if run.proc.poll() is None:
             run.triton_pids()
         code = run.stop()
-        leftovers = {pgid: group_members(pgid) for pgid in run.seen_pids if group_members(pgid)}
+        leftovers = {pgid: process_group_pids(pgid) for pgid in run.seen_pids if process_group_pids(pgid)}
         assert code == 0, f"aifn run exited with {code}:\n{run.log()[-3000:]}"
         assert not leftovers, f"Triton processes (by process group) left behind after aifn run stopped: {leftovers}"

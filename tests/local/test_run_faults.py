@@ -14,7 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from .conftest import TEST_MODELS, digits_request, group_members, wait_for
+from aifunction_operator.local.tritonserver import process_group_pids
+
+from .conftest import TEST_MODELS, digits_request, wait_for
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -86,7 +88,7 @@ def test_crashed_replica_fails_in_flight_requests_and_is_replaced(run_function) 
         assert 500 <= response.status < 600, response.status
         assert "replica" in response.json()["error"]
 
-    wait_for(lambda: not group_members(replica["pid"]), 10, "the crashed replica's python backend stubs to be killed")
+    wait_for(lambda: not process_group_pids(replica["pid"]), 10, "the crashed replica's python backend stubs to be killed")
     again = run.post("/v2/models/slow/infer", body)
     assert again.status == 200, again.body
     (new_replica,) = run.status()["replicas"]
@@ -99,11 +101,11 @@ def test_ctrl_c_stops_gateway_and_every_replica(run_function) -> None:
     run = run_function(scaling={"minReplicas": 1, "maxReplicas": 2}, args=("--idle-timeout", "60s"))
     pids = wait_for(run.triton_pids, 60, "minReplicas 1 to start a replica without any request")
     assert run.post(INFER, digits_request([IMAGE])).status == 200
-    stubs = {pid: group_members(pid) for pid in pids}
+    stubs = {pid: process_group_pids(pid) for pid in pids}
     assert all(len(members) >= 2 for members in stubs.values()), f"expected Triton plus a python stub: {stubs}"
     assert run.stop(timeout=30) == 0
     for pid in pids:
-        assert not group_members(pid), f"replica group {pid} survived Ctrl-C: {group_members(pid)}"
+        assert not process_group_pids(pid), f"replica group {pid} survived Ctrl-C: {process_group_pids(pid)}"
     assert "aifn run: stopped" in run.log()
 
 

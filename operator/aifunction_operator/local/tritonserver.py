@@ -34,7 +34,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -330,18 +330,27 @@ def _stop_all() -> None:
         proc.stop(grace=5.0)
 
 
-def process_group_pids(pgid: int) -> list[int]:
-    """Live (non-zombie) processes whose process group is `pgid`, read from /proc."""
-    pids = []
+def _live_processes() -> Iterator[tuple[int, str, list[str]]]:
+    """(pid, command, stat fields after the command) of every live (non-zombie) process, from /proc."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+            text = stat.read_text()
+            command = text[text.index("(") + 1 : text.rindex(")")]
+            fields = text[text.rindex(")") + 2 :].split()
+        except (OSError, ValueError):
             continue
-        state, pgrp = fields[0], int(fields[2])
-        if pgrp == pgid and state != "Z":
-            pids.append(int(stat.parent.name))
-    return sorted(pids)
+        if fields and fields[0] != "Z":
+            yield int(stat.parent.name), command, fields
+
+
+def process_group_pids(pgid: int) -> list[int]:
+    """Live (non-zombie) processes whose process group is `pgid`, read from /proc."""
+    return sorted(pid for pid, _, fields in _live_processes() if int(fields[2]) == pgid)
+
+
+def child_pids(parent: int, command: str) -> list[int]:
+    """Live children of `parent` running `command` (e.g. the tritonserver replicas of a gateway)."""
+    return sorted(pid for pid, name, fields in _live_processes() if int(fields[1]) == parent and name == command[:15])
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
