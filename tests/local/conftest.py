@@ -100,6 +100,7 @@ class LocalRun:
     url: str
     output: Path
     stopped: bool = field(default=False)
+    expected_exit: int = 0  # what teardown expects of the process (a test that kills it says so)
     seen_pids: set[int] = field(default_factory=set)
 
     def get(self, path: str) -> Response:
@@ -206,5 +207,5 @@ def run_function(tmp_path: Path) -> Iterator[Callable[..., LocalRun]]:
             run.triton_pids()
         code = run.stop()
         leftovers = {pgid: process_group_pids(pgid) for pgid in run.seen_pids if process_group_pids(pgid)}
-        assert code == 0, f"aifn run exited with {code}:\n{run.log()[-3000:]}"
+        assert code == run.expected_exit, f"aifn run exited with {code}:\n{run.log()[-3000:]}"
         assert not leftovers, f"Triton processes (by process group) left behind after aifn run stopped: {leftovers}"

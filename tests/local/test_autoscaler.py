@@ -93,3 +93,68 @@ def test_policy_from_spec_scaling() -> None:
     unbounded = ScalingPolicy.from_scaling(Scaling(container_concurrency=0), idle_timeout=60.0, default_max_replicas=2)
     assert (unbounded.max_replicas, unbounded.container_concurrency, unbounded.target_concurrency) == (2, None, 100.0)
     assert ScalingPolicy.from_scaling(Scaling(container_concurrency=8), idle_timeout=1, default_max_replicas=1).target_concurrency == 8.0
+
+
+class ArrivalsClocked(Clocked):
+    """Clocked, fed arrivals at a steady rate (for the rps metric); each request stays `service` seconds."""
+
+    def run_rate(self, seconds: float, rate: float, service: float = 0.05) -> list[int]:
+        history, owed = [], 0.0
+        for _ in range(round(seconds / 0.1)):
+            self.now = round(self.now + 0.1, 6)
+            owed += rate * 0.1
+            arrivals = int(owed)
+            owed -= arrivals
+            self.scaler.observe(self.now, round(rate * service), arrivals)
+            self.replicas = self.scaler.decide(self.now, self.replicas)
+            history.append(self.replicas)
+        return history
+
+
+RPS = ScalingPolicy(metric="rps", max_replicas=4, target_rps=10, idle_timeout=5.0)
+
+
+def test_rps_metric_scales_on_the_arrival_rate_not_on_concurrency() -> None:
+    clocked = ArrivalsClocked(RPS)
+    assert clocked.run_rate(0.1, rate=10)[-1] == 1, "the first arrival starts one replica"
+    assert clocked.run_rate(2, rate=25)[-1] == 3  # ceil(25 / 10), although only ~1 request is ever in flight
+    assert clocked.run_rate(2, rate=100)[-1] == 4  # capped at maxReplicas
+    history = clocked.run_rate(15, rate=8)
+    assert history[-1] == 1 and sorted(history, reverse=True) == history, "scale-down is gradual and monotonic"
+    assert clocked.run_rate(6, rate=0)[-1] == 0, "no arrivals for the idle timeout scales to zero"
+
+
+def test_rps_metric_keeps_a_replica_for_requests_still_queued() -> None:
+    clocked = Clocked(RPS)
+    clocked.scaler.observe(0.1, demand=1, arrivals=1)
+    assert clocked.scaler.decide(0.1, 0) == 1
+    # The request waits (a slow cold start): no arrivals for 20 s, yet it is still inside.
+    for step in range(2, 200):
+        clocked.scaler.observe(step / 10, demand=1, arrivals=0)
+    assert clocked.scaler.decide(20.0, 0) == 1, "a queued request must still get a replica"
+    assert clocked.scaler.decide(20.0, 1) == 1
+
+
+def test_initial_replicas_start_before_any_request_then_the_rules_take_over() -> None:
+    clocked = Clocked(ScalingPolicy(max_replicas=4, target_concurrency=4, idle_timeout=10.0, initial_replicas=3))
+    history = clocked.run(5.9, demand=0)
+    assert set(history) == {3}, "initialReplicas are started at once and held for the stable window"
+    history = clocked.run(10, demand=0)
+    assert history[-1] == 0 and sorted(history, reverse=True) == history
+    assert clocked.run(0.1, demand=1) == [1], "after that, scale from zero as usual"
+
+
+def test_initial_replicas_are_clamped_and_min_replicas_still_hold() -> None:
+    capped = Clocked(ScalingPolicy(max_replicas=2, initial_replicas=5, idle_timeout=1.0))
+    assert capped.run(0.1, demand=0) == [2]
+    warm = Clocked(ScalingPolicy(min_replicas=2, max_replicas=4, initial_replicas=3, idle_timeout=1.0))
+    assert warm.run(0.1, demand=0) == [3]
+    assert warm.run(30, demand=0)[-1] == 2
+
+
+def test_policy_reads_metric_rps_target_and_initial_replicas() -> None:
+    policy = ScalingPolicy.from_scaling(
+        Scaling(metric="rps", target_requests_per_second=50, initial_replicas=2), idle_timeout=5.0, default_max_replicas=4
+    )
+    assert (policy.metric, policy.target_rps, policy.initial_replicas) == ("rps", 50.0, 2)
+    assert ScalingPolicy.from_scaling(Scaling(metric="rps"), idle_timeout=5.0, default_max_replicas=4).target_rps == 200.0

@@ -109,6 +109,19 @@ def test_ctrl_c_stops_gateway_and_every_replica(run_function) -> None:
     assert "aifn run: stopped" in run.log()
 
 
+def test_sigkilled_gateway_leaves_no_triton_behind(run_function) -> None:
+    """SIGKILL gives the gateway no chance to clean up: the kernel's parent-death signal stops its replicas."""
+    run = run_function(scaling={"maxReplicas": 2}, args=("--idle-timeout", "60s"))
+    assert run.post(INFER, digits_request([IMAGE])).status == 200
+    (replica,) = run.status()["replicas"]
+    group = process_group_pids(replica["pid"])
+    assert len(group) >= 2, f"expected Triton plus a python stub: {group}"
+    os.kill(run.proc.pid, signal.SIGKILL)  # the gateway alone, not its process group
+    run.proc.wait(timeout=10)
+    run.expected_exit = -signal.SIGKILL
+    wait_for(lambda: not process_group_pids(replica["pid"]), 30, f"replica group {replica['pid']} to exit after the gateway died")
+
+
 def test_model_that_cannot_load_answers_503_naming_the_cause(run_function) -> None:
     run = run_function(model="broken", repository=TEST_MODELS, args=("--idle-timeout", "30s"))
     body = json.dumps({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]}]}).encode()

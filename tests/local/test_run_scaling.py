@@ -127,3 +127,24 @@ def test_startup_timeout_answers_503_and_the_gateway_keeps_serving(run_function)
     assert "startupTimeout" in message or "could not start" in message, message
     assert run.get("/v2/health/live").status == 200
     wait_for(lambda: run.triton_pids() == [], 15, "the replica that missed its startup timeout to be stopped")
+
+
+def test_initial_replicas_start_before_any_request_and_rps_scales_on_the_arrival_rate(run_function) -> None:
+    run = run_function(
+        scaling={"maxReplicas": 2, "initialReplicas": 2, "metric": "rps", "targetRequestsPerSecond": 2},
+        args=("--idle-timeout", "3s"),
+    )
+    wait_for(lambda: len(run.triton_pids()) == 2, 90, "initialReplicas 2 to start without any request", interval=0.3)
+    assert run.status()["policy"]["initial_replicas"] == 2
+    wait_for(lambda: run.triton_pids() == [], 60, "the initial replicas to stop when no request came", interval=0.3)
+
+    # One client, one request at a time: concurrency never exceeds 1, but the rate exceeds 2/s.
+    images, _ = held_out_digits(1)
+    body = digits_request(images)
+    codes = []
+    deadline = time.monotonic() + 120
+    while len(run.status()["replicas"]) < 2 and time.monotonic() < deadline:
+        codes.append(run.post(INFER, body).status)
+    assert len(run.status()["replicas"]) == 2, "the rps metric did not scale past one replica"
+    assert set(codes) == {200}, {c: codes.count(c) for c in set(codes)}
+    assert run.status()["policy"]["metric"] == "rps"

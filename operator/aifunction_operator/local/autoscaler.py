@@ -1,10 +1,14 @@
 """How many Triton replicas `aifn run` wants: pure decisions from demand samples and a clock.
 
-Demand is the number of requests inside the gateway (proxied to a replica or queued for one).
-The rules follow Knative's concurrency autoscaler, shortened for one machine:
+Demand is measured as Knative's autoscaler measures it, per `spec.scaling.metric`:
+`concurrency` is the number of requests inside the gateway (proxied to a replica or queued
+for one), its peak over a window; `rps` is the arrival rate of requests over a window.
+The rules follow Knative's autoscaler, shortened for one machine:
 
-- scale up at once when the peak demand of the last `panic_window` seconds exceeds
-  `target_concurrency` x replicas (a request arriving at zero replicas starts one);
+- scale up at once when the demand of the last `panic_window` seconds exceeds the target
+  x replicas (a request arriving at zero replicas starts one);
+- `initial_replicas` are wanted from the start, before any request, and held for the first
+  `stable_window` (Knative's initial scale); then the rules below take over;
 - scale down gradually: only to what the peak of the last `stable_window` seconds needs
   (at least `scale_down_delay`), one replica per `step_interval`;
 - scale to zero (when `min_replicas` is 0) once there was no demand for `to_zero_after`
@@ -23,6 +27,7 @@ from dataclasses import dataclass
 from ..spec.model import Scaling
 
 DEFAULT_TARGET_CONCURRENCY = 100  # Knative's container-concurrency-target-default
+DEFAULT_TARGET_RPS = 200  # Knative's requests-per-second-target-default
 DEFAULT_STABLE_WINDOW = 6.0
 DEFAULT_PANIC_WINDOW = 1.0
 DEFAULT_STEP_INTERVAL = 2.0
@@ -34,7 +39,10 @@ class ScalingPolicy:
 
     min_replicas: int = 0
     max_replicas: int = 1
+    metric: str = "concurrency"  # or "rps"
     target_concurrency: float = DEFAULT_TARGET_CONCURRENCY
+    target_rps: float = DEFAULT_TARGET_RPS
+    initial_replicas: int = 0
     container_concurrency: int | None = None
     idle_timeout: float = 60.0
     scale_down_delay: float = 0.0
@@ -51,7 +59,10 @@ class ScalingPolicy:
         return cls(
             min_replicas=scaling.min_replicas,
             max_replicas=max_replicas,
+            metric=scaling.metric,
             target_concurrency=float(target),
+            target_rps=float(scaling.target_requests_per_second or DEFAULT_TARGET_RPS),
+            initial_replicas=scaling.initial_replicas or 0,
             container_concurrency=scaling.container_concurrency or None,
             idle_timeout=idle_timeout,
             scale_down_delay=float(scaling.scale_down_delay or 0),
@@ -72,20 +83,23 @@ class Autoscaler:
     """Keeps recent demand samples and answers how many replicas are wanted now."""
 
     def __init__(self, policy: ScalingPolicy, now: float) -> None:
+        if policy.metric not in ("concurrency", "rps"):
+            raise ValueError(f"spec.scaling.metric: {policy.metric!r} is not supported (concurrency or rps)")
         self.policy = policy
-        self._samples: deque[tuple[float, int]] = deque()
+        self._samples: deque[tuple[float, int, int]] = deque()  # (time, requests inside, arrivals since last)
         self._last_active = now
         self._last_change = now
+        self._hold_initial_until = now + policy.stable_window
 
     @property
     def last_active(self) -> float:
         """When demand was last above zero (or when the autoscaler was created)."""
         return self._last_active
 
-    def observe(self, now: float, demand: int) -> None:
-        """Record the demand (requests in flight plus queued) at `now`."""
-        self._samples.append((now, demand))
-        if demand > 0:
+    def observe(self, now: float, demand: int, arrivals: int = 0) -> None:
+        """Record the requests inside the gateway (in flight plus queued) at `now`, and those that arrived since the last call."""
+        self._samples.append((now, demand, arrivals))
+        if demand > 0 or arrivals > 0:
             self._last_active = now
         horizon = now - max(self.policy.panic_window, self.policy.stable_window, self.policy.scale_down_delay)
         while self._samples and self._samples[0][0] < horizon:
@@ -94,22 +108,29 @@ class Autoscaler:
     def decide(self, now: float, current: int) -> int:
         """Replicas wanted now, given `current` replicas starting or ready."""
         policy = self.policy
-        wanted_now = self._needed(self._peak(now, policy.panic_window))
+        held = policy.initial_replicas if now < self._hold_initial_until else 0
+        wanted_now = max(self._needed(now, policy.panic_window), held)
         if wanted_now > current:
             return self._change(now, current, policy.clamp(wanted_now))
-        if now - self._last_active >= policy.to_zero_after and self._peak(now, policy.panic_window) == 0:
+        if held:
+            return policy.clamp(current)
+        if now - self._last_active >= policy.to_zero_after and self._needed(now, policy.panic_window) == 0:
             return self._change(now, current, policy.clamp(0))
         stable_window = max(policy.stable_window, policy.scale_down_delay)
-        wanted_stable = max(self._needed(self._peak(now, stable_window)), 1)
+        wanted_stable = max(self._needed(now, stable_window), 1)
         if wanted_stable < current and now - self._last_change >= policy.step_interval:
             return self._change(now, current, policy.clamp(current - 1))
         return policy.clamp(current)
 
-    def _needed(self, demand: int) -> int:
-        return math.ceil(demand / self.policy.target_concurrency) if demand > 0 else 0
-
-    def _peak(self, now: float, window: float) -> int:
-        return max((d for t, d in self._samples if t >= now - window), default=0)
+    def _needed(self, now: float, window: float) -> int:
+        """Replicas the demand of the last `window` seconds needs at the target."""
+        recent = [(d, a) for t, d, a in self._samples if t >= now - window]
+        peak = max((d for d, _ in recent), default=0)
+        if self.policy.metric == "rps":
+            rate = sum(a for _, a in recent) / window
+            # Requests still inside the gateway need a replica whatever the rate.
+            return max(math.ceil(rate / self.policy.target_rps), 1 if peak > 0 else 0)
+        return math.ceil(peak / self.policy.target_concurrency)
 
     def _change(self, now: float, current: int, wanted: int) -> int:
         if wanted != current:

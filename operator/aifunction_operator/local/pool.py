@@ -78,6 +78,7 @@ class ReplicaPool:
         self._tasks: set[asyncio.Task[None]] = set()
         self._starting: set[asyncio.Task[None]] = set()
         self._next_id = 1
+        self._arrivals = 0  # requests since the last autoscaler sample (for the rps metric)
         self._backoff_until = 0.0
         self._closing = False
 
@@ -97,6 +98,7 @@ class ReplicaPool:
         """A ready replica with a slot reserved for the caller; raises Unavailable."""
         if self._closing:
             raise Unavailable("the function is shutting down", DEFAULT_RETRY_AFTER)
+        self._arrivals += 1
         replica = self._pick()
         if replica is not None:
             replica.in_flight += 1
@@ -186,7 +188,10 @@ class ReplicaPool:
             "policy": {
                 "min_replicas": self.policy.min_replicas,
                 "max_replicas": self.policy.max_replicas,
+                "metric": self.policy.metric,
                 "target_concurrency": self.policy.target_concurrency,
+                "target_rps": self.policy.target_rps,
+                "initial_replicas": self.policy.initial_replicas,
                 "container_concurrency": self.policy.container_concurrency,
                 "scale_to_zero_after": self.policy.to_zero_after,
                 "queue_limit": self.queue_limit,
@@ -197,7 +202,8 @@ class ReplicaPool:
     def _reconcile(self) -> None:
         now = self._clock()
         self._reap_exited()
-        self._autoscaler.observe(now, self.in_flight + self.queued)
+        self._autoscaler.observe(now, self.in_flight + self.queued, self._arrivals)
+        self._arrivals = 0
         active = [r for r in self.replicas if r.state in (State.STARTING, State.READY)]
         desired = self._autoscaler.decide(now, len(active))
         if desired > len(active) and now >= self._backoff_until:

@@ -65,8 +65,6 @@ def build_pool(
 ) -> ReplicaPool:
     """The replica pool for `fn`: its scaling policy and how a replica's Triton is started."""
     scaling = fn.spec.scaling
-    if scaling.metric != "concurrency":
-        log.warning("spec.scaling.metric %r is not supported locally; scaling on concurrency instead", scaling.metric)
     policy = ScalingPolicy.from_scaling(
         scaling, idle_timeout=options.idle_timeout, default_max_replicas=options.max_replicas or (os.cpu_count() or 1)
     )
@@ -84,6 +82,7 @@ def build_pool(
             log_path=log_dir / f"replica-{replica_id}.log",
             extra_args=fn.spec.runtime.args,
             env={**os.environ, **env},
+            die_with_parent=True,
         )
 
     return ReplicaPool(

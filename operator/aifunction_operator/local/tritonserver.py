@@ -15,12 +15,17 @@ needs to work outside NVIDIA's container:
   environment's site-packages (torch, numpy, ...).
 
 `TritonProcess` starts one server in its own process group (the stubs are its children)
-and `stop()` always takes the whole group down, so no server or stub outlives it.
+and `stop()` always takes the whole group down, so no server or stub outlives it. With
+`die_with_parent` the server also gets SIGTERM from the kernel when the thread that started
+it ends, so a gateway killed with SIGKILL leaves no server behind (the stubs exit when
+their server does).
 """
 
 from __future__ import annotations
 
 import atexit
+import ctypes
+import ctypes.util
 import hashlib
 import os
 import platform
@@ -34,7 +39,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -164,6 +169,7 @@ class TritonProcess:
         log_path: Path | str | None = None,
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        die_with_parent: bool = False,
     ) -> None:
         self.install = install
         self.model_repository = Path(model_repository).resolve()
@@ -172,6 +178,7 @@ class TritonProcess:
         self.log_path = Path(log_path) if log_path else _temp_log_path(model_name)
         self.extra_args = tuple(extra_args)
         self._env = env
+        self.die_with_parent = die_with_parent
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -232,6 +239,7 @@ class TritonProcess:
                 stderr=subprocess.STDOUT,
                 env=self.install.environment(self._env),
                 start_new_session=True,
+                preexec_fn=_parent_death_signal(signal.SIGTERM) if self.die_with_parent else None,
             )
         _RUNNING.add(self)
         return self
@@ -351,6 +359,30 @@ def process_group_pids(pgid: int) -> list[int]:
 def child_pids(parent: int, command: str) -> list[int]:
     """Live children of `parent` running `command` (e.g. the tritonserver replicas of a gateway)."""
     return sorted(pid for pid, name, fields in _live_processes() if int(fields[1]) == parent and name == command[:15])
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _parent_death_signal(sig: signal.Signals) -> Callable[[], None] | None:
+    """A preexec_fn asking the kernel to send `sig` to the child when its parent thread ends (Linux only).
+
+    Everything is looked up before the fork: between fork and exec the child only calls prctl
+    and getppid. If the parent died before prctl took effect, the child exits at once.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    prctl, getppid, exit_now = libc.prctl, os.getppid, os._exit
+    parent = os.getpid()
+    number = int(sig)
+
+    def set_signal() -> None:
+        prctl(PR_SET_PDEATHSIG, number, 0, 0, 0)
+        if getppid() != parent:
+            exit_now(1)
+
+    return set_signal
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
