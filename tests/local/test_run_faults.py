@@ -119,7 +119,7 @@ def test_sigkilled_gateway_leaves_no_triton_behind(run_function) -> None:
     os.kill(run.proc.pid, signal.SIGKILL)  # the gateway alone, not its process group
     run.proc.wait(timeout=10)
     run.expected_exit = -signal.SIGKILL
-    wait_for(lambda: not process_group_pids(replica["pid"]), 30, f"replica group {replica['pid']} to exit after the gateway died")
+    wait_for(lambda: not process_group_pids(replica["pid"]), 60, f"replica group {replica['pid']} to exit after the gateway died")
 
 
 def test_model_that_cannot_load_answers_503_naming_the_cause(run_function) -> None:
