@@ -70,6 +70,8 @@ def test_handler_and_triggers_parse() -> None:
 
 def test_integer_quantities_are_accepted_as_strings() -> None:
     assert parse_function(doc({"model": MODEL, "resources": {"cpu": 2}})).spec.resources.cpu == "2"
+    handler = parse_function(doc({"model": MODEL, "handler": {"entrypoint": "m:f", "cpu": 1, "memory": "512Mi"}})).spec.handler
+    assert handler is not None and (handler.cpu, handler.memory) == ("1", "512Mi")
 
 
 # (spec or whole-document override, expected path, expected message fragment)
@@ -119,6 +121,7 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
     ("code and configMap", {"spec": {"model": MODEL, "handler": {"entrypoint": "m:f", "code": "x", "configMap": {"name": "a", "key": "b"}}}}, "spec.handler.configMap", "are exclusive"),
     ("bad entrypoint", {"spec": {"model": MODEL, "handler": {"entrypoint": "handler.py"}}}, "spec.handler.entrypoint", "must be a string matching"),
     ("handler without entrypoint", {"spec": {"model": MODEL, "handler": {"code": "x"}}}, "spec.handler.entrypoint", "required field is missing"),
+    ("handler cpu not a quantity", {"spec": {"model": MODEL, "handler": {"entrypoint": "m:f", "cpu": "lots"}}}, "spec.handler.cpu", "must be a Kubernetes quantity"),
     ("bad cron", {"spec": {"model": MODEL, "handler": {"entrypoint": "m:f"}, "triggers": {"schedules": [{"name": "n", "cron": "daily"}]}}}, "spec.triggers.schedules[0].cron", "must be a string matching"),
     ("duplicate schedule", {"spec": {"model": MODEL, "handler": {"entrypoint": "m:f"}, "triggers": {"schedules": [{"name": "n", "cron": "@daily"}, {"name": "n", "cron": "@hourly"}]}}}, "spec.triggers.schedules[1]", "duplicate name 'n'"),
     ("event filter not strings", {"spec": {"model": MODEL, "handler": {"entrypoint": "m:f"}, "triggers": {"events": [{"name": "e", "filter": {"attributes": {"type": 1}}}]}}}, "spec.triggers.events[0].filter.attributes.type", "must be a string"),

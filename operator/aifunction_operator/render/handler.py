@@ -13,6 +13,8 @@ from .triton import HTTP_PORT
 HANDLER_PORT = 8080
 HANDLER_MOUNT = "/opt/aifn/handler"
 HANDLER_VOLUME = "handler-code"
+DEFAULT_HANDLER_CPU = "100m"
+DEFAULT_HANDLER_MEMORY = "256Mi"
 
 
 def handler_config_map_name(fn: AIFunction) -> str:
@@ -47,6 +49,14 @@ def handler_volume(fn: AIFunction) -> dict[str, Any] | None:
     return {"name": HANDLER_VOLUME, "configMap": {"name": name, "items": [{"key": key, "path": path}]}}
 
 
+def handler_resources(handler: Handler) -> dict[str, Any]:
+    """Requests for the handler container; memory, when set, is its limit too (as for Triton)."""
+    resources: dict[str, Any] = {"requests": {"cpu": handler.cpu or DEFAULT_HANDLER_CPU, "memory": handler.memory or DEFAULT_HANDLER_MEMORY}}
+    if handler.memory is not None:
+        resources["limits"] = {"memory": handler.memory}
+    return resources
+
+
 def handler_container(fn: AIFunction, config: OperatorConfig, hardened: dict[str, Any]) -> dict[str, Any]:
     """The serving container: the user's code in our runtime, calling Triton on localhost."""
     handler = fn.spec.handler
@@ -66,7 +76,7 @@ def handler_container(fn: AIFunction, config: OperatorConfig, hardened: dict[str
         "command": ["python", "-m", "aifunction_operator.handler"],
         "ports": [{"name": "http1", "containerPort": HANDLER_PORT}],
         "env": env,
-        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
+        "resources": handler_resources(handler),
         "readinessProbe": {"httpGet": {"path": "/v2/health/ready"}},
     }
     if handler_volume(fn) is not None:

@@ -148,6 +148,8 @@ class Handler:
     code: str | None = None
     config_map: ConfigMapKey | None = None
     image: str | None = None
+    cpu: str | None = None
+    memory: str | None = None
 
     @property
     def module(self) -> str:

@@ -137,6 +137,8 @@ def _build_spec(spec: Mapping[str, Any], name: str) -> AIFunctionSpec:
             code=handler.get("code"),
             config_map=ConfigMapKey(**handler["configMap"]) if "configMap" in handler else None,
             image=handler.get("image"),
+            cpu=handler.get("cpu"),
+            memory=handler.get("memory"),
         ),
         triggers=Triggers(
             http=HTTPTrigger(visibility=http.get("visibility", "external")),
