@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import re
 import secrets
 import shutil
 import subprocess
@@ -26,6 +25,7 @@ import pytest
 import yaml
 
 from support.helm import CHART, by_kind, helm, helm_binary, one, render
+from support.logs import rbac_denials
 from support.processes import free_port, http_ok
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -397,14 +397,9 @@ def test_operator_with_exactly_the_charts_rbac_reconciles_a_function(
             operator.wait()
         control_plane.kubectl("delete", "namespace", functions, "--wait=false", check=False)
     log_text = log_path.read_text()
-    forbidden = [line for line in log_text.splitlines() if DENIED.search(line)]
+    forbidden = rbac_denials(log_text)
     assert not forbidden, "the chart's RBAC is missing a permission:\n" + "\n".join(forbidden[:20])
     assert operator.returncode == 0, f"the operator did not stop cleanly ({operator.returncode}):\n{log_text[-3000:]}"
-
-
-# What an RBAC denial looks like in the operator's log. A bare "403" is not enough: a log
-# timestamp's milliseconds (",403") matched it once in a few hundred runs.
-DENIED = re.compile(r"orbidden|Not enough permissions|(?<![\d,.:])403(?!\d)")
 
 
 def _get(control_plane: Any, kind: str, name: str, namespace: str) -> dict[str, Any] | None:

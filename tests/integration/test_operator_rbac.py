@@ -17,6 +17,7 @@ import yaml
 
 from support.controlplane import BIN, ROOT, ControlPlane
 from support.kube_client import TestClient, condition, function
+from support.logs import rbac_denials
 from support.operator_fixtures import kube, start_operator  # noqa: F401  (fixtures)
 from support.operator_process import wait_for
 
@@ -87,5 +88,5 @@ def test_operator_works_with_only_the_charts_rbac(mode: str, control_plane: Cont
     wait_for("KnativeFeatureDisabled", lambda: condition(kube.get_function(namespace, "gpu"), "Ready").get("reason") == "KnativeFeatureDisabled", 15, on_timeout=op.log_tail)
 
     log = op.log_tail(200_000)
-    assert not [word for word in ("403", "Forbidden", "forbidden", "Not enough permissions") if word in log], log
+    assert not rbac_denials(log), log
     assert op.stop() == 0

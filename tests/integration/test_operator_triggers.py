@@ -24,6 +24,7 @@ from aifunction_operator.render import render
 from aifunction_operator.spec import parse_function
 from support.controlplane import BIN, ROOT, ControlPlane
 from support.kube_client import TestClient, condition, function
+from support.logs import rbac_denials
 from support.operator_fixtures import kube, start_operator  # noqa: F401  (fixtures)
 from support.operator_process import OperatorProcess, wait_for
 
@@ -247,7 +248,7 @@ def test_with_only_the_charts_rbac_a_function_with_triggers_is_reconciled(mode: 
     op = start_operator(kubeconfig=identity.kubeconfig, scope=scope)
     wait_for("pruned on resume with the chart's RBAC", lambda: get_eventing(kube, "PingSource", namespace, "fn-nightly") is None and get_configmap(kube, namespace, "fn-handler") is None, PROMPT, on_timeout=op.log_tail)
     log = "\n".join([*logs, op.log_tail(200_000)])
-    assert not [word for word in ("403", "Forbidden", "forbidden", "Not enough permissions") if word in log], log
+    assert not rbac_denials(log), log
     assert op.stop() == 0
 
 
