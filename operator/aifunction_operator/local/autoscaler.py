@@ -109,12 +109,12 @@ class Autoscaler:
         """Replicas wanted now, given `current` replicas starting or ready."""
         policy = self.policy
         held = policy.initial_replicas if now < self._hold_initial_until else 0
-        wanted_now = max(self._needed(now, policy.panic_window), held)
-        if wanted_now > current:
-            return self._change(now, current, policy.clamp(wanted_now))
+        needed_now = self._needed(now, policy.panic_window)
+        if max(needed_now, held) > current:
+            return self._change(now, current, policy.clamp(max(needed_now, held)))
         if held:
             return policy.clamp(current)
-        if now - self._last_active >= policy.to_zero_after and self._needed(now, policy.panic_window) == 0:
+        if now - self._last_active >= policy.to_zero_after and needed_now == 0:
             return self._change(now, current, policy.clamp(0))
         stable_window = max(policy.stable_window, policy.scale_down_delay)
         wanted_stable = max(self._needed(now, stable_window), 1)
