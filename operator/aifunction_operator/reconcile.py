@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .apply import AIFUNCTIONS, KNATIVE_SERVICES, ApiError, Kube
-from .children import EVENTING_KINDS, ChildKey, ChildrenResult, apply_children, child_key, covers, label, list_children, not_served_message, prune_children
+from .children import EVENTING_KINDS, ChildKey, ChildrenResult, apply_children, child_key, controlled_by, covers, label, list_children, not_served_message, prune_children
 from .config import OperatorConfig
 from .naming import FIELD_MANAGER
 from .preflight import find_blockers
@@ -123,8 +123,7 @@ def reconcile(
         outcome.service = None  # never mirror someone else's Service
     observation["service"] = outcome.service
     if "triggers" not in observation:
-        seen = live_children or {}
-        observation["triggers"] = tuple((label(obj), seen.get(child_key(obj))) for obj in wanted_children if obj["kind"] in EVENTING_KINDS)
+        observation["triggers"] = _trigger_states(wanted_children, live_children or {})
     previous = body.get("status") or {}
     outcome.status = build_status(Observation(**observation), previous, now or utcnow())
     if needs_write(outcome.status, previous):
@@ -166,7 +165,12 @@ def _record_children(outcome: Outcome, observation: dict[str, Any], wanted: list
         observation["triggers_error"] = (REASON_EVENTING_NOT_INSTALLED, not_served_message(result.not_served))
     elif eventing_errors:
         observation["triggers_error"] = (REASON_APPLY_FAILED, "; ".join(eventing_errors))
-    observation["triggers"] = tuple((label(obj), result.live.get(child_key(obj))) for obj in wanted if obj["kind"] in EVENTING_KINDS)
+    observation["triggers"] = _trigger_states(wanted, result.live)
+
+
+def _trigger_states(wanted: list[Manifest], live: Mapping[ChildKey, Manifest]) -> tuple[tuple[str, Manifest | None], ...]:
+    """Each wanted PingSource/Trigger, named for messages, with its live copy (None: not there)."""
+    return tuple((label(obj), live.get(child_key(obj))) for obj in wanted if obj["kind"] in EVENTING_KINDS)
 
 
 def _invalid_spec_event(status: Mapping[str, Any], previous: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -182,7 +186,6 @@ def _invalid_spec_event(status: Mapping[str, Any], previous: Mapping[str, Any]) 
 
 def is_ours(service: Mapping[str, Any], uid: str | None) -> bool:
     """Whether a Service belongs to the function: it controls it, or the operator has applied it before."""
-    meta = service.get("metadata") or {}
-    if any(ref.get("controller") and ref.get("uid") == uid for ref in meta.get("ownerReferences") or []):
+    if controlled_by(service, uid):
         return True
-    return any(entry.get("manager") == FIELD_MANAGER for entry in meta.get("managedFields") or [])
+    return any(entry.get("manager") == FIELD_MANAGER for entry in (service.get("metadata") or {}).get("managedFields") or [])

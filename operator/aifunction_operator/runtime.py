@@ -46,6 +46,14 @@ def resource_version(body: Mapping[str, Any]) -> int:
         return 0
 
 
+def keep_newest(store: dict[Any, Mapping[str, Any]], key: Any, obj: Mapping[str, Any] | None) -> None:
+    """Store `obj` under `key` unless the stored copy is newer (by resourceVersion); None removes it."""
+    if obj is None:
+        store.pop(key, None)
+    elif key not in store or resource_version(obj) >= resource_version(store[key]):
+        store[key] = obj
+
+
 class Runtime:
     """Caches fed by watch events, and the per-function reconcile entry point."""
 
@@ -97,19 +105,12 @@ class Runtime:
 
     def _keep_service(self, key: Key, service: Mapping[str, Any] | None) -> None:
         """Keep the newest copy of a function's Knative Service."""
-        if service is None:
-            self.services.pop(key, None)
-        elif key not in self.services or resource_version(service) >= resource_version(self.services[key]):
-            self.services[key] = service
+        keep_newest(self.services, key, service)
 
     def observe_child(self, key: Key, child: ChildKey, obj: Mapping[str, Any] | None) -> None:
         """A watch event for one of a function's children (None: deleted or no longer labelled ours)."""
         self.child_events[key] += 1
-        known = self.children[key]
-        if obj is None:
-            known.pop(child, None)
-        elif child not in known or resource_version(obj) >= resource_version(known[child]):
-            known[child] = obj
+        keep_newest(self.children[key], child, obj)
 
     def _merge_children(self, key: Key, outcome: Outcome, events_before: int) -> None:
         """After a pass: its view of the children becomes the cache, unless watch events arrived
