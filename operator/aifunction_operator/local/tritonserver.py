@@ -24,7 +24,6 @@ their server does).
 from __future__ import annotations
 
 import atexit
-import ctypes
 import hashlib
 import os
 import platform
@@ -38,7 +37,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -232,13 +231,12 @@ class TritonProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
             self._proc = subprocess.Popen(
-                self.command(),
+                _parent_death_wrapper() + self.command() if self.die_with_parent else self.command(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.install.environment(self._env),
                 start_new_session=True,
-                preexec_fn=_parent_death_signal(signal.SIGTERM) if self.die_with_parent else None,
             )
         _RUNNING.add(self)
         return self
@@ -360,29 +358,16 @@ def child_pids(parent: int, command: str) -> list[int]:
     return sorted(pid for pid, name, fields in _live_processes() if int(fields[1]) == parent and name == command[:15])
 
 
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+def _parent_death_wrapper() -> list[str]:
+    """`setpriv --pdeathsig TERM --`: the kernel sends the server SIGTERM when its parent thread ends.
 
-
-def _parent_death_signal(sig: signal.Signals) -> Callable[[], None] | None:
-    """A preexec_fn asking the kernel to send `sig` to the child when its parent thread ends (Linux only).
-
-    Everything is looked up before the fork: between fork and exec the child only calls prctl
-    and getppid. If the parent died before prctl took effect, the child exits at once.
-    prctl comes from the symbols already loaded (dlopen(NULL)), not ctypes.util.find_library,
-    which runs ldconfig in a subprocess (~5 ms) on every replica start.
+    setpriv (util-linux) sets the signal and execs the server in the same process. A
+    preexec_fn calling prctl would do the same, but it forces fork() instead of vfork(), and
+    fork() runs gRPC's fork handlers in the child, which crashed it (SIGSEGV before exec, seen
+    with the gRPC gateway). Without setpriv (not Linux, or no util-linux) there is no wrapper.
     """
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl, getppid, exit_now = ctypes.CDLL(None).prctl, os.getppid, os._exit
-    parent = os.getpid()
-    number = int(sig)
-
-    def set_signal() -> None:
-        prctl(PR_SET_PDEATHSIG, number, 0, 0, 0)
-        if getppid() != parent:
-            exit_now(1)
-
-    return set_signal
+    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
