@@ -21,6 +21,7 @@ from kubernetes import client
 
 from aifunction_operator.config import OperatorConfig
 from aifunction_operator.render import render
+from aifunction_operator.render.metadata import child_name
 from aifunction_operator.spec import parse_function
 from support.controlplane import BIN, ROOT, ControlPlane
 from support.kube_client import TestClient, condition, function
@@ -31,6 +32,7 @@ from support.operator_process import OperatorProcess, wait_for
 pytestmark = pytest.mark.integration
 PROMPT = 10.0
 EVENTING = {"PingSource": ("sources.knative.dev", "v1", "pingsources"), "Trigger": ("eventing.knative.dev", "v1", "triggers")}
+FN_HANDLER, FN_NIGHTLY, FN_UPLOADS = (child_name("fn", part) for part in ("handler", "nightly", "uploads"))  # the children's names
 CODE = "import json\ndef handle(event, context):\n    return {'statusCode': 200, 'body': json.dumps(event)}\n"
 
 
@@ -78,17 +80,17 @@ def state(fn: dict[str, Any], type_: str) -> tuple[str, str]:
 def children_exist(kube: TestClient, namespace: str, name: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     return wait_for(
         "the ConfigMap, PingSource and Trigger",
-        lambda: all(found := (get_configmap(kube, namespace, f"{name}-handler"), get_eventing(kube, "PingSource", namespace, f"{name}-nightly"), get_eventing(kube, "Trigger", namespace, f"{name}-uploads"))) and found,
+        lambda: all(found := (get_configmap(kube, namespace, child_name(name, "handler")), get_eventing(kube, "PingSource", namespace, child_name(name, "nightly")), get_eventing(kube, "Trigger", namespace, child_name(name, "uploads")))) and found,
         PROMPT,
     )
 
 
 def revert_trigger_edit(kube: TestClient, namespace: str) -> None:
-    """Edit the Trigger fn-uploads' filter and wait until the operator puts it back."""
+    """Edit the Trigger FN_UPLOADS' filter and wait until the operator puts it back."""
     group, version, plural = EVENTING["Trigger"]
-    broker = (get_eventing(kube, "Trigger", namespace, "fn-uploads") or {})["spec"]["broker"]
-    kube.custom.patch_namespaced_custom_object(group, version, namespace, plural, "fn-uploads", {"spec": {"filter": {"attributes": {"type": "edited"}}}})
-    wait_for("the Trigger's filter restored", lambda: (t := get_eventing(kube, "Trigger", namespace, "fn-uploads")) and t["spec"]["filter"]["attributes"]["type"] == "dev.aifn.image.uploaded" and t["spec"]["broker"] == broker, PROMPT)
+    broker = (get_eventing(kube, "Trigger", namespace, FN_UPLOADS) or {})["spec"]["broker"]
+    kube.custom.patch_namespaced_custom_object(group, version, namespace, plural, FN_UPLOADS, {"spec": {"filter": {"attributes": {"type": "edited"}}}})
+    wait_for("the Trigger's filter restored", lambda: (t := get_eventing(kube, "Trigger", namespace, FN_UPLOADS)) and t["spec"]["filter"]["attributes"]["type"] == "dev.aifn.image.uploaded" and t["spec"]["broker"] == broker, PROMPT)
 
 
 def ksvc_check(service: dict[str, Any]) -> subprocess.CompletedProcess[str]:
@@ -117,7 +119,7 @@ def test_handler_and_triggers_become_owned_children_and_readiness_aggregates(kub
     assert ping["spec"]["schedule"] == "0 3 * * *" and ping["spec"]["sink"]["ref"]["name"] == "fn"
     assert trigger["spec"]["broker"] == "default" and trigger["spec"]["subscriber"]["ref"] == {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "fn"}
     mounted = {v["name"]: v for v in svc["spec"]["template"]["spec"]["volumes"]}
-    assert mounted["handler-code"]["configMap"]["name"] == "fn-handler"
+    assert mounted["handler-code"]["configMap"]["name"] == FN_HANDLER
     checked = ksvc_check(svc)
     assert checked.returncode == 0 and ": valid" in checked.stdout, checked.stdout + checked.stderr
 
@@ -126,15 +128,15 @@ def test_handler_and_triggers_become_owned_children_and_readiness_aggregates(kub
     fn = function_where(kube, namespace, "fn", lambda f: state(f, "ServiceReady") == ("True", "ServiceReady"), "ServiceReady True")
     assert state(fn, "TriggersReady") == ("Unknown", "EventingNotReady") and state(fn, "Ready") == ("Unknown", "EventingNotReady")
 
-    mark_eventing_ready(kube, "PingSource", namespace, "fn-nightly")
-    mark_eventing_ready(kube, "Trigger", namespace, "fn-uploads")
+    mark_eventing_ready(kube, "PingSource", namespace, FN_NIGHTLY)
+    mark_eventing_ready(kube, "Trigger", namespace, FN_UPLOADS)
     fn = function_where(kube, namespace, "fn", lambda f: state(f, "Ready") == ("True", "Ready"), "Ready True")
     assert state(fn, "TriggersReady") == ("True", "TriggersReady") and fn["status"]["reason"] == "Ready"
 
     # Eventing reports a Trigger failing: its reason and message surface, Ready is False.
-    mark_eventing_ready(kube, "Trigger", namespace, "fn-uploads", "False", "BrokerDoesNotExist", 'Broker "default" does not exist')
+    mark_eventing_ready(kube, "Trigger", namespace, FN_UPLOADS, "False", "BrokerDoesNotExist", 'Broker "default" does not exist')
     fn = function_where(kube, namespace, "fn", lambda f: state(f, "Ready") == ("False", "BrokerDoesNotExist"), "Ready False BrokerDoesNotExist")
-    assert condition(fn, "TriggersReady")["message"] == 'Trigger fn-uploads: Broker "default" does not exist'
+    assert condition(fn, "TriggersReady")["message"] == f'Trigger {FN_UPLOADS}: Broker "default" does not exist'
     assert 'aifn_functions{ready="False",reason="BrokerDoesNotExist"} 1.0' in op.metrics()
 
 
@@ -145,28 +147,28 @@ def test_child_drift_is_restored_and_unwanted_children_are_pruned(kube: TestClie
 
     # An edited schedule is reverted.
     group, version, plural = EVENTING["PingSource"]
-    kube.custom.patch_namespaced_custom_object(group, version, namespace, plural, "fn-nightly", {"spec": {"schedule": "* * * * *"}})
-    wait_for("the PingSource's schedule restored", lambda: (p := get_eventing(kube, "PingSource", namespace, "fn-nightly")) and p["spec"]["schedule"] == "0 3 * * *", PROMPT)
+    kube.custom.patch_namespaced_custom_object(group, version, namespace, plural, FN_NIGHTLY, {"spec": {"schedule": "* * * * *"}})
+    wait_for("the PingSource's schedule restored", lambda: (p := get_eventing(kube, "PingSource", namespace, FN_NIGHTLY)) and p["spec"]["schedule"] == "0 3 * * *", PROMPT)
     # An edited Trigger is reverted (this also shows the operator's Trigger watch is live: kopf
     # may still be (re)connecting it, and a deletion before that is seen only at the resync);
     # a deleted Trigger is recreated; a ConfigMap stripped of our label is restored.
     revert_trigger_edit(kube, namespace)
     group, version, plural = EVENTING["Trigger"]
-    kube.custom.delete_namespaced_custom_object(group, version, namespace, plural, "fn-uploads")
-    wait_for("the Trigger recreated", lambda: (t := get_eventing(kube, "Trigger", namespace, "fn-uploads")) and t["metadata"]["uid"] != trigger["metadata"]["uid"], PROMPT)
-    kube.core.patch_namespaced_config_map("fn-handler", namespace, [{"op": "remove", "path": "/metadata/labels/app.kubernetes.io~1managed-by"}])
-    wait_for("the ConfigMap's label restored", lambda: (c := get_configmap(kube, namespace, "fn-handler")) and c["metadata"]["labels"].get("app.kubernetes.io/managed-by") == "aifn-operator", PROMPT)
+    kube.custom.delete_namespaced_custom_object(group, version, namespace, plural, FN_UPLOADS)
+    wait_for("the Trigger recreated", lambda: (t := get_eventing(kube, "Trigger", namespace, FN_UPLOADS)) and t["metadata"]["uid"] != trigger["metadata"]["uid"], PROMPT)
+    kube.core.patch_namespaced_config_map(FN_HANDLER, namespace, [{"op": "remove", "path": "/metadata/labels/app.kubernetes.io~1managed-by"}])
+    wait_for("the ConfigMap's label restored", lambda: (c := get_configmap(kube, namespace, FN_HANDLER)) and c["metadata"]["labels"].get("app.kubernetes.io/managed-by") == "aifn-operator", PROMPT)
 
     # Removing the schedule deletes its PingSource; the Trigger stays.
     kube.patch_function(namespace, "fn", {"spec": {"triggers": {"schedules": None}}})
-    wait_for("the PingSource deleted", lambda: get_eventing(kube, "PingSource", namespace, "fn-nightly") is None, PROMPT)
-    assert get_eventing(kube, "Trigger", namespace, "fn-uploads") is not None
+    wait_for("the PingSource deleted", lambda: get_eventing(kube, "PingSource", namespace, FN_NIGHTLY) is None, PROMPT)
+    assert get_eventing(kube, "Trigger", namespace, FN_UPLOADS) is not None
 
     # Inline code replaced by a user's ConfigMap: ours goes, theirs is mounted and left alone.
     theirs = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="shared-code"), data={"app.py": CODE})
     kube.core.create_namespaced_config_map(namespace, theirs)
     kube.patch_function(namespace, "fn", {"spec": {"handler": {"code": None, "configMap": {"name": "shared-code", "key": "app.py"}}}})
-    wait_for("the handler ConfigMap deleted", lambda: get_configmap(kube, namespace, "fn-handler") is None, PROMPT)
+    wait_for("the handler ConfigMap deleted", lambda: get_configmap(kube, namespace, FN_HANDLER) is None, PROMPT)
     svc = wait_for("the Service mounting shared-code", lambda: (s := kube.get_service(namespace, "fn")) and any((v.get("configMap") or {}).get("name") == "shared-code" for v in s["spec"]["template"]["spec"]["volumes"]) and s, PROMPT)
     assert svc is not None and get_configmap(kube, namespace, "shared-code") is not None
     assert not (get_configmap(kube, namespace, "shared-code") or {})["metadata"].get("ownerReferences")
@@ -179,13 +181,13 @@ def test_a_child_deleted_while_a_pass_runs_is_recreated(kube: TestClient, namesp
     kube.create_function(namespace, function("fn", lambda_spec()))
     children_exist(kube, namespace, "fn")
     for attempt in range(3):
-        trigger = get_eventing(kube, "Trigger", namespace, "fn-uploads") or {}
+        trigger = get_eventing(kube, "Trigger", namespace, FN_UPLOADS) or {}
         group, version, plural = EVENTING["PingSource"]
-        kube.custom.patch_namespaced_custom_object(group, version, namespace, plural, "fn-nightly", {"spec": {"schedule": f"{attempt} * * * *"}})
+        kube.custom.patch_namespaced_custom_object(group, version, namespace, plural, FN_NIGHTLY, {"spec": {"schedule": f"{attempt} * * * *"}})
         group, version, plural = EVENTING["Trigger"]
-        kube.custom.delete_namespaced_custom_object(group, version, namespace, plural, "fn-uploads")
-        wait_for(f"the Trigger recreated (attempt {attempt})", lambda: (t := get_eventing(kube, "Trigger", namespace, "fn-uploads")) and t["metadata"]["uid"] != trigger["metadata"]["uid"], PROMPT)
-        wait_for("the schedule restored", lambda: (get_eventing(kube, "PingSource", namespace, "fn-nightly") or {}).get("spec", {}).get("schedule") == "0 3 * * *", PROMPT)
+        kube.custom.delete_namespaced_custom_object(group, version, namespace, plural, FN_UPLOADS)
+        wait_for(f"the Trigger recreated (attempt {attempt})", lambda: (t := get_eventing(kube, "Trigger", namespace, FN_UPLOADS)) and t["metadata"]["uid"] != trigger["metadata"]["uid"], PROMPT)
+        wait_for("the schedule restored", lambda: (get_eventing(kube, "PingSource", namespace, FN_NIGHTLY) or {}).get("spec", {}).get("schedule") == "0 3 * * *", PROMPT)
 
 
 def test_deleting_the_function_garbage_collects_every_child(kube: TestClient, namespace: str, start_operator: Any) -> None:
@@ -195,8 +197,8 @@ def test_deleting_the_function_garbage_collects_every_child(kube: TestClient, na
     kube.delete_function(namespace, "fn")
     wait_for(
         "the Service, ConfigMap, PingSource and Trigger garbage-collected",
-        lambda: kube.get_service(namespace, "fn") is None and get_configmap(kube, namespace, "fn-handler") is None
-        and get_eventing(kube, "PingSource", namespace, "fn-nightly") is None and get_eventing(kube, "Trigger", namespace, "fn-uploads") is None,
+        lambda: kube.get_service(namespace, "fn") is None and get_configmap(kube, namespace, FN_HANDLER) is None
+        and get_eventing(kube, "PingSource", namespace, FN_NIGHTLY) is None and get_eventing(kube, "Trigger", namespace, FN_UPLOADS) is None,
         60,
     )
 
@@ -208,7 +210,7 @@ def test_a_disabled_probing_flag_blocks_the_service_and_its_children(kube: TestC
     fn = function_where(kube, namespace, "fn", lambda f: state(f, "Ready") == ("False", "KnativeFeatureDisabled"), "KnativeFeatureDisabled")
     assert f'`multi-container-probing: "enabled"` in ConfigMap {namespace}/config-features' in condition(fn, "KnativeFeaturesReady")["message"]
     assert state(fn, "TriggersReady") == ("False", "NotCreated")
-    assert kube.get_service(namespace, "fn") is None and get_eventing(kube, "PingSource", namespace, "fn-nightly") is None
+    assert kube.get_service(namespace, "fn") is None and get_eventing(kube, "PingSource", namespace, FN_NIGHTLY) is None
     kube.put_configmap(namespace, "config-features", {"multi-container-probing": "enabled"})
     children_exist(kube, namespace, "fn")
 
@@ -234,19 +236,19 @@ def test_with_only_the_charts_rbac_a_function_with_triggers_is_reconciled(mode: 
     kube.create_function(namespace, function("fn", lambda_spec()))
     children_exist(kube, namespace, "fn")
     kube.mark_service_ready(namespace, "fn")
-    mark_eventing_ready(kube, "PingSource", namespace, "fn-nightly")
-    mark_eventing_ready(kube, "Trigger", namespace, "fn-uploads")
+    mark_eventing_ready(kube, "PingSource", namespace, FN_NIGHTLY)
+    mark_eventing_ready(kube, "Trigger", namespace, FN_UPLOADS)
     function_where(kube, namespace, "fn", lambda f: state(f, "Ready") == ("True", "Ready"), "Ready True")
     revert_trigger_edit(kube, namespace)
     group, version, plural = EVENTING["Trigger"]
-    kube.custom.delete_namespaced_custom_object(group, version, namespace, plural, "fn-uploads")
-    wait_for("the Trigger recreated (watch + apply)", lambda: get_eventing(kube, "Trigger", namespace, "fn-uploads"), PROMPT, on_timeout=op.log_tail)
+    kube.custom.delete_namespaced_custom_object(group, version, namespace, plural, FN_UPLOADS)
+    wait_for("the Trigger recreated (watch + apply)", lambda: get_eventing(kube, "Trigger", namespace, FN_UPLOADS), PROMPT, on_timeout=op.log_tail)
     # Edited while the operator is down: on resume it lists the function's children and prunes.
     assert op.stop() == 0
     kube.patch_function(namespace, "fn", {"spec": {"triggers": {"schedules": None}, "handler": {"code": None, "configMap": {"name": "shared", "key": "app.py"}}}})
     logs = [op.log_tail(200_000)]
     op = start_operator(kubeconfig=identity.kubeconfig, scope=scope)
-    wait_for("pruned on resume with the chart's RBAC", lambda: get_eventing(kube, "PingSource", namespace, "fn-nightly") is None and get_configmap(kube, namespace, "fn-handler") is None, PROMPT, on_timeout=op.log_tail)
+    wait_for("pruned on resume with the chart's RBAC", lambda: get_eventing(kube, "PingSource", namespace, FN_NIGHTLY) is None and get_configmap(kube, namespace, FN_HANDLER) is None, PROMPT, on_timeout=op.log_tail)
     log = "\n".join([*logs, op.log_tail(200_000)])
     assert not rbac_denials(log), log
     assert op.stop() == 0
@@ -276,7 +278,7 @@ def test_without_knative_eventing_functions_without_triggers_still_work(tmp_path
             message = condition(fn, "TriggersReady")["message"]
             assert "pingsources.sources.knative.dev" in message and "triggers.eventing.knative.dev" in message and "Knative Eventing" in message
             assert state(fn, "Ready") == ("False", "EventingNotInstalled")
-            assert get_configmap(kube, namespace, "timed-handler") is not None, "the handler code is still applied"
+            assert get_configmap(kube, namespace, child_name("timed", "handler")) is not None, "the handler code is still applied"
             assert op.alive_or_fail()
         finally:
             op.stop()

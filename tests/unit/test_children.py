@@ -11,10 +11,12 @@ import yaml
 from aifunction_operator.children import child_key, controlled_by, not_served_message, selector, to_apply, to_prune
 from aifunction_operator.config import OperatorConfig
 from aifunction_operator.render import render
+from aifunction_operator.render.metadata import child_name
 from aifunction_operator.spec import parse_function
 
 CASE = Path(__file__).resolve().parent / "cases" / "handler-inline-triggers.yaml"
 UID = "0f1e2d3c-aaaa-bbbb-cccc-123456789abc"
+CM, NIGHTLY, UPLOADS = (child_name("digits-lambda", part) for part in ("handler", "nightly", "uploads"))
 
 
 def children() -> list[dict[str, Any]]:
@@ -28,7 +30,7 @@ def live_copy(obj: dict[str, Any], **status: Any) -> dict[str, Any]:
 
 
 def test_the_handler_case_has_a_configmap_a_pingsource_and_a_trigger() -> None:
-    assert [child_key(c) for c in children()] == [("ConfigMap", "digits-lambda-handler"), ("PingSource", "digits-lambda-nightly"), ("Trigger", "digits-lambda-uploads")]
+    assert [child_key(c) for c in children()] == [("ConfigMap", CM), ("PingSource", NIGHTLY), ("Trigger", UPLOADS)]
     assert all(controlled_by(c, UID) for c in children())
 
 
@@ -42,9 +44,9 @@ def test_missing_children_are_applied_and_present_ones_are_not() -> None:
 def test_drift_in_a_rendered_field_is_applied_again() -> None:
     wanted = children()
     live = {child_key(c): live_copy(c) for c in wanted}
-    edited = live[("PingSource", "digits-lambda-nightly")]
-    live[("PingSource", "digits-lambda-nightly")] = {**edited, "spec": {**edited["spec"], "schedule": "* * * * *"}}
-    assert [child_key(c) for c in to_apply(wanted, live)] == [("PingSource", "digits-lambda-nightly")]
+    edited = live[("PingSource", NIGHTLY)]
+    live[("PingSource", NIGHTLY)] = {**edited, "spec": {**edited["spec"], "schedule": "* * * * *"}}
+    assert [child_key(c) for c in to_apply(wanted, live)] == [("PingSource", NIGHTLY)]
 
 
 def test_unwanted_children_we_control_are_pruned_others_left_alone() -> None:
@@ -79,10 +81,10 @@ def test_a_pass_whose_view_predates_a_watch_event_is_not_cached() -> None:
         assert key in runtime.children_known and set(runtime.children[key]) == set(wanted)
 
         before = runtime.child_events[key]
-        runtime.observe_child(key, ("Trigger", "digits-lambda-uploads"), None)  # deleted during the next pass
+        runtime.observe_child(key, ("Trigger", UPLOADS), None)  # deleted during the next pass
         runtime._merge_children(key, Outcome(status={}, children=dict(wanted)), before)
         assert key not in runtime.children_known, "the next pass must list the children again"
-        assert ("Trigger", "digits-lambda-uploads") not in runtime.children[key]
+        assert ("Trigger", UPLOADS) not in runtime.children[key]
     finally:
         runtime.stop()
 

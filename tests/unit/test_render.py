@@ -11,6 +11,7 @@ and review the diff like code.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import yaml
 from aifunction_operator.commands.render import dump_yaml_stream
 from aifunction_operator.config import OperatorConfig
 from aifunction_operator.render import render
+from aifunction_operator.render.metadata import child_name
 from aifunction_operator.spec import InvalidSpec, parse_function
 
 HERE = Path(__file__).parent
@@ -233,10 +235,37 @@ def test_handler_is_the_serving_container_and_triton_a_probed_sidecar() -> None:
     assert triton["resources"]["limits"]["nvidia.com/gpu"] == "1" and "resources" in handler
     env = {e["name"]: e["value"] for e in handler["env"]}
     assert env["AIFN_HANDLER_ENTRYPOINT"] == "app:lambda_handler" and env["AIFN_TRITON_URL"] == "127.0.0.1:8000" and env["AIFN_MODEL_VERSION"] == "2"
-    assert {"name": "handler-code", "configMap": {"name": "fn-handler", "items": [{"key": "app.py", "path": "app.py"}]}} in pod(svc)["volumes"]
+    assert {"name": "handler-code", "configMap": {"name": objects[1]["metadata"]["name"], "items": [{"key": "app.py", "path": "app.py"}]}} in pod(svc)["volumes"]
     assert [o["kind"] for o in objects] == ["Service", "ConfigMap", "PingSource", "Trigger"]
     assert objects[1]["data"] == {"app.py": "def lambda_handler(e, c): return {}"}
     assert objects[2]["spec"]["sink"] == objects[3]["spec"]["subscriber"] == {"ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "fn"}}
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (("a", "b-c"), ("a-b", "c")),  # equal readable prefixes: the issue's example
+        (("fn", "handler"), ("fn-handler", "x")),
+        (("f" * 57, "a" * 40), ("f" * 57, "b" * 40)),  # both cut to the same 54-character prefix
+    ],
+)
+def test_child_names_of_different_functions_or_parts_differ(first: tuple[str, str], second: tuple[str, str]) -> None:
+    assert child_name(*first) != child_name(*second)
+
+
+@pytest.mark.parametrize(("function", "part"), [("a", "b"), ("fn", "handler"), ("f" * 57, "a" * 40), ("f" * 10, "a-" * 20)])
+def test_child_names_are_dns_labels_of_at_most_63_characters(function: str, part: str) -> None:
+    name = child_name(function, part)
+    assert len(name) <= 63 and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name), name
+    assert name.startswith(f"{function}-{part}"[:54]) and name == child_name(function, part), "readable and deterministic"
+
+
+def test_a_users_object_named_fn_dash_part_is_not_a_child_name() -> None:
+    """Users name their own objects `<fn>-handler` (the examples did); the operator's ConfigMap is never that."""
+    objects = render(parse_function(yaml.safe_load(HANDLER_SPEC)), CONFIG)
+    names = [o["metadata"]["name"] for o in objects[1:]]
+    assert names == [child_name("fn", "handler"), child_name("fn", "tick"), child_name("fn", "up")]
+    assert not {"fn-handler", "fn-tick", "fn-up"} & set(names)
 
 
 def test_handler_baked_into_image_has_no_code_volume() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from ..config import OperatorConfig
 from ..spec import AIFunction
 from ..spec.model import Handler
-from .metadata import child_metadata
+from .metadata import child_metadata, child_name
 from .triton import HTTP_PORT
 
 HANDLER_PORT = 8080
@@ -18,8 +18,8 @@ DEFAULT_HANDLER_MEMORY = "256Mi"
 
 
 def handler_config_map_name(fn: AIFunction) -> str:
-    """Name of the ConfigMap the operator creates for inline code."""
-    return f"{fn.name}-handler"
+    """Name of the ConfigMap the operator creates for inline code: `<fn>-handler-<hash>`."""
+    return child_name(fn.name, "handler")
 
 
 def module_file(handler: Handler) -> tuple[str, str]:

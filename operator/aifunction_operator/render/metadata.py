@@ -1,11 +1,27 @@
-"""Object metadata shared by every rendered child."""
+"""Object metadata shared by every rendered child, and the children's names."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from ..naming import API_VERSION, KIND, LABEL_FUNCTION, LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY
 from ..spec import AIFunction
+
+
+CHILD_NAME_MAX = 63  # a DNS-1123 label: Knative Eventing copies Trigger names into label values
+CHILD_HASH_LENGTH = 8
+
+
+def child_name(function: str, part: str) -> str:
+    """`<function>-<part>-<hash>`, the name of one of a function's children.
+
+    The hash is of the pair (function, part), so `a` + `b-c` and `a-b` + `c` get different names
+    although their readable prefixes are equal, and a user's object named `<function>-<part>` is
+    never the operator's. The readable prefix is cut to keep the name within 63 characters.
+    """
+    digest = hashlib.sha256(f"{function}/{part}".encode()).hexdigest()[:CHILD_HASH_LENGTH]
+    return f"{function}-{part}"[: CHILD_NAME_MAX - CHILD_HASH_LENGTH - 1] + f"-{digest}"
 
 
 def function_labels(fn: AIFunction) -> dict[str, str]:
