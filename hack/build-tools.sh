@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real control-plane tools from Go modules pinned in hack/tools/*/go.mod:
 #   kube-apiserver, kube-controller-manager, kubectl  (k8s.io/kubernetes)
+#   kube-scheduler, kubelet, kube-proxy               (k8s.io/kubernetes; the nodes of `make cluster`)
 #   etcd                                              (go.etcd.io/etcd/server/v3)
 #   helm                                              (helm.sh/helm/v3)
 #   ksvc-check                                        (our program over knative.dev/serving)
@@ -87,7 +88,10 @@ k8s_ldflags="-s -w"
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   k8s_ldflags+=" -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$k8s_minor -X $pkg.gitTreeState=clean"
 done
-k8s_targets=(kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager)
+k8s_targets=()
+for tool in kube-controller-manager kube-scheduler kubelet kube-proxy; do
+  k8s_targets+=("$tool=k8s.io/kubernetes/cmd/$tool")
+done
 for tool in kube-apiserver kubectl; do
   if asset="$(from_assets "$tool")"; then
     link "$tool" "$asset"
@@ -136,4 +140,4 @@ for crd in pingsource trigger broker; do
 done
 for crd in "$BIN"/knative-crds/*.yaml; do [[ -f "$crd" ]] || die "missing Knative CRD $crd"; done
 
-log "bin/: kube-apiserver kube-controller-manager kubectl etcd helm ksvc-check ready in $((SECONDS - started)) s"
+log "bin/: kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd helm ksvc-check ready in $((SECONDS - started)) s"

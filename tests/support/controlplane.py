@@ -8,6 +8,7 @@ Binaries come from `make tools` (bin/); CRDs are installed and waited for before
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import shutil
 import ssl
@@ -36,6 +37,29 @@ CONTROLLERS = (
     "root-ca-certificate-publisher-controller",
     "clusterrole-aggregation-controller",
 )
+
+
+@dataclass(frozen=True)
+class Network:
+    """Where the control plane listens and what it serves; the default is the loopback-only test plane.
+
+    A cluster with nodes (support.cluster) binds a non-loopback address that pods can reach, fixes
+    the port, runs every controller and authorizes kubelets (Node authorizer).
+    """
+
+    bind_address: str = "127.0.0.1"
+    port: int | None = None  # None: a free port
+    service_cidr: str = "10.0.0.0/24"
+    controllers: tuple[str, ...] = CONTROLLERS
+    authorization_mode: str = "RBAC"
+    extra_apiserver_args: tuple[str, ...] = ("--endpoint-reconciler-type=none",)  # 127.0.0.1 cannot be an endpoint
+    extra_controller_manager_args: tuple[str, ...] = ()
+    kubelet_client_user: str | None = None  # issue the apiserver a client cert for kubelets (logs, exec)
+
+    @property
+    def service_ip(self) -> str:
+        """The `kubernetes` Service's ClusterIP: the first address of the service range."""
+        return str(next(ipaddress.ip_network(self.service_cidr).hosts()))
 
 
 class MissingBinaries(RuntimeError):
@@ -99,8 +123,10 @@ class ControlPlane:
         crd_paths: list[Path] | None = None,
         workdir: Path | None = None,
         start_timeout: float = 60.0,
+        network: Network | None = None,
     ) -> None:
         self.binaries = binaries or Binaries.find()
+        self.network = network or Network()
         self.crd_paths = default_crd_paths() if crd_paths is None else crd_paths
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="aifn-controlplane-"))
@@ -145,9 +171,13 @@ class ControlPlane:
         pki_dir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "logs").mkdir(exist_ok=True)
         self._ca = CertificateAuthority(pki_dir)
-        apiserver_port = free_port()
-        self.server = f"https://127.0.0.1:{apiserver_port}"
-        serving = self._ca.issue("apiserver", "kube-apiserver", hosts=("127.0.0.1", "localhost", "10.0.0.1"))
+        apiserver_port = self.network.port or free_port()
+        address = self.network.bind_address
+        self.server = f"https://{address}:{apiserver_port}"
+        hosts = tuple(dict.fromkeys((address, "127.0.0.1", "localhost", self.network.service_ip, "kubernetes",
+                                     "kubernetes.default", "kubernetes.default.svc",
+                                     "kubernetes.default.svc.cluster.local")))
+        serving = self._ca.issue("apiserver", "kube-apiserver", hosts=hosts)
         admin = self._ca.issue("admin", "aifn-admin", organizations=("system:masters",))
         kcm_client = self._ca.issue("kube-controller-manager", "system:kube-controller-manager")
         sa_keys = service_account_keys(pki_dir)
@@ -155,8 +185,13 @@ class ControlPlane:
         kcm_kubeconfig = self.workdir / "kube-controller-manager.kubeconfig"
         self._write_kubeconfig(kcm_kubeconfig, "system:kube-controller-manager", client=kcm_client)
 
+        extra: list[str] = []
+        if self.network.kubelet_client_user:
+            kubelet_client = self._ca.issue("apiserver-kubelet-client", self.network.kubelet_client_user)
+            extra = [f"--kubelet-client-certificate={kubelet_client.cert}",
+                     f"--kubelet-client-key={kubelet_client.key}"]
         etcd_url = self._start_etcd()
-        self._start_apiserver(apiserver_port, etcd_url, serving, sa_keys)
+        self._start_apiserver(apiserver_port, etcd_url, serving, sa_keys, extra)
         self._start_controller_manager(kcm_kubeconfig, sa_keys)
         self.install_crds(self.crd_paths)
         self.startup_seconds = time.monotonic() - started
@@ -200,27 +235,30 @@ class ControlPlane:
         wait_until("etcd /health", lambda: http_ok(f"{client_url}/health"), self.start_timeout, etcd)
         return client_url
 
-    def _start_apiserver(self, port: int, etcd_url: str, serving: KeyPair, sa_keys: KeyPair) -> None:
+    def _start_apiserver(
+        self, port: int, etcd_url: str, serving: KeyPair, sa_keys: KeyPair, extra: list[str] | None = None
+    ) -> None:
         assert self._ca is not None
         apiserver = self._component("kube-apiserver", [
             str(self.binaries.kube_apiserver),
             f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--bind-address={self.network.bind_address}",
+            f"--advertise-address={self.network.bind_address}",
             f"--secure-port={port}",
             f"--cert-dir={self.workdir / 'apiserver'}",
             f"--tls-cert-file={serving.cert}",
             f"--tls-private-key-file={serving.key}",
             f"--client-ca-file={self._ca.cert_path}",
-            "--authorization-mode=RBAC",
+            f"--authorization-mode={self.network.authorization_mode}",
             f"--service-account-issuer={self.server}",
             f"--service-account-key-file={sa_keys.cert}",
             f"--service-account-signing-key-file={sa_keys.key}",
-            "--service-cluster-ip-range=10.0.0.0/24",
+            f"--service-cluster-ip-range={self.network.service_cidr}",
             "--allow-privileged=true",
-            "--endpoint-reconciler-type=none",  # 127.0.0.1 cannot be the `kubernetes` Service's endpoint
             "--profiling=false",
             "--v=1",
+            *self.network.extra_apiserver_args,
+            *(extra or []),
         ])
         context = self._admin_ssl_context()
         wait_until("kube-apiserver /readyz", lambda: http_ok(f"{self.server}/readyz", context),
@@ -235,7 +273,7 @@ class ControlPlane:
             f"--authentication-kubeconfig={kubeconfig}",
             f"--authorization-kubeconfig={kubeconfig}",
             "--authentication-skip-lookup=true",  # no front-proxy CA to look up; only /healthz is served
-            f"--controllers={','.join(CONTROLLERS)}",
+            f"--controllers={','.join(self.network.controllers)}",
             "--use-service-account-credentials=true",
             f"--root-ca-file={self._ca.cert_path}",
             f"--service-account-private-key-file={sa_keys.key}",
@@ -243,7 +281,9 @@ class ControlPlane:
             "--bind-address=127.0.0.1",
             f"--secure-port={port}",
             f"--cert-dir={self.workdir / 'kube-controller-manager'}",
+            f"--service-cluster-ip-range={self.network.service_cidr}",
             "--v=1",
+            *self.network.extra_controller_manager_args,
         ])
         insecure = ssl.create_default_context()
         insecure.check_hostname = False
@@ -262,6 +302,19 @@ class ControlPlane:
         return component
 
     # Clients -----------------------------------------------------------------------------------
+
+    @property
+    def ca(self) -> CertificateAuthority:
+        """The control plane's CA (signs the apiserver's serving cert and every client cert)."""
+        assert self._ca is not None, "the control plane is not started"
+        return self._ca
+
+    def client_kubeconfig(self, name: str, user: str, groups: tuple[str, ...] = ()) -> Path:
+        """A kubeconfig authenticating as `user` in `groups` by a client certificate from this CA."""
+        pair = self.ca.issue(name, user, organizations=groups)
+        path = self.workdir / f"{name}.kubeconfig"
+        self._write_kubeconfig(path, user, client=pair)
+        return path
 
     def _admin_ssl_context(self) -> ssl.SSLContext:
         assert self._ca is not None
