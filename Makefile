@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-.PHONY: setup tools test unit models demo dev-apiserver crds bench e2e images clean
+.PHONY: setup tools test unit models demo dev-apiserver cluster cluster-down cluster-deps crds bench e2e images clean
 
 setup: $(VENV)/.installed ## create .venv and install the project editable with its dev extras
 
@@ -40,6 +40,15 @@ bench: setup tools ## the benchmarks: figures and ratios measured side by side (
 
 dev-apiserver: setup tools ## a real control plane in the foreground; kubeconfig in .aifn/dev/kubeconfig
 	$(PY) hack/dev_apiserver.py
+
+cluster-deps: ## install what the cluster's nodes run (containerd, runc, CNI plugins, ...) from Debian if missing
+	bash hack/cluster-deps.sh
+
+cluster: setup tools cluster-deps ## a real cluster (2 nodes, one a GPU worker) in the foreground; kubeconfig in .aifn/cluster/kubeconfig
+	$(PY) hack/cluster.py up
+
+cluster-down: ## remove the cluster (or what a killed run left): processes, containers, mounts, interfaces, iptables rules
+	$(PY) hack/cluster.py down
 
 crds: setup ## regenerate crds/ from the spec schema (and the chart's copy)
 	$(VENV)/bin/aifn crd > crds/aifunctions.aifn.dev.yaml

@@ -76,6 +76,17 @@ def coredns_image_spec(bin_dir: Path) -> images.ImageSpec:
                             user="65532:65532")
 
 
+BUSYBOX_IMAGE = "localhost/aifn/busybox:1.35"
+
+
+def busybox_image_spec() -> images.ImageSpec:
+    """A small tool image (sh, httpd, wget, nslookup) from Debian's static busybox, for tests and debugging."""
+    binary = Path("/bin/busybox").resolve()
+    return images.ImageSpec(name=BUSYBOX_IMAGE, files=(images.ImageFile(binary, "/bin/busybox", 0o755),),
+                            entrypoint=("/bin/busybox",), cmd=("sh",), user="65534:65534",
+                            env=("PATH=/bin",))
+
+
 class Cluster:
     """A whole cluster on this machine; use as a context manager or start()/stop()."""
 
@@ -246,7 +257,7 @@ class Cluster:
 
     def _build_images(self) -> dict[str, Path]:
         work = DATA_DIR / "build"
-        specs = [pause_image_spec(work), coredns_image_spec(self.bin_dir), *self.extra_images]
+        specs = [pause_image_spec(work), coredns_image_spec(self.bin_dir), busybox_image_spec(), *self.extra_images]
         return {spec.name: images.build_archive(spec) for spec in specs}
 
     def _start_node(self, node: NodeSpec, archives: dict[str, Path]) -> None:
