@@ -111,6 +111,11 @@ REJECTIONS = [
         id="gpu-product-without-count",
     ),
     pytest.param(
+        {"runtime": {"args": ["--http-restricted-api=model-repository:k=v"]}},
+        "spec.runtime.args must not restrict Triton's model-repository, shared-memory, trace or logging APIs",
+        id="args-re-restricting-refused-apis",
+    ),
+    pytest.param(
         {"bogus": True},
         'unknown field "spec.bogus"',
         id="unknown-field-strict",

@@ -106,6 +106,9 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
     ("unknown nested field", {"spec": {"model": {**MODEL, "nmae": "x"}}}, "spec.model.nmae", "unknown field (did you mean 'name'?)"),
     ("bad protocol", {"spec": {"model": MODEL, "runtime": {"protocol": "websocket"}}}, "spec.runtime.protocol", "must be one of http, grpc"),
     ("args not a list", {"spec": {"model": MODEL, "runtime": {"args": "--x"}}}, "spec.runtime.args", "must be a list, got a string"),
+    ("args re-restricting the repository API", {"spec": {"model": MODEL, "runtime": {"args": ["--log-verbose=1", "--http-restricted-api=model-repository:k=v"]}}}, "spec.runtime.args[1]", "must not restrict Triton's model-repository"),
+    ("args re-restricting shared memory over gRPC", {"spec": {"model": MODEL, "runtime": {"args": ["--grpc-restricted-protocol=inference,shared-memory:k=v"]}}}, "spec.runtime.args[0]", "must not restrict"),
+    ("restriction flag without its value", {"spec": {"model": MODEL, "runtime": {"args": ["--http-restricted-api", "inference:k=v"]}}}, "spec.runtime.args[0]", "one --flag=<groups>:<key>=<value> argument"),
     ("env without name", {"spec": {"model": MODEL, "runtime": {"env": [{"value": "1"}]}}}, "spec.runtime.env[0].name", "required field is missing"),
     ("bad env name", {"spec": {"model": MODEL, "runtime": {"env": [{"name": "1 A"}]}}}, "spec.runtime.env[0].name", "environment variable name"),
     ("bad visibility", {"spec": {"model": MODEL, "triggers": {"http": {"visibility": "public"}}}}, "spec.triggers.http.visibility", "must be one of external, cluster-local"),
@@ -181,3 +184,8 @@ def test_classify(uri: str, expected: RepositorySource) -> None:
 def test_pvc_parent_directory_is_rejected() -> None:
     error = classify("pvc://claim/../etc")
     assert not isinstance(error, RepositorySource) and "'..'" in error.message
+
+
+def test_args_may_restrict_other_triton_apis() -> None:
+    args = ("--http-restricted-api=inference,statistics:authorization=Bearer s3cret", "--grpc-restricted-protocol=inference:k=v")
+    assert parse_function(doc({"model": MODEL, "runtime": {"args": list(args)}})).spec.runtime.args == args

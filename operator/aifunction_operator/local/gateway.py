@@ -6,6 +6,10 @@ next request starts one), checks what it can without Triton (model name, body si
 holds requests in the pool's bounded queue during a cold start, and passes Triton's own
 answer through otherwise, including its 400s for a wrong shape or datatype. Every error the
 gateway produces itself is JSON `{"error": "..."}`, as Triton's are.
+
+Only the model's own calls are forwarded (metadata, ready, config, stats, infer, generate,
+optionally under /versions/<n>); Triton's admin APIs (repository, shared memory, trace,
+logging) get 403 here, and Triton itself refuses them too (render/triton.py).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import asyncio
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,6 +36,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 FORWARDED_REQUEST_HEADERS = ("Content-Type", "Content-Encoding", "Accept-Encoding", "Inference-Header-Content-Length")
 FORWARDED_RESPONSE_HEADERS = ("Content-Type", "Content-Encoding", "Inference-Header-Content-Length")
 BINARY_HEADER = "Inference-Header-Content-Length"
+# What may follow /v2/models/<name>: the model's own calls, never its trace settings.
+MODEL_TAIL = re.compile(r"(/versions/[0-9]+)?(/(ready|config|stats|infer|generate|generate_stream))?")
+ADMIN_PREFIXES = r"repository|systemsharedmemory|cudasharedmemory|trace|logging"
 
 
 def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -66,6 +74,7 @@ class Gateway:
         app.router.add_get("/v2/health/ready", self.ready, name="health-ready")
         app.router.add_get("/v2", self.server_metadata, name="server")
         app.router.add_route("*", r"/v2/models/{model}{tail:(/.*)?}", self.proxy, name="model")
+        app.router.add_route("*", rf"/v2/{{api:({ADMIN_PREFIXES})}}{{tail:(/.*)?}}", self.admin, name="admin")
         app.router.add_get("/metrics", self.prometheus, name="metrics")
         app.router.add_get("/aifn/status", self.status, name="status")
         app.router.add_get(r"/aifn/replicas/{replica:\d+}/metrics", self.replica_metrics, name="replica-metrics")
@@ -100,11 +109,18 @@ class Gateway:
             return json_error(502, f"replica {wanted} did not answer its metrics endpoint: {exc!r}")
         return web.Response(text=text, content_type="text/plain")
 
+    async def admin(self, request: web.Request) -> web.Response:
+        """Triton's repository, shared-memory, trace and logging APIs: never forwarded."""
+        return json_error(403, f"{request.method} {request.path}: Triton's {request.match_info['api']} API is not exposed by aifn functions")
+
     async def proxy(self, request: web.Request) -> web.Response:
         """Everything under /v2/models/<name>: checked here, then proxied to a ready replica."""
         model = request.match_info["model"]
         if model != self.model_name:
             return json_error(404, f"unknown model '{model}': this function serves model '{self.model_name}'")
+        if not MODEL_TAIL.fullmatch(request.match_info["tail"]):
+            return json_error(403, f"{request.method} {request.path}: not exposed by aifn functions "
+                              f"(a model serves metadata, ready, config, stats, infer and generate)")
         if self.closing:
             return json_error(503, "the function is shutting down", {"Retry-After": "1"})
         body = await self._read_body(request)

@@ -1,7 +1,16 @@
 """The tritonserver command line, shared by the Knative Service renderer and `aifn run`.
 
 Both places start Triton the same way (explicit model control, strict readiness, exit on
-error); only the ports and bind addresses differ. A contract test compares the two.
+error, admin APIs refused); only the ports and bind addresses differ. A contract test
+compares the two.
+
+Admin APIs: Triton serves model load/unload, shared-memory registration, trace and log
+settings on the same port as inference, so anyone who reaches a function could unload its
+model. `--http-restricted-api` / `--grpc-restricted-protocol` make those groups demand a
+header; the header named here contains ':', which no HTTP/1.1 request can carry in a field
+name (the first ':' ends the name) and which gRPC refuses in metadata (the stream is reset),
+so the groups are refused to every caller. Nothing aifn runs needs them: the probes use
+health, the handler health, metadata and inference.
 """
 
 from __future__ import annotations
@@ -12,6 +21,12 @@ from dataclasses import dataclass
 HTTP_PORT = 8000
 GRPC_PORT = 8001
 METRICS_PORT = 8002
+
+# Triton's API groups that no caller of a function may use (Triton 2.51 names them so).
+RESTRICTED_APIS = ("model-repository", "shared-memory", "trace", "logging")
+# A header no request can send (see the module docstring); the value is never compared.
+UNSENDABLE_HEADER = "aifn:admin-apis-disabled"
+RESTRICTION_FLAGS = ("--http-restricted-api", "--grpc-restricted-protocol")
 
 
 @dataclass(frozen=True)
@@ -41,6 +56,7 @@ def triton_args(
         f"--http-port={ports.http}",
         f"--grpc-port={ports.grpc}",
         f"--metrics-port={ports.metrics}",
+        *restriction_args(),
     ]
     if ports.address is not None:
         args += [
@@ -50,3 +66,9 @@ def triton_args(
         ]
     args += list(extra_args)
     return args
+
+
+def restriction_args() -> list[str]:
+    """The flags that refuse RESTRICTED_APIS over HTTP and gRPC to every caller."""
+    setting = f"{','.join(RESTRICTED_APIS)}:{UNSENDABLE_HEADER}=never"
+    return [f"{flag}={setting}" for flag in RESTRICTION_FLAGS]

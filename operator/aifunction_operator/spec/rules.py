@@ -7,12 +7,13 @@ integration test checks that the apiserver rejects the same inputs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 from .durations import parse_duration
 from .errors import FieldError
-from .schema import CROSS_FIELD_RULES, duration_rules
+from .schema import CROSS_FIELD_RULES, RESTRICTION_ARG_PATTERN, duration_rules
 
 Rule = Callable[[Any, str], list[FieldError]]
 
@@ -93,6 +94,17 @@ def _handler_serves_http(spec: dict[str, Any], path: str) -> list[FieldError]:
     return []
 
 
+def _no_restriction_of_refused_apis(runtime: dict[str, Any], path: str) -> list[FieldError]:
+    args = runtime.get("args")
+    if not isinstance(args, list):
+        return []
+    return [
+        FieldError(f"{path}.args[{index}]", "must not restrict Triton's model-repository, shared-memory, trace or logging APIs "
+                   "(aifn refuses them to every caller); restrict other groups with one --flag=<groups>:<key>=<value> argument")
+        for index, arg in enumerate(args) if isinstance(arg, str) and re.search(RESTRICTION_ARG_PATTERN, arg)
+    ]
+
+
 def _one_code_source(handler: dict[str, Any], path: str) -> list[FieldError]:
     if "code" in handler and "configMap" in handler:
         return [FieldError(f"{path}.configMap", "spec.handler.code and spec.handler.configMap are exclusive")]
@@ -103,6 +115,7 @@ _BY_MESSAGE: dict[str, Rule] = {
     "spec.triggers.schedules and spec.triggers.events need spec.handler (Triton does not read CloudEvents)": _triggers_need_handler,
     "spec.runtime.protocol grpc cannot be combined with spec.handler (the handler serves HTTP)": _handler_serves_http,
     "spec.handler.code and spec.handler.configMap are exclusive": _one_code_source,
+    "spec.runtime.args must not restrict Triton's model-repository, shared-memory, trace or logging APIs (aifn refuses them to every caller)": _no_restriction_of_refused_apis,
     "spec.model.repository must use s3, gs, as, pvc, http, https, hf, hdfs, webhdfs, modelscope or file, or be a local path": _known_scheme,
     "spec.scaling.maxReplicas must be >= spec.scaling.minReplicas": _max_ge_min,
     "spec.scaling.initialReplicas must be <= spec.scaling.maxReplicas": _initial_le_max,

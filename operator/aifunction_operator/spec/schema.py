@@ -15,6 +15,9 @@ QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
 DNS_LABEL_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+# A tritonserver restriction flag that names a group aifn already refuses (render/triton.py),
+# or the flag without `=` (its value would be the next argument): Triton would exit at start.
+RESTRICTION_ARG_PATTERN = r"^--(http-restricted-api|grpc-restricted-protocol)(=[^:]*(model-repository|shared-memory|trace|logging).*)?$"
 RESOURCE_NAME_PATTERN = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$"
 
 
@@ -227,6 +230,8 @@ CROSS_FIELD_RULES: list[tuple[str, str, str]] = [
      "spec.triggers.schedules and spec.triggers.events need spec.handler (Triton does not read CloudEvents)"),
     ("", "!has(self.handler) || !has(self.runtime) || !has(self.runtime.protocol) || self.runtime.protocol == 'http'",
      "spec.runtime.protocol grpc cannot be combined with spec.handler (the handler serves HTTP)"),
+    ("runtime", "!has(self.args) || self.args.all(a, !a.matches('" + RESTRICTION_ARG_PATTERN + "'))",
+     "spec.runtime.args must not restrict Triton's model-repository, shared-memory, trace or logging APIs (aifn refuses them to every caller)"),
     ("handler", "!(has(self.code) && has(self.configMap))",
      "spec.handler.code and spec.handler.configMap are exclusive"),
     # (path of the object the rule sits on, CEL rule, message shared with spec.rules)
