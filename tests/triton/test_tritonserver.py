@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import signal
 import sys
 import time
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
+from aifunction_operator.config import DEFAULT_TRITON_IMAGE
 from aifunction_operator.local import tritonserver
 from aifunction_operator.local.tritonserver import (
     TritonInstall,
@@ -158,5 +160,5 @@ def test_free_ports_are_distinct_and_local():
 def test_unsupported_platform_says_to_use_the_container(monkeypatch: pytest.MonkeyPatch):
     # Mocked: this machine is x86_64 Linux, and a foreign architecture cannot be caused for real.
     monkeypatch.setattr(platform, "machine", lambda: "riscv64")
-    with pytest.raises(TritonUnavailable, match="riscv64.*tritonserver:24.10-pyt-python-py3"):
+    with pytest.raises(TritonUnavailable, match=f"riscv64.*{re.escape(DEFAULT_TRITON_IMAGE)}"):
         tritonserver.find_triton()

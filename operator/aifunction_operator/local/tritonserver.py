@@ -43,11 +43,12 @@ from importlib import metadata
 from pathlib import Path
 from types import TracebackType
 
+from aifunction_operator.config import DEFAULT_TRITON_IMAGE
 from aifunction_operator.render.triton import TritonPorts, triton_args
 
 CONTAINER_HINT = (
     "serve the model with the Triton container image instead "
-    "(nvcr.io/nvidia/tritonserver:24.10-pyt-python-py3, the image the operator renders)"
+    f"({DEFAULT_TRITON_IMAGE}, the image the operator renders)"
 )
 SUPPORTED_MACHINES = ("x86_64", "aarch64")
 STUB_NAME = "triton_python_backend_stub"
