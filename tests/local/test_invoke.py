@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from .conftest import digits_request
+from .conftest import TEST_MODELS, digits_request
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -57,3 +57,25 @@ def test_invoke_reports_an_unreachable_function() -> None:
     done = invoke("http://127.0.0.1:9", "--model", "digits", "-i", "image=[1]", "--timeout", "5")
     assert done.returncode == 1
     assert "http://127.0.0.1:9" in done.stderr
+
+
+def test_invoke_refuses_values_that_do_not_fit_the_input(run_function, tmp_path: Path) -> None:
+    """A real model with INT32, UINT8 and FP32 inputs (tests/local/models/typed) that echoes what it gets."""
+    run = run_function(model="typed", repository=TEST_MODELS)
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    refused = {
+        "i32=[3000000000]": "--input i32: 3000000000 does not fit INT32 (-2147483648..2147483647)",
+        "i32=[1e40]": "--input i32: 1e+40 does not fit INT32",
+        "u8=[-1]": "--input u8: -1 does not fit UINT8 (0..255)",
+        "f32=[1e40]": "--input f32: 1e+40 does not fit FP32",
+        f"i32=@{deep}": "nested too deeply",
+    }
+    for value, message in refused.items():
+        done = invoke(run.url, "-i", value)
+        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, (value[:40], done.stderr[-500:])
+    fits = invoke(run.url, "-i", "i32=[2147483647,-2147483648]", "-i", "u8=[255]", "-i", "f32=[3e38]", "-o", "json")
+    assert fits.returncode == 0, fits.stderr
+    outputs = json.loads(fits.stdout)
+    assert outputs["i32_out"]["data"] == [2147483647, -2147483648] and outputs["u8_out"]["data"] == [255]
+    assert outputs["f32_out"]["data"] == [pytest.approx(3e38, rel=1e-6)]

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from ..spec import AIFunction, InvalidSpec, parse_function
+from .bounded_yaml import MAX_EXPANDED_BYTES, YAMLBoundsError, load_all
 
 
 class InputError(Exception):
@@ -29,12 +30,15 @@ def read_documents(path: str) -> list[Document]:
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror}") from None
     name = "<stdin>" if path == "-" else path
+    if len(text) > MAX_EXPANDED_BYTES:
+        raise InputError(f"{path}: larger than {MAX_EXPANDED_BYTES // (1024 * 1024)} MiB (the API server's limit)")
     try:
-        bodies = [b for b in yaml.safe_load_all(text) if b is not None]
+        bodies = [b for b in load_all(text) if b is not None]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise InputError(f"{name}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        what = "refused" if isinstance(exc, YAMLBoundsError) else "not valid YAML"
+        raise InputError(f"{name}: {what}{where}: {getattr(exc, 'problem', exc)}") from None
     if not bodies:
         raise InputError(f"{name}: no AIFunction found")
     return [Document(name if len(bodies) == 1 else f"{name}#{i + 1}", b) for i, b in enumerate(bodies)]

@@ -118,15 +118,22 @@ def _only_model(url: str) -> str:
 
 def _tensors(args: argparse.Namespace, metadata: dict[str, Any], np: Any) -> dict[str, tuple[str, Any]]:
     """name -> (datatype, array) from --request and --input."""
+    from .tensor_values import ValueProblem, to_array  # noqa: PLC0415 - numpy only when invoking
+
     declared = {i["name"]: i["datatype"] for i in metadata.get("inputs", [])}
     tensors: dict[str, tuple[str, Any]] = {}
     if args.request:
         try:
             body = json.loads(args.request.read_text())
-            for item in body["inputs"]:
+            for index, item in enumerate(body["inputs"]):
                 dtype = item.get("datatype") or declared.get(item["name"])
-                array = np.array(item["data"], dtype=_numpy_dtype(dtype, np)).reshape(item["shape"])
+                try:
+                    array = to_array(item["data"], dtype).reshape(item["shape"])
+                except ValueProblem as exc:
+                    raise InvokeError(f"--request {args.request}: inputs[{index}] ({item['name']!r}): {exc}") from None
                 tensors[item["name"]] = (dtype, array)
+        except RecursionError:
+            raise InvokeError(f"--request {args.request}: nested too deeply to be a KServe v2 request") from None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise InvokeError(f"--request {args.request}: not a usable KServe v2 request ({type(exc).__name__}: {exc})") from None
     for spec in args.input:
@@ -143,19 +150,16 @@ def _tensors(args: argparse.Namespace, metadata: dict[str, Any], np: Any) -> dic
 
 
 def _load_value(value: str, dtype: str, np: Any, where: str) -> Any:
+    from .tensor_values import ValueProblem, to_array  # noqa: PLC0415 - numpy only when invoking
+
     try:
         if value.endswith(".npy"):
-            return np.load(value).astype(_numpy_dtype(dtype, np))
+            return to_array(np.load(value, allow_pickle=False), dtype)
         text = Path(value[1:]).read_text() if value.startswith("@") else value
-        return np.array(json.loads(text), dtype=_numpy_dtype(dtype, np))
+        return to_array(json.loads(text), dtype)
+    except ValueProblem as exc:
+        raise InvokeError(f"{where}: {exc}") from None
+    except RecursionError:
+        raise InvokeError(f"{where}: {value[:40]!r}... is nested too deeply") from None
     except (OSError, ValueError) as exc:
         raise InvokeError(f"{where}: cannot read {value!r} as {dtype} ({exc})") from None
-
-
-def _numpy_dtype(datatype: str | None, np: Any) -> Any:
-    from tritonclient.utils import triton_to_np_dtype  # noqa: PLC0415
-
-    dtype = triton_to_np_dtype(datatype) if datatype else None
-    if dtype is None:
-        raise ValueError(f"unknown datatype {datatype!r}")
-    return dtype

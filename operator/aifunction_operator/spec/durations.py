@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_DURATION = re.compile(r"(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")
 
 
 def parse_duration(text: str) -> int | None:
     """Seconds in `text`, or None when it is not a duration of that form."""
-    match = _DURATION.match(text)
+    match = _DURATION.fullmatch(text)
     if not text or match is None:
         return None
     hours, minutes, seconds = (int(group or 0) for group in match.groups())

@@ -5,13 +5,14 @@ All problems are collected and raised together as InvalidSpec; nothing is partia
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from ..naming import API_VERSION, KIND
 from .durations import parse_duration
+from .annotation_budget import annotation_budget_errors
 from .errors import FieldError, InvalidSpec
+from .metadata import annotation_errors, label_errors, name_errors, namespace_errors
 from .model import (
     GPU,
     AIFunction,
@@ -35,8 +36,6 @@ from .repository import classify
 from .schema import spec_schema
 from .validate import validate
 
-_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-MAX_NAME_LENGTH = 57  # Knative names revisions <name>-00001, which must fit a 63-character label
 
 
 def parse_function(obj: Any) -> AIFunction:
@@ -53,11 +52,10 @@ def parse_function(obj: Any) -> AIFunction:
         metadata = {}
         errors.append(FieldError("metadata", "must be an object"))
     name = metadata.get("name")
-    if not isinstance(name, str) or not name:
-        errors.append(FieldError("metadata.name", "required field is missing"))
-        name = ""
-    elif len(name) > MAX_NAME_LENGTH or not _DNS_1035.match(name):
-        errors.append(FieldError("metadata.name", f"must be a DNS-1035 label (lowercase letters, digits, '-', starting with a letter) of at most {MAX_NAME_LENGTH} characters, got {name!r}"))
+    errors += name_errors(name)
+    errors += namespace_errors(metadata.get("namespace"))
+    errors += label_errors(metadata.get("labels"))
+    errors += annotation_errors(metadata.get("annotations"))
     raw_spec = obj.get("spec")
     if raw_spec is None:
         errors.append(FieldError("spec", "required field is missing"))
@@ -69,6 +67,8 @@ def parse_function(obj: Any) -> AIFunction:
         if isinstance(source, FieldError):
             errors.append(source)
         errors += _semantic_errors(spec)
+    if not errors:
+        errors += annotation_budget_errors(obj, spec)
     if errors:
         raise InvalidSpec(errors)
     annotations = metadata.get("annotations") or {}

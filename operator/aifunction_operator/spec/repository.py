@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
-
 from .errors import FieldError
 from .model import RepositorySource, SourceKind
+from .patterns import go_regex
 
 DIRECT_SCHEMES = ("s3", "gs", "as")
 INITIALIZER_SCHEMES = ("http", "https", "hf", "hdfs", "webhdfs", "modelscope")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS_SUBDOMAIN = go_regex(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 def classify(uri: str, path: str = "spec.model.repository") -> RepositorySource | FieldError:

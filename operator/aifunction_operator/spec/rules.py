@@ -7,12 +7,12 @@ integration test checks that the apiserver rejects the same inputs.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
 from .durations import parse_duration
 from .errors import FieldError
+from .patterns import go_matches
 from .schema import CROSS_FIELD_RULES, RESTRICTION_ARG_PATTERN, duration_rules
 
 Rule = Callable[[Any, str], list[FieldError]]
@@ -101,7 +101,7 @@ def _no_restriction_of_refused_apis(runtime: dict[str, Any], path: str) -> list[
     return [
         FieldError(f"{path}.args[{index}]", "must not restrict Triton's model-repository, shared-memory, trace or logging APIs "
                    "(aifn refuses them to every caller); restrict other groups with one --flag=<groups>:<key>=<value> argument")
-        for index, arg in enumerate(args) if isinstance(arg, str) and re.search(RESTRICTION_ARG_PATTERN, arg)
+        for index, arg in enumerate(args) if isinstance(arg, str) and go_matches(RESTRICTION_ARG_PATTERN, arg)
     ]
 
 

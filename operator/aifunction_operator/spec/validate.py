@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import copy
 import difflib
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from .errors import FieldError
+from .patterns import go_matches
 from .rules import RULES
 from .schema import DNS_LABEL_PATTERN, DURATION_PATTERN, ENV_NAME_PATTERN, MODEL_NAME_PATTERN, QUANTITY_PATTERN
 
@@ -124,7 +124,7 @@ def _check_string(value: str, schema: Schema, path: str, errors: list[FieldError
         errors.append(FieldError(path, f"must be at least {schema['minLength']} characters long"))
     if "maxLength" in schema and len(value) > schema["maxLength"]:
         errors.append(FieldError(path, f"must be at most {schema['maxLength']} characters long"))
-    if "pattern" in schema and not re.search(schema["pattern"], value):
+    if "pattern" in schema and not go_matches(schema["pattern"], value):
         expected = _PATTERN_NAMES.get(schema["pattern"], f"a string matching {schema['pattern']}")
         errors.append(FieldError(path, f"must be {expected}, got {value!r}"))
 
