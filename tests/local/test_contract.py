@@ -59,6 +59,8 @@ def test_local_and_cluster_triton_command_lines_match(tmp_path: Path) -> None:
     assert local[0] == str(INSTALL.binary)
     assert _shared(local[1:]) == _shared(cluster)
     assert "--log-verbose=1" in local and "--load-model=digits" in local and "--strict-readiness=true" in local
+    restricted = [a for a in local if a.startswith(("--http-restricted-api=", "--grpc-restricted-protocol="))]
+    assert len(restricted) == 2 and all("model-repository,shared-memory,trace,logging:" in a for a in restricted), restricted
 
 
 def test_local_replicas_listen_on_loopback_only(tmp_path: Path) -> None:
