@@ -1,8 +1,10 @@
 """Stage 3 of the pipeline and the operator's only Kubernetes I/O.
 
 Server-side apply with field manager `aifn-operator` (forced: the operator owns every field it
-renders), get, delete, status merge-patches and core Events, generic over the few kinds the
-operator touches. Errors come back as `ApiError`, which says whether a retry can help.
+renders), get, find, delete, status merge-patches and core Events, generic over the few kinds the
+operator touches. Writes to and deletes of existing objects can name the object's uid as a
+precondition, so that an object replaced by someone else in between is refused by the server.
+Errors come back as `ApiError`, which says whether a retry can help.
 """
 
 from __future__ import annotations
@@ -125,12 +127,18 @@ class Kube:
             raise ApiError(response.status, _message(data) or str(response.reason))
         return json.loads(data)
 
-    def apply(self, obj: Manifest, *, force: bool = True) -> Manifest:
-        """Server-side apply `obj` as `aifn-operator`; returns the live object (status included)."""
+    def apply(self, obj: Manifest, *, force: bool = True, uid: str | None = None) -> Manifest:
+        """Server-side apply `obj` as `aifn-operator`; returns the live object (status included).
+
+        With `uid`, the apply only changes the object of that uid: the server refuses it when the
+        name now holds another object (422, `metadata.uid` is immutable) or none (409, uid
+        mismatch: a retry looks again).
+        """
         meta = obj["metadata"]
         path = resource_of(obj).path(meta.get("namespace"), meta["name"])
         query = {"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"}
-        return self.request("PATCH", path, body=obj, query=query, content_type=APPLY_PATCH)
+        body = {**obj, "metadata": {**meta, "uid": uid}} if uid else obj
+        return self.request("PATCH", path, body=body, query=query, content_type=APPLY_PATCH)
 
     def get(self, resource: Resource, namespace: str | None, name: str) -> Manifest | None:
         """The object, or None when it does not exist."""
@@ -146,6 +154,15 @@ class Kube:
         query = {"labelSelector": label_selector} if label_selector else None
         return list(self.request("GET", resource.path(namespace), query=query).get("items") or [])
 
+    def find(self, resource: Resource, namespace: str | None, name: str) -> Manifest | None:
+        """The object of that name, or None; a `list` by field selector (the operator may list
+        ConfigMaps but not `get` them), with apiVersion and kind filled in."""
+        query = {"fieldSelector": f"metadata.name={name}"}
+        listing = self.request("GET", resource.path(namespace), query=query)
+        items = listing.get("items") or []
+        kind = str(listing.get("kind", "")).removesuffix("List")
+        return {"apiVersion": resource.api_version, "kind": kind, **items[0]} if items else None
+
     def serves(self, api_version: str) -> bool:
         """Whether the API server serves a group/version (False: its CRDs are not installed)."""
         try:
@@ -160,12 +177,13 @@ class Kube:
         """Create `obj`."""
         return self.request("POST", resource.path(namespace), body=obj)
 
-    def delete(self, resource: Resource, namespace: str | None, name: str) -> bool:
-        """Delete an object; False when it was already gone."""
+    def delete(self, resource: Resource, namespace: str | None, name: str, *, uid: str | None = None) -> bool:
+        """Delete an object (with `uid`: only that object); False when it was already gone or replaced."""
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}} if uid else None
         try:
-            self.request("DELETE", resource.path(namespace, name))
+            self.request("DELETE", resource.path(namespace, name), body=body)
         except ApiError as exc:
-            if exc.status == 404:
+            if exc.status == 404 or (uid and exc.status == 409 and "precondition" in exc.message.lower()):
                 return False
             raise
         return True

@@ -1,6 +1,12 @@
 """A function's children besides its Knative Service: the handler-code ConfigMap, PingSources and
-Triggers. Pure decisions (what to apply, what to prune) plus `apply_children`/`prune_children`,
-which carry them out through `Kube` (apply.py stays the only place that talks to the API).
+Triggers. Pure decisions (what to apply, what to prune, whose an object is) plus
+`apply_children`/`prune_children`, which carry them out through `Kube` (apply.py stays the only
+place that talks to the API).
+
+Ownership: the operator writes and deletes only objects the function controls (a controller
+reference with the function's uid). An object of a child's name that is someone else's is left
+untouched and reported (`NotOwned`); every write and delete carries the uid of the object it
+means as a precondition, so an object replaced in between is not overwritten or deleted either.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ class ChildrenResult:
     deleted: int = 0
     not_served: list[str] = field(default_factory=list)  # wanted kinds the cluster does not serve
     errors: list[str] = field(default_factory=list)  # permanent rejections, "Kind name: message"
+    not_owned: list[str] = field(default_factory=list)  # children whose name someone else's object holds
 
 
 def child_key(obj: Mapping[str, Any]) -> ChildKey:
@@ -62,6 +69,16 @@ def covers(live: Any, desired: Any) -> bool:
     return bool(live == desired)
 
 
+def not_owned_message(obj: Mapping[str, Any]) -> str:
+    """Why a child is not written: its name is held by an object the function does not control."""
+    return f"{label(obj)} already exists and is not controlled by this AIFunction; the operator leaves it untouched: delete or rename it"
+
+
+def replaced(exc: ApiError) -> bool:
+    """Whether an apply with a uid precondition was refused because the name now holds another object."""
+    return exc.status == 422 and "metadata.uid" in exc.message
+
+
 def to_apply(desired: Iterable[Manifest], live: Mapping[ChildKey, Manifest]) -> list[Manifest]:
     """Desired children that are missing or differ from the live copy in a field we render."""
     return [obj for obj in desired if not covers(live.get(child_key(obj)), obj)]
@@ -88,19 +105,33 @@ def list_children(kube: Kube, namespace: str, function_name: str) -> dict[ChildK
     return found
 
 
-def apply_children(kube: Kube, desired: list[Manifest], result: ChildrenResult) -> None:
+def apply_children(kube: Kube, desired: list[Manifest], uid: str | None, result: ChildrenResult) -> None:
     """Apply the desired children missing from or drifted in `result.live`, updating it.
 
-    Transient API errors propagate; a kind the cluster does not serve and permanent rejections
-    are recorded in the result.
+    A child not known to be the function's is looked up by name first (the watches only see
+    objects labelled ours): someone else's object is recorded in `result.not_owned` and left
+    alone. Transient API errors propagate; a kind the cluster does not serve and permanent
+    rejections are recorded in the result.
     """
     for obj in to_apply(desired, result.live):
+        key = child_key(obj)
         try:
-            result.live[child_key(obj)] = kube.apply(obj)
+            current = result.live.get(key)
+            if current is None or not controlled_by(current, uid):
+                current = kube.find(resource_of(obj), obj["metadata"].get("namespace"), obj["metadata"]["name"])
+            if current is not None and not controlled_by(current, uid):
+                result.not_owned.append(not_owned_message(obj))
+                continue
+            if current is not None and covers(current, obj):
+                result.live[key] = current  # ours and as rendered: the cache was behind
+                continue
+            result.live[key] = kube.apply(obj, uid=(current or {}).get("metadata", {}).get("uid"))
             result.applied += 1
         except ApiError as exc:
             if exc.transient:
                 raise
+            if replaced(exc):
+                raise ApiError(409, f"{label(obj)} was replaced while being applied: {exc.message}") from None  # the next pass looks again
             if exc.status == 404 and obj["kind"] in EVENTING_KINDS and not kube.serves(obj["apiVersion"]):
                 if obj["kind"] not in result.not_served:
                     result.not_served.append(obj["kind"])
@@ -111,7 +142,7 @@ def apply_children(kube: Kube, desired: list[Manifest], result: ChildrenResult) 
 def prune_children(kube: Kube, desired: list[Manifest], uid: str | None, result: ChildrenResult) -> None:
     """Delete the children in `result.live` that the function controls but no longer wants."""
     for obj in to_prune(desired, result.live, uid):
-        kube.delete(resource_of(obj), obj["metadata"].get("namespace"), obj["metadata"]["name"])
+        kube.delete(resource_of(obj), obj["metadata"].get("namespace"), obj["metadata"]["name"], uid=obj["metadata"].get("uid"))
         result.live.pop(child_key(obj), None)
         result.deleted += 1
 

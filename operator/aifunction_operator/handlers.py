@@ -20,7 +20,7 @@ import kopf
 from .apply import ApiError
 from .naming import GROUP, LABEL_FUNCTION, LABEL_MANAGED_BY, MANAGED_BY, PLURAL, VERSION
 from .runtime import Key, Runtime
-from .status import REASON_NOT_OWNED, SERVICE_READY, condition
+from .status import REASON_NOT_OWNED, SERVICE_READY, TRIGGERS_READY, condition
 
 # The function's children other than the Service: handler-code ConfigMaps, PingSources, Triggers.
 CHILD_WATCHES = (("", "v1", "configmaps"), ("sources.knative.dev", "v1", "pingsources"), ("eventing.knative.dev", "v1", "triggers"))
@@ -108,9 +108,9 @@ async def _reconcile(runtime: Runtime, key: Key, body: dict[str, Any], retry: in
         if exc.transient:
             raise kopf.TemporaryError(str(exc), delay=min(MAX_BACKOFF, 2.0 ** min(retry, 6))) from None
         raise kopf.PermanentError(str(exc)) from None
-    if outcome is not None and (condition(outcome.status, SERVICE_READY) or {}).get("reason") == REASON_NOT_OWNED:
-        # Someone else's Service holds the name; its removal is not an event we watch, so look again later.
-        raise kopf.TemporaryError("the Knative Service's name is taken", delay=NOT_OWNED_RETRY)
+    if outcome is not None and any((condition(outcome.status, type_) or {}).get("reason") == REASON_NOT_OWNED for type_ in (SERVICE_READY, TRIGGERS_READY)):
+        # Someone else's object holds a name; its removal is not an event we watch, so look again later.
+        raise kopf.TemporaryError("a name the function needs is taken by an object it does not control", delay=NOT_OWNED_RETRY)
 
 
 def _owner(body: kopf.Body) -> Key | None:

@@ -15,13 +15,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .apply import AIFUNCTIONS, KNATIVE_SERVICES, ApiError, Kube
-from .children import EVENTING_KINDS, ChildKey, ChildrenResult, apply_children, child_key, controlled_by, covers, label, list_children, not_served_message, prune_children
+from .children import EVENTING_KINDS, ChildKey, ChildrenResult, apply_children, child_key, controlled_by, covers, label, list_children, not_served_message, prune_children, replaced
 from .config import OperatorConfig
 from .naming import FIELD_MANAGER
 from .preflight import find_blockers
 from .render import render
 from .spec import AIFunction, InvalidSpec, parse_function
-from .status import REASON_APPLY_FAILED, REASON_EVENTING_NOT_INSTALLED, SPEC_VALID, Observation, build_status, condition, needs_write
+from .status import REASON_APPLY_FAILED, REASON_EVENTING_NOT_INSTALLED, REASON_NOT_OWNED, SPEC_VALID, Observation, build_status, condition, needs_write
 
 __all__ = ["KnativeSettings", "Outcome", "covers", "is_ours", "reconcile"]
 
@@ -108,14 +108,17 @@ def reconcile(
             else:
                 live = dict(live_children) if live_children is not None else (list_children(kube, meta["namespace"], meta["name"]) if body.get("status") else {})
                 result = ChildrenResult(live=live)
-                apply_children(kube, [obj for obj in wanted_children if obj["kind"] == "ConfigMap"], result)  # mounted by the pods
-                if live_service is not None and covers(live_service, desired):
-                    outcome.service = live_service
+                apply_children(kube, [obj for obj in wanted_children if obj["kind"] == "ConfigMap"], meta.get("uid"), result)  # mounted by the pods
+                if result.not_owned:  # the pods would mount someone else's ConfigMap: apply nothing more
+                    observation["not_owned"] = "; ".join(result.not_owned)
                 else:
-                    outcome.service, observation["apply_error"] = _apply(kube, desired)
-                    outcome.applied = observation["apply_error"] is None
-                apply_children(kube, [obj for obj in wanted_children if obj["kind"] != "ConfigMap"], result)
-                prune_children(kube, wanted_children, meta.get("uid"), result)  # after the Service stops mounting old code
+                    if live_service is not None and covers(live_service, desired):
+                        outcome.service = live_service
+                    else:
+                        outcome.service, observation["apply_error"] = _apply(kube, desired, live_service)
+                        outcome.applied = observation["apply_error"] is None
+                    apply_children(kube, [obj for obj in wanted_children if obj["kind"] != "ConfigMap"], meta.get("uid"), result)
+                    prune_children(kube, wanted_children, meta.get("uid"), result)  # after the Service stops mounting old code
                 _record_children(outcome, observation, wanted_children, result)
     if outcome.service is None and not outcome.applied:
         outcome.service = live_service if live_service is not None else kube.get(KNATIVE_SERVICES, meta.get("namespace"), meta.get("name", ""))
@@ -143,12 +146,15 @@ def _parse(body: Mapping[str, Any]) -> tuple[AIFunction | None, list[str]]:
         return None, [str(e) for e in exc.errors]
 
 
-def _apply(kube: Kube, desired: Manifest) -> tuple[Manifest | None, str | None]:
+def _apply(kube: Kube, desired: Manifest, live: Mapping[str, Any] | None) -> tuple[Manifest | None, str | None]:
+    """Apply the Service; an existing one (already checked to be ours) only if it is still that object."""
     try:
-        return kube.apply(desired), None
+        return kube.apply(desired, uid=((live or {}).get("metadata") or {}).get("uid")), None
     except ApiError as exc:
         if exc.transient:
             raise
+        if replaced(exc):
+            raise ApiError(409, f"Knative Service {desired['metadata']['name']} was replaced while being applied: {exc.message}") from None
         return None, f"the API server rejected the Knative Service: {exc.message}"
 
 
@@ -161,7 +167,10 @@ def _record_children(outcome: Outcome, observation: dict[str, Any], wanted: list
     if config_map_errors and observation.get("apply_error") is None:
         observation["apply_error"] = "; ".join(config_map_errors)
     eventing_errors = [e for e in result.errors if not e.startswith("ConfigMap ")]
-    if result.not_served:
+    eventing_not_owned = [e for e in result.not_owned if not e.startswith("ConfigMap ")]
+    if eventing_not_owned:
+        observation["triggers_error"] = (REASON_NOT_OWNED, "; ".join(eventing_not_owned))
+    elif result.not_served:
         observation["triggers_error"] = (REASON_EVENTING_NOT_INSTALLED, not_served_message(result.not_served))
     elif eventing_errors:
         observation["triggers_error"] = (REASON_APPLY_FAILED, "; ".join(eventing_errors))
