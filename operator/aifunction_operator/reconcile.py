@@ -53,6 +53,7 @@ class Outcome:
     children: dict[ChildKey, Manifest] | None = None  # ConfigMaps, PingSources, Triggers as now live (None: not synced)
     children_applied: int = 0
     children_deleted: int = 0
+    gone: bool = False  # the function no longer exists (a cached copy outlived it): nothing was written
 
     @property
     def result(self) -> str:
@@ -103,6 +104,9 @@ def reconcile(
         if not blockers:
             if live_service is None:  # not seen by the watch: is the name free, or ours?
                 live_service = kube.get(KNATIVE_SERVICES, meta.get("namespace"), meta.get("name", ""))
+                if live_service is None and not _still_exists(kube, meta):
+                    outcome.gone = True  # creating now would make objects owned by a deleted uid (GC'd, re-created, ...)
+                    return outcome
             if live_service is not None and not is_ours(live_service, meta.get("uid")):
                 observation["not_owned"] = f"Knative Service {meta.get('name')} already exists and was not created by this AIFunction; delete or rename one of them"
             else:
@@ -144,6 +148,12 @@ def _parse(body: Mapping[str, Any]) -> tuple[AIFunction | None, list[str]]:
         return parse_function(body), []
     except InvalidSpec as exc:
         return None, [str(e) for e in exc.errors]
+
+
+def _still_exists(kube: Kube, meta: Mapping[str, Any]) -> bool:
+    """Whether the function this pass works for still exists (same uid), checked before creating its Service."""
+    live = kube.get(AIFUNCTIONS, meta.get("namespace"), meta.get("name", ""))
+    return live is not None and (live.get("metadata") or {}).get("uid") == meta.get("uid")
 
 
 def _apply(kube: Kube, desired: Manifest, live: Mapping[str, Any] | None) -> tuple[Manifest | None, str | None]:

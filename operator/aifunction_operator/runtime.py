@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -26,6 +26,10 @@ from .status import summary
 
 Key = tuple[str, str]  # (namespace, name)
 log = logging.getLogger("aifn.operator")
+# A pass makes a few API requests, each timing out after 30 s, and stops at the first transient
+# error: one running this long is wedged, and only a restart frees its worker.
+STUCK_PASS_SECONDS = 300.0
+KNATIVE_RETRY_SECONDS = 5.0
 
 
 def unschedulable_message(pod: Mapping[str, Any]) -> str | None:
@@ -77,6 +81,9 @@ class Runtime:
         self._stop = threading.Event()
         self.knative_loaded = threading.Event()
         self.gate = PeeringGate(None)
+        self.stuck_after = STUCK_PASS_SECONDS
+        self._running: dict[int, tuple[Key, float]] = {}  # passes executing in a worker: id -> (function, start)
+        self._knative_thread: threading.Thread | None = None
 
     # --- caches -------------------------------------------------------------------------
     def remember(self, body: Mapping[str, Any]) -> None:
@@ -159,15 +166,23 @@ class Runtime:
             try:
                 outcome = await loop.run_in_executor(
                     self._executor,
+                    self._timed,
+                    key,
                     lambda: reconcile(self.kube, current, self.config, self.knative, unschedulable=self.unschedulable(key), live_service=dict(live) if live else None, live_children=children),
                 )
             except ApiError as exc:
                 self.metrics.observe_reconcile("error", time.monotonic() - started)
                 if exc.status == 404:  # the function is gone
+                    self._forget_if_same(key, current)
                     return None
                 raise
             self.metrics.observe_reconcile(outcome.result, time.monotonic() - started)
             self.metrics.count_writes(outcome.applied, outcome.status_written, outcome.children_applied, outcome.children_deleted)
+            if outcome.gone:  # deleted, and the watch has not told us yet
+                self._forget_if_same(key, current)
+                return None
+            if not self._same_function(key, current):
+                return outcome  # deleted (or replaced) while the pass ran: its results must not bring it back
             # What the pass applied, unless a watch event came meanwhile (a deletion must not be undone).
             if outcome.applied and outcome.service is not None and self.service_events[key] == service_events_before:
                 self._keep_service(key, outcome.service)
@@ -179,6 +194,45 @@ class Runtime:
             self.metrics.move_function(self.readiness.get(key), summary(outcome.status))
             self.readiness[key] = summary(outcome.status)
             return outcome
+
+    def _same_function(self, key: Key, body: Mapping[str, Any]) -> bool:
+        """Whether the cache still holds the function `body` is a copy of (same uid)."""
+        known = self.functions.get(key)
+        return known is not None and _uid(known) == _uid(body)
+
+    def _forget_if_same(self, key: Key, body: Mapping[str, Any]) -> None:
+        """Forget a function found deleted, unless a new one of the same name took its place."""
+        if self._same_function(key, body):
+            log.info("%s/%s: the AIFunction no longer exists; forgetting it", *key)
+            self.forget(key)
+
+    def _timed(self, key: Key, work: Callable[[], Outcome]) -> Outcome:
+        """Run one pass in a worker, recording how long it has been running (for liveness)."""
+        token = threading.get_ident()
+        self._running[token] = (key, time.monotonic())
+        try:
+            return work()
+        finally:
+            self._running.pop(token, None)
+
+    # --- liveness ---------------------------------------------------------------------------
+    def liveness_problem(self) -> str | None:
+        """Why the process needs a restart (a wedged worker, a dead settings thread), or None."""
+        now = time.monotonic()
+        for key, started in list(self._running.values()):
+            if now - started > self.stuck_after:
+                return f"a reconcile pass of {key[0]}/{key[1]} has been running for {now - started:.0f} s"
+        thread = self._knative_thread
+        if thread is not None and not thread.is_alive() and not self._stop.is_set():
+            return f"the thread following Knative's settings in {self.config.knative_namespace} has died"
+        return None
+
+    def alive(self) -> bool:
+        """Liveness: False (and a warning) when `liveness_problem` finds one."""
+        problem = self.liveness_problem()
+        if problem:
+            log.warning("liveness check failed: %s", problem)
+        return problem is None
 
     async def reconcile_all(self) -> None:
         """Re-check every known function (resync, Knative's settings changed), if this replica is the active one."""
@@ -195,6 +249,7 @@ class Runtime:
     def start_knative_watch(self, loop: asyncio.AbstractEventLoop) -> threading.Thread:
         """Follow config-features and config-autoscaler in a thread; re-check all functions on change."""
         thread = threading.Thread(target=self._watch_knative, args=(loop,), name="aifn-knative-config", daemon=True)
+        self._knative_thread = thread
         thread.start()
         return thread
 
@@ -204,27 +259,36 @@ class Runtime:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _watch_knative(self, loop: asyncio.AbstractEventLoop) -> None:
+        """List, then watch, Knative's two ConfigMaps until stopped; any failure is logged and retried."""
         namespace = self.config.knative_namespace
         while not self._stop.is_set():
             try:
-                data = {name: None for name in (FEATURES_CONFIGMAP, AUTOSCALER_CONFIGMAP)}
-                listing = self.kube.request("GET", CONFIGMAPS.path(namespace))
-                for item in listing.get("items") or []:
-                    if item["metadata"]["name"] in data:
-                        data[item["metadata"]["name"]] = item.get("data") or {}
-                version = (listing.get("metadata") or {}).get("resourceVersion")
-                self._set_knative(loop, data)
-                for kind, obj in self.kube.watch_configmaps(namespace, resource_version=version, timeout_seconds=30):
-                    if self._stop.is_set():
-                        return
-                    name = obj["metadata"]["name"]
-                    if name in data:
-                        data[name] = None if kind == "DELETED" else (obj.get("data") or {})
-                        self._set_knative(loop, data)
+                self._follow_knative(loop, namespace)
             except ApiError as exc:
                 log.warning("cannot follow %s/%s and %s: %s; using what was last seen", namespace, FEATURES_CONFIGMAP, AUTOSCALER_CONFIGMAP, exc)
-                self.knative_loaded.set()
-                self._stop.wait(5)
+            except Exception:  # noqa: BLE001  (a bad answer, a bug: the thread must outlive it)
+                log.exception("following %s/%s and %s failed unexpectedly; retrying", namespace, FEATURES_CONFIGMAP, AUTOSCALER_CONFIGMAP)
+            else:
+                continue  # the watch request ended normally: start the next one
+            self.knative_loaded.set()
+            self._stop.wait(KNATIVE_RETRY_SECONDS)
+
+    def _follow_knative(self, loop: asyncio.AbstractEventLoop, namespace: str) -> None:
+        """One listing of Knative's ConfigMaps and one watch request after it."""
+        data: dict[str, Mapping[str, str] | None] = {name: None for name in (FEATURES_CONFIGMAP, AUTOSCALER_CONFIGMAP)}
+        listing = self.kube.request("GET", CONFIGMAPS.path(namespace))
+        for item in listing.get("items") or []:
+            if item["metadata"]["name"] in data:
+                data[item["metadata"]["name"]] = item.get("data") or {}
+        version = (listing.get("metadata") or {}).get("resourceVersion")
+        self._set_knative(loop, data)
+        for kind, obj in self.kube.watch_configmaps(namespace, resource_version=version, timeout_seconds=30):
+            if self._stop.is_set():
+                return
+            name = obj["metadata"]["name"]
+            if name in data:
+                data[name] = None if kind == "DELETED" else (obj.get("data") or {})
+                self._set_knative(loop, data)
 
     def _set_knative(self, loop: asyncio.AbstractEventLoop, data: Mapping[str, Mapping[str, str] | None]) -> None:
         settings = KnativeSettings(features=data[FEATURES_CONFIGMAP], autoscaler=data[AUTOSCALER_CONFIGMAP])
@@ -235,6 +299,10 @@ class Runtime:
         if changed and not first:
             log.info("Knative settings in %s changed; re-checking every function", self.config.knative_namespace)
             asyncio.run_coroutine_threadsafe(self.reconcile_all(), loop)
+
+
+def _uid(body: Mapping[str, Any]) -> str | None:
+    return (body.get("metadata") or {}).get("uid")
 
 
 def _key(body: Mapping[str, Any]) -> Key:

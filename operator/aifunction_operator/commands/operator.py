@@ -139,7 +139,7 @@ async def _main(options: OperatorOptions, config: OperatorConfig) -> None:
     ready = asyncio.Event()
     runners = []
     if options.health_port:
-        runners.append(await serve(health_app(lambda: ready.is_set() and runtime.knative_loaded.is_set(), lambda: True), options.health_port))
+        runners.append(await serve(health_app(lambda: ready.is_set() and runtime.knative_loaded.is_set(), runtime.alive), options.health_port))
     if options.metrics_port:
         runners.append(await serve(metrics_app(metrics), options.metrics_port))
     runtime.start_knative_watch(asyncio.get_running_loop())

@@ -1,0 +1,107 @@
+"""The operator's liveness (`GET /healthz`) tells the truth (issue 14, operator 8): it used to answer
+200 whatever state the process was in.
+
+A wedged reconcile worker and a dead Knative-settings thread are the two states only a restart
+fixes. Neither can be caused for real in a unit test (each API request has a 30 s timeout, and the
+thread now survives every Exception), so the pass is replaced by one that blocks and the thread by
+one that has ended; the endpoint is served for real on a loopback port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+import aifunction_operator.runtime as module
+from aifunction_operator.config import OperatorConfig
+from aifunction_operator.observability import Metrics, health_app, serve
+from aifunction_operator.reconcile import Outcome
+from aifunction_operator.runtime import Runtime
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+BODY = {"metadata": {"namespace": "apps", "name": "fn", "uid": "u1", "resourceVersion": "1"}}
+
+
+async def healthz(runtime: Runtime) -> tuple[int, str]:
+    port = free_port()
+    runner = await serve(health_app(lambda: True, runtime.alive), port, "127.0.0.1")
+    try:
+        return await asyncio.to_thread(get, f"http://127.0.0.1:{port}/healthz")
+    finally:
+        await runner.cleanup()
+
+
+def test_a_wedged_reconcile_pass_fails_liveness_until_it_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    release, running = threading.Event(), threading.Event()
+
+    def wedged(*_: Any, **__: Any) -> Outcome:
+        running.set()
+        release.wait(10)
+        return Outcome(status={})
+
+    monkeypatch.setattr(module, "reconcile", wedged)
+    runtime = Runtime(None, OperatorConfig(), Metrics(), workers=1)  # type: ignore[arg-type]  # the pass is replaced
+    runtime.stuck_after = 0.2
+
+    async def scenario() -> list[tuple[int, str]]:
+        answers = [await healthz(runtime)]
+        task = asyncio.create_task(runtime.reconcile(("apps", "fn"), BODY))
+        await asyncio.to_thread(running.wait, 5)
+        await asyncio.sleep(0.4)
+        answers.append(await healthz(runtime))
+        problem = runtime.liveness_problem()
+        release.set()
+        await task
+        answers.append(await healthz(runtime))
+        assert problem is not None and "apps/fn" in problem
+        return answers
+
+    try:
+        assert [status for status, _ in asyncio.run(scenario())] == [200, 503, 200]
+    finally:
+        runtime.stop()
+
+
+def test_a_dead_knative_settings_thread_fails_liveness() -> None:
+    runtime = Runtime(None, OperatorConfig(knative_namespace="knative-serving"), Metrics(), workers=1)  # type: ignore[arg-type]
+    ended = threading.Thread(target=lambda: None)
+    ended.start()
+    ended.join()
+    runtime._knative_thread = ended
+    try:
+        assert asyncio.run(healthz(runtime))[0] == 503
+        assert "knative-serving" in (runtime.liveness_problem() or "")
+        runtime._stop.set()  # stopping: a finished thread is expected then
+        assert runtime.liveness_problem() is None
+    finally:
+        runtime.stop()
+
+
+def test_the_operator_command_serves_the_runtimes_liveness() -> None:
+    """The wiring in `aifn operator`: /healthz asks the Runtime (it was `lambda: True`)."""
+    import inspect
+
+    from aifunction_operator.commands import operator
+
+    source = inspect.getsource(operator._main)
+    assert "runtime.alive" in source and "lambda: True" not in source
