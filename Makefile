@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 tools: ## build kube-apiserver, etcd, kube-controller-manager, helm, ksvc-check into ~/.cache/aifn and link them in bin/
 	bash hack/build-tools.sh
 
-test: setup tools ## the whole suite (unit, Triton, control plane); kind e2e tests skip without Docker
+test: setup tools cluster-deps ## the whole suite (unit, Triton, control plane, cluster); kind e2e tests skip without Docker
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 unit: setup ## unit tests only

@@ -5,6 +5,8 @@
 #   etcd                                              (go.etcd.io/etcd/server/v3)
 #   helm                                              (helm.sh/helm/v3)
 #   ksvc-check                                        (our program over knative.dev/serving)
+#   coredns                                           (github.com/coredns/coredns; cluster DNS of `make cluster`)
+#   gpu-device-plugin                                 (our kubelet device plugin: fake nvidia.com/gpu)
 # and links Knative's Service/PingSource/Trigger/Broker CRDs (same versions) into bin/knative-crds/.
 # Each build lands in ${AIFN_TOOLS_CACHE:-~/.cache/aifn/bin}/<module>-<version>-<hash>/ and is
 # linked into bin/. A cached build costs nothing; the hash covers go.mod, go.sum, sources,
@@ -128,6 +130,13 @@ ksvc_dir="$TOOLS/ksvc-check"
 knative_version="$(module_version "$ksvc_dir" knative.dev/serving)"
 link ksvc-check "$(build ksvc-check "$ksvc_dir" "$knative_version" "-s -w -X main.version=$knative_version" ksvc-check=.)/ksvc-check"
 
+# The cluster's own programs: CoreDNS, and fake GPUs over the kubelet's device-plugin API.
+coredns_dir="$TOOLS/coredns"
+coredns_version="$(module_version "$coredns_dir" github.com/coredns/coredns)"
+link coredns "$(build coredns "$coredns_dir" "$coredns_version" "-s -w" coredns=github.com/coredns/coredns)/coredns"
+plugin_dir="$TOOLS/gpu-device-plugin"
+link gpu-device-plugin "$(build gpu-device-plugin "$plugin_dir" dev "-s -w" gpu-device-plugin=.)/gpu-device-plugin"
+
 # Knative's CRDs at the pinned versions (serving from ksvc-check's module, eventing pinned here),
 # linked into bin/knative-crds/ for the control plane to install.
 KNATIVE_EVENTING_VERSION="v0.49.2"  # Knative Eventing 1.22.2
@@ -140,4 +149,4 @@ for crd in pingsource trigger broker; do
 done
 for crd in "$BIN"/knative-crds/*.yaml; do [[ -f "$crd" ]] || die "missing Knative CRD $crd"; done
 
-log "bin/: kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd helm ksvc-check ready in $((SECONDS - started)) s"
+log "bin/: kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd helm ksvc-check coredns gpu-device-plugin ready in $((SECONDS - started)) s"

@@ -1,6 +1,6 @@
 """Shared pytest configuration: tiers, opt-in flags and common paths.
 
-Tiers (markers): unit tests need nothing; `triton` tests start a real tritonserver from the
+Tiers (markers): unit tests need nothing; `cluster` tests run on the local cluster of `make cluster` (tests/cluster); `triton` tests start a real tritonserver from the
 nvidia-pytriton wheel; `integration` tests start a real etcd + kube-apiserver +
 kube-controller-manager built by `make tools`; `e2e` tests need Docker and kind and run only
 with `--e2e`. A tier whose requirement is missing is skipped with the reason printed (-rs).

@@ -20,6 +20,10 @@ from .host import FIREWALL_COMMENT, SYSCTLS
 from .layout import DATA_DIR, DUMMY_INTERFACE, NODES, RUN_DIR
 
 OUR_CHAIN_PREFIXES = ("KUBE-", "CNI-")
+# kubelet 1.35 keeps its device-plugin socket and checkpoint at this fixed path, whatever its
+# --root-dir (pluginapi.DevicePluginPath), so the two kubelets share it: a checkpoint the GPU worker
+# wrote would make the CPU worker list nvidia.com/gpu (as 0) when it next starts. Removed on clean.
+SHARED_DEVICE_PLUGIN_DIR = Path("/var/lib/kubelet/device-plugins")
 
 
 @dataclass
@@ -72,12 +76,13 @@ def cluster_processes() -> dict[int, str]:
 def _containers() -> dict[Path, list[str]]:
     found: dict[Path, list[str]] = {}
     for node in NODES:
-        if not node.runc_root.is_dir() or shutil.which("runc") is None:
+        root = node.runc_root / "k8s.io"  # the runc shim adds the containerd namespace to its Root
+        if not root.is_dir() or shutil.which("runc") is None:
             continue
-        result = subprocess.run(["runc", "--root", str(node.runc_root), "list", "--format", "json"],
+        result = subprocess.run(["runc", "--root", str(root), "list", "--format", "json"],
                                 capture_output=True, text=True)
         if result.returncode == 0 and result.stdout.strip() not in ("", "null"):
-            found[node.runc_root] = [c["id"] for c in json.loads(result.stdout)]
+            found[root] = [c["id"] for c in json.loads(result.stdout)]
     return found
 
 
@@ -127,15 +132,29 @@ def _cgroups() -> list[Path]:
 def find_leftovers() -> Leftovers:
     """Everything of a cluster that is on this host right now."""
     return Leftovers(
-        processes=cluster_processes(),
+        processes={**cluster_processes(), **{pid: "(in a node's cgroup)" for pid in cgroup_processes()}},
         containers=[c for ids in _containers().values() for c in ids],
         mounts=_mounts(),
         interfaces=_interfaces(),
         firewall_rules=len(_firewall_lines(_iptables_dump())),
         cgroups=[str(p) for p in _cgroups()],
-        directories=[str(d) for d in (RUN_DIR, *(n.kubelet_dir for n in NODES), DATA_DIR / "control-plane")
+        directories=[str(d) for d in (RUN_DIR, *(n.kubelet_dir for n in NODES), DATA_DIR / "control-plane",
+                                      SHARED_DEVICE_PLUGIN_DIR / "kubelet_internal_checkpoint")
                      if d.exists()],
     )
+
+
+def cgroup_processes() -> list[int]:
+    """Every process in the nodes' cgroups: containers, even those whose shim and runc state are gone."""
+    pids: set[int] = set()
+    for group in _cgroups():
+        for procs in group.rglob("cgroup.procs"):
+            try:
+                pids.update(int(line) for line in procs.read_text().split())
+            except OSError:
+                continue
+    pids.discard(os.getpid())
+    return sorted(pids)
 
 
 def _kill(pids: list[int], grace: float) -> None:
@@ -175,6 +194,10 @@ def clean(purge: bool = False, log=print) -> Leftovers:  # noqa: ANN001 - log is
             log(f"removing {len(ids)} containers of {runc_root}")
         for container in ids:
             subprocess.run(["runc", "--root", str(runc_root), "delete", "--force", container], capture_output=True)
+    orphans = cgroup_processes()
+    if orphans:
+        log(f"killing {len(orphans)} container processes left in the nodes' cgroups")
+        _kill(orphans, grace=5)
     _kill(list(cluster_processes()), grace=5)  # the shims, once their containers are gone
 
     for point in sorted(_mounts(), key=lambda p: p.count("/"), reverse=True):
@@ -199,6 +222,8 @@ def clean(purge: bool = False, log=print) -> Leftovers:  # noqa: ANN001 - log is
                 Path("/proc/sys", key).write_text(value)
     for directory in (RUN_DIR, DATA_DIR / "control-plane", *(node.kubelet_dir for node in NODES)):
         shutil.rmtree(directory, ignore_errors=True)
+    for name in ("kubelet_internal_checkpoint", "kubelet.sock"):
+        (SHARED_DEVICE_PLUGIN_DIR / name).unlink(missing_ok=True)
     if purge:
         shutil.rmtree(DATA_DIR, ignore_errors=True)
     return find_leftovers()

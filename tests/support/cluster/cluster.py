@@ -121,10 +121,11 @@ class Cluster:
         self._clean_leftovers()
         self._step("network", host.set_up_network)
         self._step("control plane", self._start_control_plane)
-        self._step("scheduler and kube-proxy", self._start_scheduler_and_proxy)
+        self._step("scheduler", self._start_scheduler)
         archives = self._step("images", self._build_images)
         for node in NODES:
             self._step(f"node {node.name}", lambda node=node: self._start_node(node, archives))
+        self._step("kube-proxy", self._start_proxy)  # it waits for its node to be registered
         self._step("nodes Ready", self._wait_nodes_ready)
         self._step("CoreDNS", self._install_addons)
         USER_DIR.mkdir(parents=True, exist_ok=True)
@@ -215,7 +216,7 @@ class Cluster:
         component.start()
         return component
 
-    def _start_scheduler_and_proxy(self) -> None:
+    def _start_scheduler(self) -> None:
         assert self.plane is not None
         scheduler_config = self.plane.client_kubeconfig("kube-scheduler", "system:kube-scheduler")
         scheduler = self._component("kube-scheduler", [
@@ -236,6 +237,8 @@ class Cluster:
         wait_until("kube-scheduler /healthz", lambda: http_ok("https://127.0.0.1:10259/healthz", insecure), 60,
                    scheduler)
 
+    def _start_proxy(self) -> None:
+        assert self.plane is not None
         proxy_kubeconfig = self.plane.client_kubeconfig("kube-proxy", "system:kube-proxy")
         RUN_DIR.mkdir(parents=True, exist_ok=True)
         proxy_config = RUN_DIR / "kube-proxy.yaml"
@@ -249,6 +252,7 @@ class Cluster:
             "bindAddress": CONTROL_PLANE_IP,
             "healthzBindAddress": "127.0.0.1:10256",
             "metricsBindAddress": "127.0.0.1:10249",
+            "nodePortAddresses": [f"{CONTROL_PLANE_IP.rsplit('.', 1)[0]}.0/24"],  # our interface only
             "conntrack": {"maxPerCore": 0},  # leave the host's conntrack table size alone
             "iptables": {"syncPeriod": "10s", "minSyncPeriod": "0s"},
         }, sort_keys=False))
@@ -263,6 +267,7 @@ class Cluster:
     def _start_node(self, node: NodeSpec, archives: dict[str, Path]) -> None:
         assert self.plane is not None
         paths = nodes.write_node_files(node, self.plane.ca.cert_path)
+        nodes.create_cgroups(node)
         containerd = self._component(f"containerd-{node.name}", nodes.containerd_argv(node, paths["containerd"]))
         ctr = ["ctr", "--address", str(node.containerd_socket), "version"]
         wait_until(f"containerd of {node.name}",

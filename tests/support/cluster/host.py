@@ -81,6 +81,8 @@ def _port_problems() -> list[str]:
     problems = []
     for what, port in ports:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            # As the components' Go listeners do: connections of a previous run in TIME_WAIT do not count.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError as error:
@@ -123,9 +125,9 @@ def default_interface() -> str | None:
 
 
 def set_up_network() -> None:
-    """The dummy interface with the control plane's and nodes' addresses, routes, sysctls, firewall.
+    """The cluster's own interface with the control plane's and nodes' addresses, routes, sysctls, firewall.
 
-    The Service and pod ranges are routed to the dummy interface, so a packet for an address that
+    The Service and pod ranges are routed to that interface, so a packet for an address that
     kube-proxy or a bridge does not (yet) serve is dropped here instead of leaving the machine.
     """
     RUN_DIR.mkdir(parents=True, exist_ok=True)
@@ -133,7 +135,9 @@ def set_up_network() -> None:
     (RUN_DIR / "sysctl-before.json").write_text(json.dumps(saved))
     for key, value in SYSCTLS.items():
         Path("/proc/sys", key).write_text(value)
-    run("ip", "link", "add", DUMMY_INTERFACE, "type", "dummy")
+    # A bridge without ports stands in for a dummy interface (some kernels, this VM's among them,
+    # have no dummy driver): its addresses are local, and what is routed to it goes nowhere.
+    run("ip", "link", "add", DUMMY_INTERFACE, "type", "bridge")
     run("ip", "link", "set", DUMMY_INTERFACE, "up")
     for address in (CONTROL_PLANE_IP, *(node.ip for node in NODES)):
         run("ip", "address", "add", f"{address}/32", "dev", DUMMY_INTERFACE)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 
-# Addresses. The control plane and the nodes get addresses on a dummy interface of their own, so
+# Addresses. The control plane and the nodes get addresses on an interface of their own (a bridge
+# without ports, used as a dummy interface), so
 # nothing binds the host's real interfaces and `make cluster-down` removes them all at once. Pod and
 # Service traffic stays on this machine: pods live in network namespaces on our bridges, ClusterIPs
 # are rewritten by kube-proxy's iptables rules to those pods, and CoreDNS forwards nothing outside.

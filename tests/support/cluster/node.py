@@ -136,6 +136,27 @@ def kubelet_config(node: NodeSpec, ca_file: Path) -> dict:
     }
 
 
+def create_cgroups(node: NodeSpec, base: Path = Path("/sys/fs/cgroup")) -> list[Path]:
+    """Create the node's cgroup parent in every hierarchy (the kubelet refuses a missing cgroupRoot).
+
+    cgroup v1's cpuset starts a new group with no CPUs or memory nodes; it gets its parent's.
+    """
+    name = node.cgroup_root.strip("/")
+    if (base / "cgroup.controllers").exists():  # cgroup v2: one hierarchy
+        hierarchies = [base]
+    else:
+        hierarchies = [h for h in base.iterdir() if h.is_dir() and not h.is_symlink()]
+    made = []
+    for hierarchy in hierarchies:
+        group = hierarchy / name
+        group.mkdir(exist_ok=True)
+        for key in ("cpuset.cpus", "cpuset.mems"):
+            if (group / key).exists() and not (group / key).read_text().strip():
+                (group / key).write_text((hierarchy / key).read_text())
+        made.append(group)
+    return made
+
+
 def write_node_files(node: NodeSpec, ca_file: Path) -> dict[str, Path]:
     """Write containerd's, CNI's and the kubelet's configuration; return their paths."""
     for directory in (node.run_dir / "cni", node.run_dir / "cni-ipam", node.kubelet_dir, node.containerd_root):
