@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
 # The aifn operator image: `aifn operator` in a virtual environment on a slim Python, run as a
-# non-root user. Build: `make images` (docker build -t aifunction-operator:<version> .).
+# non-root user. Build: `make images` (docker build -t aifunction-operator:<version> .), or without
+# Docker or a registry: `make operator-image` (hack/build_images.py: buildah, a local Debian Python
+# base passed as PYTHON_IMAGE, and wheels downloaded on the host into the context's hack/wheelhouse/).
 # The base is pinned by tag; pin it by digest too when publishing (PYTHON_IMAGE=python:...@sha256:...).
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
@@ -10,6 +12,13 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/aifn
+# A wheelhouse, when the context's hack/wheelhouse/ holds wheels (hack/build_images.py puts there the
+# lock's and the build backend's, downloaded on the host, for machines whose build containers cannot
+# reach an index): every pip below then installs from it only. Empty (a plain `docker build .`), pip
+# uses the index. This pip.conf stays in this stage; the final image takes only /opt/aifn.
+COPY hack/wheelhouse/ /tmp/wheels/
+RUN if ls /tmp/wheels/*.whl >/dev/null 2>&1; then \
+      printf '[global]\nno-index = true\nfind-links = /tmp/wheels\n' >/etc/pip.conf; fi
 # Dependencies first (a layer that changes only with the lock), exactly as pinned.
 COPY hack/operator-image-requirements.txt /tmp/requirements.txt
 RUN /opt/aifn/bin/pip install --no-deps -r /tmp/requirements.txt

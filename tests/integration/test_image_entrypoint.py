@@ -63,6 +63,25 @@ def test_dockerfile_installs_the_lock_without_extras_as_non_root() -> None:
     assert entrypoint() == ["aifn", "operator"]
 
 
+def test_dockerfile_installs_offline_from_a_wheelhouse_the_no_docker_build_fills() -> None:
+    """hack/build_images.py builds this Dockerfile with buildah from a context it assembles: every COPY
+    source must be in that context, and pip must use only the wheelhouse when it holds wheels."""
+    from support.cluster.operator_image import CONTEXT_FILES, CONTEXT_TREES, WHEELHOUSE_IN_CONTEXT
+
+    build_stage = DOCKERFILE.split("\nFROM ", 2)[1]
+    assert f"COPY {WHEELHOUSE_IN_CONTEXT}/ /tmp/wheels/" in build_stage
+    assert "no-index = true" in build_stage and "find-links = /tmp/wheels" in build_stage
+    assert build_stage.index("/tmp/wheels") < build_stage.index("pip install"), "the wheelhouse must come before pip"
+    assert (ROOT / WHEELHOUSE_IN_CONTEXT / ".gitignore").is_file(), "a plain `docker build .` needs the directory"
+    assert f"!{WHEELHOUSE_IN_CONTEXT}/" in (ROOT / ".dockerignore").read_text()
+    sources = [source for line in re.findall(r"^COPY (?!--from)(.+)$", DOCKERFILE, re.MULTILINE)
+               for source in line.split()[:-1]]
+    for source in sources:
+        source = source.rstrip("/")
+        assert source in (*CONTEXT_FILES, *CONTEXT_TREES, WHEELHOUSE_IN_CONTEXT), \
+            f"COPY {source}: add it to the context hack/build_images.py assembles (support/cluster/operator_image.py)"
+
+
 def test_lock_pins_satisfy_the_package_dependencies() -> None:
     pins = lock_pins()
     dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
