@@ -27,16 +27,18 @@ watched namespace in namespaced mode). */}}
   verbs: ["create"]
 # The ConfigMap holding a function's inline handler code: server-side apply, the drift
 # watch (label-selected) and pruning when the code moves to a user's ConfigMap. No get:
-# the operator lists by label. Secrets stay out of reach.
+# the operator lists by label, and by name before it writes (to leave others' objects alone).
+# RBAC cannot limit writes to the operator's own objects; the ValidatingAdmissionPolicy
+# (admissionpolicy.yaml, rbac.ownedObjectsPolicy) does. Secrets stay out of reach.
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["list", "watch", "create", "patch", "delete"]
 # spec.triggers: a PingSource per schedule and a Trigger per event subscription, applied,
-# watched for drift and deleted when the function no longer wants them.
+# watched for drift and deleted when the function no longer wants them (no get, as above).
 - apiGroups: ["sources.knative.dev"]
   resources: ["pingsources"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: ["eventing.knative.dev"]
   resources: ["triggers"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 {{- end }}
