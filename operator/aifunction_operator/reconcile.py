@@ -75,6 +75,7 @@ def reconcile(
     unschedulable: str | None = None,
     live_service: Manifest | None = None,
     live_children: Mapping[ChildKey, Manifest] | None = None,
+    body_is_fresh: bool = False,
     now: str | None = None,
 ) -> Outcome:
     """Bring the function's Knative Service and other children to their desired state and write the status if it changed.
@@ -82,8 +83,9 @@ def reconcile(
     `live_service` is the Service as the watch last showed it (None: not seen, or deleted):
     when it already has every field we render, the apply is skipped. `live_children` are the
     function's ConfigMaps/PingSources/Triggers as the watches last showed them (None: unknown,
-    so they are listed, unless the function has never been reconciled). Transient API errors
-    propagate as ApiError.
+    so they are listed, unless the function has never been reconciled). Unless `body_is_fresh`
+    (kopf just delivered it), a pass about to create the Service first checks that the function
+    still exists. Transient API errors propagate as ApiError.
     """
     meta = body.get("metadata") or {}
     fn, errors = _parse(body)
@@ -104,7 +106,7 @@ def reconcile(
         if not blockers:
             if live_service is None:  # not seen by the watch: is the name free, or ours?
                 live_service = kube.get(KNATIVE_SERVICES, meta.get("namespace"), meta.get("name", ""))
-                if live_service is None and not _still_exists(kube, meta):
+                if live_service is None and not body_is_fresh and not _still_exists(kube, meta):
                     outcome.gone = True  # creating now would make objects owned by a deleted uid (GC'd, re-created, ...)
                     return outcome
             if live_service is not None and not is_ours(live_service, meta.get("uid")):

@@ -152,6 +152,7 @@ class Runtime:
         unchanged Service is not applied again.
         """
         async with self._locks[key]:
+            fresh = body is not None  # from a kopf handler, not from the cache: the function exists
             if body is not None:
                 self.remember(body)
             current = self.functions.get(key)
@@ -168,7 +169,7 @@ class Runtime:
                     self._executor,
                     self._timed,
                     key,
-                    lambda: reconcile(self.kube, current, self.config, self.knative, unschedulable=self.unschedulable(key), live_service=dict(live) if live else None, live_children=children),
+                    lambda: reconcile(self.kube, current, self.config, self.knative, unschedulable=self.unschedulable(key), live_service=dict(live) if live else None, live_children=children, body_is_fresh=fresh),
                 )
             except ApiError as exc:
                 self.metrics.observe_reconcile("error", time.monotonic() - started)
