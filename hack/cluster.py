@@ -20,7 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from support.cluster import Cluster, ClusterRunning, HostProblem, clean, find_leftovers  # noqa: E402
-from support.cluster.layout import KUBECONFIG, NODES  # noqa: E402
+from support.cluster.layout import KUBECONFIG, NODES, RUN_DIR  # noqa: E402
+
+
+DOWN_REQUESTED = RUN_DIR / "down-requested"
 
 
 def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -55,6 +58,10 @@ def up() -> int:
         print("Ctrl-C (or `make cluster-down` from another shell) stops it and removes everything.", flush=True)
         while not cluster.dead_components():
             time.sleep(1)
+        if not RUN_DIR.exists() or DOWN_REQUESTED.exists():
+            cluster.release()  # `down` removes everything; two clean-ups at once would race
+            print("cluster: removed by `make cluster-down`", file=sys.stderr)
+            return 0
         print(f"cluster: {', '.join(cluster.dead_components())} exited:\n{cluster.logs()}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -71,6 +78,8 @@ def down(purge: bool) -> int:
         print("cluster-down: nothing of a cluster on this host")
         return 0
     print(f"cluster-down: removing {before.summary()}")
+    if RUN_DIR.exists():
+        DOWN_REQUESTED.touch()  # tells a running `up` that its components die on purpose
     left = clean(purge=purge)
     KUBECONFIG.unlink(missing_ok=True)
     if left:

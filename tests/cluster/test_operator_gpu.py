@@ -21,6 +21,7 @@ from support.kube_client import TestClient, condition, function
 from support.operator_process import OperatorProcess, wait_for
 
 from .conftest import ClusterClient
+from .revisions import revision_pod
 
 pytestmark = pytest.mark.cluster
 GPU_NODE = NODES[1]
@@ -38,27 +39,6 @@ def operator(cluster: ClusterClient, namespace: str, tmp_path: Path) -> Iterator
     yield op
     op.stop()
     print(op.log_tail())
-
-
-def revision_pod(service: dict[str, Any], name: str) -> dict[str, Any]:
-    """The pod Knative would create for the Service's first Revision (its user containers, unchanged)."""
-    template = service["spec"]["template"]
-    spec = json.loads(json.dumps(template["spec"]))
-    for index, container in enumerate(spec["containers"]):
-        container.setdefault("name", f"user-container-{index}" if index else "user-container")
-        # Knative points port-less probes at the container's port; a bare Pod needs it written.
-        port = next((p["containerPort"] for p in container.get("ports", [])), None)
-        for probe_name in ("readinessProbe", "livenessProbe", "startupProbe"):
-            for action in ("httpGet", "tcpSocket", "grpc"):
-                handler = container.get(probe_name, {}).get(action)
-                if handler is not None and not handler.get("port") and port:
-                    handler["port"] = port
-    spec.pop("containerConcurrency", None)
-    spec.pop("timeoutSeconds", None)
-    labels = {**template.get("metadata", {}).get("labels", {}),
-              "serving.knative.dev/service": service["metadata"]["name"],
-              "serving.knative.dev/revision": f"{service['metadata']['name']}-00001"}
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels}, "spec": spec}
 
 
 def gpu_function(name: str, gpus: int) -> dict[str, Any]:

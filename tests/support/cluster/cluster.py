@@ -9,6 +9,7 @@ worker with its nvidia.com/gpu allocatable) and CoreDNS answers, and writes the 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import ssl
 import subprocess
@@ -38,8 +39,20 @@ APISERVER_KUBELET_CLIENT = "kube-apiserver-kubelet-client"
 IMAGE_SOURCES = Path(__file__).resolve().parents[3] / "images"
 
 
+OWNER_FILE = RUN_DIR / "owner.pid"
+
+
 class ClusterRunning(RuntimeError):
     """A cluster is already running on this host."""
+
+
+def running_owner() -> int | None:
+    """The pid of the live process that started this host's cluster (make cluster, a test session), if any."""
+    try:
+        pid = int(OWNER_FILE.read_text())
+    except (OSError, ValueError):
+        return None
+    return pid if Path(f"/proc/{pid}").exists() and pid != os.getpid() else None
 
 
 def _binaries(bin_dir: Path) -> dict[str, Path]:
@@ -100,6 +113,7 @@ class Cluster:
         self.components: dict[str, Component] = {}
         self.kubeconfig = KUBECONFIG
         self.timings: dict[str, float] = {}
+        self._owns_host = False
 
     # Lifecycle ---------------------------------------------------------------------------------
 
@@ -117,8 +131,12 @@ class Cluster:
     def start(self) -> None:
         """Bring the whole cluster up; raises HostProblem or ClusterRunning with what to do."""
         started = time.monotonic()
+        self._refuse_if_running()
         host.preflight(self.binaries)
+        self._owns_host = True  # from here on, stop() removes whatever this start made
         self._clean_leftovers()
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
+        OWNER_FILE.write_text(str(os.getpid()))
         self._step("network", host.set_up_network)
         self._step("control plane", self._start_control_plane)
         self._step("scheduler", self._start_scheduler)
@@ -135,7 +153,13 @@ class Cluster:
         self.timings["total"] = time.monotonic() - started
 
     def stop(self) -> None:
-        """Stop every component and remove what the cluster made on this host."""
+        """Stop every component and remove what the cluster made on this host.
+
+        A start refused before it changed anything (another cluster running, a host problem) owns
+        nothing, so stopping it touches nothing.
+        """
+        if not self._owns_host:
+            return
         for name in reversed(list(self.components)):
             self.components[name].stop(grace=5)
         if self.plane is not None:
@@ -144,6 +168,10 @@ class Cluster:
         self.kubeconfig.unlink(missing_ok=True)
         if left:
             self.log(f"cluster: could not remove {left.summary()}; run `make cluster-down`")
+
+    def release(self) -> None:
+        """Forget this cluster without stopping it (somebody else, e.g. `make cluster-down`, removes it)."""
+        self._owns_host = False
 
     def dead_components(self) -> list[str]:
         """Names of components that have exited (a healthy cluster has none)."""
@@ -171,16 +199,22 @@ class Cluster:
         self.log(f"cluster: {what} ready in {self.timings[what]:.1f}s")
         return result
 
+    def _refuse_if_running(self) -> None:
+        """Refuse when the process that started the cluster on this host is still alive.
+
+        A cluster whose starter died (killed, crashed) is a leftover, cleaned by the next start.
+        """
+        owner = running_owner()
+        if owner is not None:
+            raise ClusterRunning(
+                f"a cluster is already running on this host (started by pid {owner}, kubeconfig "
+                f"{KUBECONFIG}); use it, or stop it with `make cluster-down`"
+            )
+
     def _clean_leftovers(self) -> None:
         found = cleanup.find_leftovers()
         if not found:
             return
-        if any("kube-apiserver" in cmd for cmd in found.processes.values()):
-            pids = ", ".join(str(pid) for pid, cmd in found.processes.items() if "kube-apiserver" in cmd)
-            raise ClusterRunning(
-                f"a cluster is already running on this host (kube-apiserver pid {pids}, "
-                f"kubeconfig {KUBECONFIG}); use it, or stop it with `make cluster-down`"
-            )
         self.log(f"cluster: cleaning what an earlier run left: {found.summary()}")
         left = cleanup.clean(log=self.log)
         if left:
