@@ -1,6 +1,8 @@
 """`make cluster` / `make cluster-down`: a real Kubernetes cluster on this machine, without Docker.
 
 up (default): start it in the foreground until Ctrl-C (or SIGTERM), then remove everything it made.
+      Every node gets the images pods here use: pause, CoreDNS, busybox, the operator image
+      (localhost/aifn/aifunction-operator:dev) and Triton (localhost/aifn/tritonserver:2.51-cpu).
 down: remove a cluster (or what a killed run left) from this host: processes, containers, mounts,
       network namespaces and interfaces, iptables rules, cgroups. `--purge` also drops the nodes'
       image stores (a cache).
@@ -30,11 +32,11 @@ def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def up() -> int:
+def up(app_images: bool = True) -> int:
     """Start the cluster, print how to use it, and serve until interrupted."""
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
-    cluster = Cluster(log=lambda line: print(line, flush=True))
+    cluster = Cluster(log=lambda line: print(line, flush=True), app_images=app_images)
     try:
         cluster.start()
     except (HostProblem, ClusterRunning) as problem:
@@ -93,13 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", nargs="?", default="up", choices=("up", "down", "status"))
     parser.add_argument("--purge", action="store_true", help="with down: also remove the nodes' image stores")
+    parser.add_argument("--no-app-images", action="store_true",
+                        help="with up: skip building and loading the operator and Triton images (a faster start)")
     args = parser.parse_args(argv)
     if args.command == "down":
         return down(args.purge)
     if args.command == "status":
         print(f"cluster: {find_leftovers().summary()} on this host")
         return 0
-    return up()
+    return up(app_images=not args.no_app_images)
 
 
 if __name__ == "__main__":

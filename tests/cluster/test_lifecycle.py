@@ -41,7 +41,7 @@ class Up:
 
     def __init__(self, log: Path) -> None:
         self.log = log
-        self.process = subprocess.Popen([*CLUSTER, "up"], stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+        self.process = subprocess.Popen([*CLUSTER, "up", "--no-app-images"], stdout=open(log, "wb"), stderr=subprocess.STDOUT,
                                         start_new_session=True)
 
     def output(self) -> str:

@@ -104,8 +104,10 @@ class Cluster:
     """A whole cluster on this machine; use as a context manager or start()/stop()."""
 
     def __init__(self, bin_dir: Path = BIN, log: Callable[[str], None] = print,
-                 extra_images: tuple[images.ImageSpec, ...] = ()) -> None:
+                 extra_images: tuple[images.ImageSpec, ...] = (), app_images: bool = False) -> None:
+        """`app_images`: also build and load the operator and Triton images (what `make cluster` does)."""
         self.bin_dir = bin_dir
+        self.app_images = app_images
         self.binaries = _binaries(bin_dir)
         self.log = log
         self.extra_images = extra_images
@@ -296,7 +298,16 @@ class Cluster:
     def _build_images(self) -> dict[str, Path]:
         work = DATA_DIR / "build"
         specs = [pause_image_spec(work), coredns_image_spec(self.bin_dir), busybox_image_spec(), *self.extra_images]
-        return {spec.name: images.build_archive(spec) for spec in specs}
+        archives = {spec.name: images.build_archive(spec) for spec in specs}
+        if self.app_images:
+            from .operator_image import OPERATOR_IMAGE, operator_image_archive
+            from .triton_image import triton_image_spec
+
+            self.log("cluster: building the operator and Triton images (cached; a first build takes minutes)")
+            archives[OPERATOR_IMAGE] = operator_image_archive(log=self.log)
+            triton = triton_image_spec(log=self.log)
+            archives[triton.name] = images.build_archive(triton)
+        return archives
 
     def _start_node(self, node: NodeSpec, archives: dict[str, Path]) -> None:
         assert self.plane is not None
