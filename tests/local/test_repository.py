@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -120,3 +121,56 @@ def test_aifn_run_on_a_busy_port_exits_3_naming_the_address() -> None:
                                "--port", str(port)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 3, done.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+
+
+DOWNLOAD = "import sys; from pathlib import Path; from aifunction_operator.local.repository import download; print(download(sys.argv[1], Path(sys.argv[2])))"
+
+
+@pytest.fixture
+def slow_archive(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
+    """http://127.0.0.1:<port>/repo.tar.gz holding tests/local/models/slow, sent over about 3 s; the list logs each GET."""
+    buffer = tmp_path / "repo.tar.gz"
+    with tarfile.open(buffer, "w:gz") as archive:
+        archive.add(TEST_MODELS / "slow", arcname="slow")
+    data = buffer.read_bytes()
+    served: list[str] = []
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            served.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/gzip")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            step = max(1, len(data) // 15)
+            for start in range(0, len(data), step):
+                self.wfile.write(data[start:start + step])
+                self.wfile.flush()
+                time.sleep(0.2)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/repo.tar.gz", served
+    server.shutdown()
+
+
+def test_two_runs_downloading_the_same_repository_both_get_it(slow_archive: tuple[str, list[str]], tmp_path: Path) -> None:
+    """Two processes (as two `aifn run`s would) fetch one URI into one cache at the same time."""
+    uri, served = slow_archive
+    cache = tmp_path / "cache"
+    first = subprocess.Popen([sys.executable, "-c", DOWNLOAD, uri, str(cache)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.8)  # the first is mid-download
+    second = subprocess.Popen([sys.executable, "-c", DOWNLOAD, uri, str(cache)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    outputs = [p.communicate(timeout=120) for p in (first, second)]
+    for proc, (out, err) in zip((first, second), outputs):
+        assert proc.returncode == 0, err[-2000:]
+        assert Path(out.strip()) == cache_dir_for(uri, cache)
+    target = cache_dir_for(uri, cache)
+    assert (target / "slow" / "config.pbtxt").read_text() == (TEST_MODELS / "slow" / "config.pbtxt").read_text()
+    assert (target / "slow" / "1" / "model.py").is_file()
+    assert served == ["/repo.tar.gz"], f"expected one download, the second run reusing it: {served}"
+    leftovers = sorted(p.name for p in cache.iterdir() if p != target and not p.name.endswith(".lock"))
+    assert leftovers == [], f"partial downloads left in the cache: {leftovers}"

@@ -8,12 +8,16 @@ then a remote URI (`s3://`, `gs://`, `http(s)://`, `hf://`, ...) fetched once wi
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..naming import ANNOTATION_LOCAL_REPOSITORY
@@ -58,7 +62,14 @@ def cache_dir_for(uri: str, cache_root: Path | None = None) -> Path:
 
 
 def download(uri: str, cache_root: Path | None = None) -> Path:
-    """Fetch `uri` with kserve-storage into its cache directory once; later calls reuse it."""
+    """Fetch `uri` with kserve-storage into its cache directory once; later calls reuse it.
+
+    Concurrent runs (two `aifn run`s of one function, or of two functions sharing a
+    repository) take turns on an exclusive lock file next to the cache directory: the first
+    downloads, the others wait and then find it complete. Each download goes into its own
+    `<target>.partial-*` directory, so nothing deletes another run's files; partial
+    directories found while holding the lock belong to runs that died, and are removed.
+    """
     target = cache_dir_for(uri, cache_root)
     if (target / COMPLETE_MARKER).is_file():
         return target
@@ -66,22 +77,41 @@ def download(uri: str, cache_root: Path | None = None) -> Path:
         from kserve_storage import Storage  # noqa: PLC0415 - heavy import, only for remote repositories
     except ImportError as exc:
         raise RepositoryError(f"{uri}: downloading needs the kserve-storage package ({exc})") from exc
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    progress = _Progress(partial, uri)
-    progress.start()
-    try:
-        Storage.download(uri, out_dir=str(partial))
-    except Exception as exc:  # noqa: BLE001 - kserve-storage raises many kinds; report them all the same way
-        shutil.rmtree(partial, ignore_errors=True)
-        raise RepositoryError(f"{uri}: download failed: {type(exc).__name__}: {exc}") from exc
-    finally:
-        progress.stop()
-    (partial / COMPLETE_MARKER).write_text(uri + "\n")
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(target.with_name(target.name + ".lock"), uri):
+        if (target / COMPLETE_MARKER).is_file():  # another run finished it while this one waited
+            return target
+        for stale in target.parent.glob(target.name + ".partial*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        partial = Path(tempfile.mkdtemp(prefix=target.name + ".partial-", dir=target.parent))
+        progress = _Progress(partial, uri)
+        progress.start()
+        try:
+            Storage.download(uri, out_dir=str(partial))
+        except Exception as exc:  # noqa: BLE001 - kserve-storage raises many kinds; report them all the same way
+            shutil.rmtree(partial, ignore_errors=True)
+            raise RepositoryError(f"{uri}: download failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            progress.stop()
+        (partial / COMPLETE_MARKER).write_text(uri + "\n")
+        shutil.rmtree(target, ignore_errors=True)
+        partial.rename(target)
     return target
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path, uri: str) -> Iterator[None]:
+    """Hold an exclusive flock on `lock_path` (released by the kernel if the process dies)."""
+    with open(lock_path, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            sys.stderr.write(f"waiting for another aifn run downloading {uri}\n")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _checked(path: Path, model_name: str, source: str) -> Path:
