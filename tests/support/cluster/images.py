@@ -68,7 +68,7 @@ class ImageSpec:
             for path in _walk(item.source):
                 digest.update(str(path.relative_to(item.source.parent)).encode())
                 if path.is_file() and not path.is_symlink():
-                    digest.update(_file_sha256(path).encode())
+                    digest.update(file_sha256(path).encode())
         if self.rootfs is not None:
             stamp = self.rootfs / ".aifn-rootfs-hash"
             if not stamp.exists():
@@ -83,7 +83,8 @@ def _walk(path: Path) -> list[Path]:
     return [path, *sorted(p for p in path.rglob("*"))]
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's content, read in 1 MiB chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -139,7 +140,7 @@ def write_rootfs_layer(rootfs: Path, out: Path) -> None:
 
 def _add_blob(tar: tarfile.TarFile, data_or_path: bytes | Path) -> tuple[str, int]:
     if isinstance(data_or_path, Path):
-        digest, size = _file_sha256(data_or_path), data_or_path.stat().st_size
+        digest, size = file_sha256(data_or_path), data_or_path.stat().st_size
         info = _normalise(tarfile.TarInfo(f"blobs/sha256/{digest}"))
         info.size = size
         with open(data_or_path, "rb") as handle:

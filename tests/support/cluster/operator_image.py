@@ -47,6 +47,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from .images import file_sha256
+
 ROOT = Path(__file__).resolve().parents[3]
 CACHE = Path(os.environ.get("AIFN_CACHE", Path.home() / ".cache" / "aifn"))
 IMAGES = Path(os.environ.get("AIFN_IMAGE_CACHE", CACHE / "images"))  # as support.cluster.images
@@ -95,14 +97,6 @@ def _unsupported(machine: str) -> tuple[str, str]:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _run(argv: list[str], log: Log, *, quiet: bool = False, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -312,9 +306,9 @@ def input_hash(wheels: Path, base_recipe: str, tree: Path = ROOT) -> str:
     """A hash of everything that determines the image (the context's files as in `tree`)."""
     digest = hashlib.sha256(json.dumps([OPERATOR_IMAGE, BASE_IMAGE, base_recipe]).encode())
     for relative in _context_files():
-        digest.update(f"{relative}\0{_file_sha256(tree / relative)}\0".encode())
+        digest.update(f"{relative}\0{file_sha256(tree / relative)}\0".encode())
     for wheel in sorted(wheels.iterdir()):
-        digest.update(f"{wheel.name}\0{_file_sha256(wheel)}\0".encode())
+        digest.update(f"{wheel.name}\0{file_sha256(wheel)}\0".encode())
     return digest.hexdigest()[:16]
 
 
