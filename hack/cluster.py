@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from support.cluster import Cluster, ClusterRunning, HostProblem, clean, find_leftovers  # noqa: E402
-from support.cluster.layout import KUBECONFIG, NODES, RUN_DIR  # noqa: E402
+from support.cluster.layout import KUBECONFIG, NODES, RUN_DIR, USER_DIR  # noqa: E402
 
 
 DOWN_REQUESTED = RUN_DIR / "down-requested"
@@ -49,7 +49,7 @@ def up(app_images: bool = True) -> int:
         cluster.stop()
         return 130
     except (RuntimeError, TimeoutError) as failed:
-        print(f"cluster: failed to start: {failed}\ncomponent logs: {cluster.log_dir}", file=sys.stderr)
+        print(f"cluster: failed to start: {failed}\ncomponent logs: {USER_DIR / 'logs'}", file=sys.stderr)
         cluster.stop()
         return 1
     try:

@@ -166,6 +166,9 @@ class Cluster:
             self.components[name].stop(grace=5)
         if self.plane is not None:
             self.plane.stop()
+        if self.log_dir.is_dir():  # kept for a look after the fact: .aifn/cluster/logs
+            shutil.rmtree(USER_DIR / "logs", ignore_errors=True)
+            shutil.copytree(self.log_dir, USER_DIR / "logs")
         left = cleanup.clean(log=self.log)
         self.kubeconfig.unlink(missing_ok=True)
         if left:
