@@ -273,3 +273,16 @@ def test_handler_baked_into_image_has_no_code_volume() -> None:
     handler = pod(svc)["containers"][0]
     assert handler["image"] == "reg/h:1" and "volumeMounts" not in handler
     assert not any(v["name"] == "handler-code" for v in pod(svc)["volumes"])
+
+
+def test_handler_gets_the_request_timeout_and_a_default_memory_limit() -> None:
+    """spec.timeoutSeconds reaches the handler (its per-call timeout, 504); memory is bounded without spec.handler.memory."""
+    svc = render(parse_function(yaml.safe_load(HANDLER_SPEC.replace("  resources:", "  timeoutSeconds: 42\n  resources:"))), CONFIG)[0]
+    handler = pod(svc)["containers"][0]
+    env = {e["name"]: e.get("value") for e in handler["env"]}
+    assert env["AIFN_REQUEST_TIMEOUT_SECONDS"] == "42"
+    assert handler["resources"] == {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}
+    unset = pod(render(parse_function(yaml.safe_load(HANDLER_SPEC)), CONFIG)[0])["containers"][0]
+    assert "AIFN_REQUEST_TIMEOUT_SECONDS" not in {e["name"] for e in unset["env"]}, "Knative's default (300 s) is the runtime's too"
+    sized = pod(render(parse_function(yaml.safe_load(HANDLER_SPEC.replace("code:", "memory: 1Gi, code:"))), CONFIG)[0])["containers"][0]
+    assert sized["resources"] == {"requests": {"cpu": "100m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}

@@ -5,6 +5,10 @@ Request/Response objects cost about as much CPU per request as the rest of the h
 path together (docs/handlers.md, "Throughput"). This layer answers those two routes
 directly from the ASGI scope and hands every other request (health, metrics, kserve's v1/v2
 endpoints) to kserve's application unchanged.
+
+It also bounds every request body (AIFN_MAX_BODY_BYTES): a declared Content-Length over the
+limit is answered 413 before anything is read, and a chunked body is counted as it arrives
+and refused when it passes the limit, so no route buffers more than the limit.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from .http import HttpRequest
+from .http import HttpRequest, error_response
 from .runtime import FunctionRuntime
+from .settings import DEFAULT_MAX_BODY_BYTES
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -23,20 +28,46 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 INVOKE_PATHS = frozenset(("/", "/invoke"))
+BODYLESS_METHODS = frozenset(("GET", "HEAD", "OPTIONS", "DELETE"))
+
+
+class BodyTooLarge(Exception):
+    """The request body passed the limit while it was being read."""
 
 
 class FunctionRoutes:
-    """ASGI middleware: the function's invoke routes, everything else passed on."""
+    """ASGI middleware: the function's invoke routes, everything else passed on; every body bounded."""
 
-    def __init__(self, app: ASGIApp, runtime: FunctionRuntime) -> None:
+    def __init__(self, app: ASGIApp, runtime: FunctionRuntime, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
         self.app = app
         self.runtime = runtime
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in INVOKE_PATHS:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body_bytes:
+            await self._too_large(send)
+            return
+        invoke = scope["method"] == "POST" and scope["path"] in INVOKE_PATHS
+        if not invoke:
+            if scope["method"] in BODYLESS_METHODS and declared is None:
+                await self.app(scope, receive, send)
+                return
+            try:  # read (bounded) here, then hand the body to kserve's routes as if it arrived now
+                buffered = await _read_body(receive, self.max_body_bytes)
+            except BodyTooLarge:
+                await self._too_large(send)
+                return
+            await self.app(scope, _replay(buffered, receive), send)
+            return
+        try:
+            body = await _read_body(receive, self.max_body_bytes)
+        except BodyTooLarge:
+            await self._too_large(send)
+            return
         client = scope.get("client")
         request = HttpRequest(
             method="POST",
@@ -53,13 +84,52 @@ class FunctionRoutes:
         await send({"type": "http.response.body", "body": response.body})
 
 
-async def _read_body(receive: Receive) -> bytes:
+    async def _too_large(self, send: Send) -> None:
+        response = error_response(
+            413, f"request body is larger than the function's limit of {self.max_body_bytes} bytes (AIFN_MAX_BODY_BYTES)"
+        )
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(response.body)).encode()),
+                   (b"connection", b"close")]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None  # the HTTP server refuses these itself
+    return None
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
     chunks = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             break
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
         if not message.get("more_body"):
             break
     return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that yields the already-read body once, then whatever the server sends next (disconnect)."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed

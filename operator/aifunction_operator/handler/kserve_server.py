@@ -32,7 +32,7 @@ from .http import HttpRequest, error_response, loads
 from .loader import load_user_code
 from .model_client import TritonModel
 from .runtime import FunctionRuntime
-from .settings import HandlerSettings
+from .settings import DEFAULT_MAX_BODY_BYTES, HandlerSettings
 
 log = logging.getLogger("aifn.handler")
 
@@ -114,17 +114,18 @@ def build_runtime(settings: HandlerSettings) -> FunctionRuntime:
     )
 
 
-def add_function_routes(app: FastAPI, runtime: FunctionRuntime) -> None:
-    """Serve `POST /` and `POST /invoke` (an ASGI layer ahead of FastAPI) and the strict
-    `GET /v2/health/ready` on kserve's app."""
+def add_function_routes(app: FastAPI, runtime: FunctionRuntime, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    """Serve `POST /` and `POST /invoke` (an ASGI layer ahead of FastAPI, which also bounds every
+    request body) and the strict `GET /v2/health/ready` on kserve's app."""
 
     async def ready() -> Response:
-        if await runtime.ready():
+        reason = await runtime.not_ready_reason()
+        if reason is None:
             return Response(content=b'{"ready":true}', media_type="application/json")
-        response = error_response(503, f"model {runtime.model.model_name!r} is not ready on Triton at {runtime.model.url}")
+        response = error_response(503, reason)
         return Response(content=response.body, status_code=503, media_type="application/json")
 
-    app.add_middleware(FunctionRoutes, runtime=runtime)
+    app.add_middleware(FunctionRoutes, runtime=runtime, max_body_bytes=max_body_bytes)
     app.add_api_route("/v2/health/ready", ready, methods=["GET"], include_in_schema=False)
 
 
@@ -136,7 +137,7 @@ def serve(settings: HandlerSettings) -> None:
         settings.function_name, runtime.style, settings.entrypoint, settings.model_name, settings.triton_url,
     )
     _use_uvloop()
-    add_function_routes(kserve_model_server.app, runtime)
+    add_function_routes(kserve_model_server.app, runtime, settings.max_body_bytes)
     server = FunctionModelServer(
         http_port=settings.port,
         enable_grpc=False,

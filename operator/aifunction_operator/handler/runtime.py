@@ -3,8 +3,14 @@
 `FunctionRuntime.invoke` is the single code path behind `POST /` and `POST /invoke`, used by
 the kserve server in the cluster and by `aifn run`. Errors map to statuses here and only
 here: a malformed request or event -> 400 naming the part; user code raising `BadRequest`
--> 400; the model unreachable -> 503; any other exception in user code -> 500 with the
-message (the traceback goes to the log, never to the caller).
+-> 400; the model unreachable -> 503; a call running past `request_timeout` (the function's
+`spec.timeoutSeconds`) -> 504; any other exception in user code -> 500 with the message (the
+traceback goes to the log, never to the caller).
+
+A synchronous call that times out keeps its worker thread until it returns (Python cannot
+stop a thread); `not_ready_reason()` reports when every worker is held that way, so the
+readiness probe takes the replica out of rotation instead of answering 200 while requests
+can only queue.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -67,26 +74,57 @@ class FunctionRuntime:
         self.bad_request_types = (BadRequest, *bad_request_types)
         self._counters: dict[int, Any] = {}
         self._latency = LATENCY.labels(function_name)
+        self.threads = threads
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="aifn-handler")
+        self._busy = 0  # worker threads running user code now
+        self._busy_lock = threading.Lock()
 
     @property
     def style(self) -> str:
         """`lambda` or `kserve`."""
         return "lambda" if isinstance(self.user_code, LambdaHandler) else "kserve"
 
+    @property
+    def busy_workers(self) -> int:
+        """Worker threads running synchronous user code right now (timed-out calls included)."""
+        return self._busy
+
     async def ready(self) -> bool:
-        """Ready when the user code is loaded (it is, once constructed) and Triton's model is ready."""
-        return await self.model.ready()
+        """Ready when the user code is loaded (it is, once constructed), a worker is free and Triton's model is ready."""
+        return await self.not_ready_reason() is None
+
+    async def not_ready_reason(self) -> str | None:
+        """Why the function cannot take a request now, or None when it can."""
+        if self.execution == "threads" and self._busy >= self.threads:
+            return (
+                f"all {self.threads} worker threads are busy running the function (calls past the "
+                f"{self.request_timeout:g}s timeout keep their thread until they return); AIFN_HANDLER_THREADS sets how many"
+            )
+        if not await self.model.ready():
+            return f"model {self.model.model_name!r} is not ready on Triton at {self.model.url}"
+        return None
 
     async def invoke(self, request: HttpRequest) -> HttpResponse:
         """Run the function for one request; never raises."""
         started = time.perf_counter()
         req_id = request_id(request)
+        deadline = None
         try:
-            if isinstance(self.user_code, LambdaHandler):
-                response = await self._invoke_lambda(self.user_code, request, req_id, started)
+            async with asyncio.timeout(self.request_timeout) as deadline:
+                if isinstance(self.user_code, LambdaHandler):
+                    response = await self._invoke_lambda(self.user_code, request, req_id, started)
+                else:
+                    response = await self._invoke_transformer(self.user_code, request)
+        except TimeoutError as exc:
+            if deadline is None or not deadline.expired():  # raised by the function itself
+                log.exception("request %s: the function %s raised", req_id, self.function_name)
+                response = json_response(500, {"error": f"{type(exc).__name__}: {exc}", "requestId": req_id})
             else:
-                response = await self._invoke_transformer(self.user_code, request)
+                log.warning("request %s: the function %s did not return within %gs", req_id, self.function_name, self.request_timeout)
+                response = json_response(504, {
+                    "error": f"the function did not return within {self.request_timeout:g}s (spec.timeoutSeconds)",
+                    "requestId": req_id,
+                })
         except self.bad_request_types as exc:
             response = error_response(400, str(exc) or type(exc).__name__)
         except ModelUnavailable as exc:
@@ -136,7 +174,17 @@ class FunctionRuntime:
         if self.execution == "inline":
             return await run_inline(function, *args)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(function, *args))
+        return await loop.run_in_executor(self._executor, functools.partial(self._counted, function, *args))
+
+    def _counted(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run `function` on a worker thread, counted in `busy_workers` while it runs."""
+        with self._busy_lock:
+            self._busy += 1
+        try:
+            return function(*args)
+        finally:
+            with self._busy_lock:
+                self._busy -= 1
 
     async def close(self) -> None:
         """Close the model client and stop the worker threads."""

@@ -10,6 +10,7 @@ DEFAULT_HANDLER_PATH = "/opt/aifn/handler"
 DEFAULT_TRITON_URL = "127.0.0.1:8000"
 DEFAULT_PORT = 8080
 DEFAULT_THREADS = 64
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024  # as `aifn run --max-body-bytes`
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class HandlerSettings:
     request_timeout: float = 300.0
     triton_client: str = "fast"
     execution: str = "threads"
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HandlerSettings:
@@ -48,6 +50,7 @@ class HandlerSettings:
             request_timeout=float(_int(env, "AIFN_REQUEST_TIMEOUT_SECONDS", 300)),
             triton_client=_choice(env, "AIFN_TRITON_CLIENT", ("fast", "tritonclient")),
             execution=_choice(env, "AIFN_HANDLER_EXECUTION", ("threads", "inline")),
+            max_body_bytes=_int(env, "AIFN_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
         )
 
 

@@ -15,6 +15,10 @@ HANDLER_MOUNT = "/opt/aifn/handler"
 HANDLER_VOLUME = "handler-code"
 DEFAULT_HANDLER_CPU = "100m"
 DEFAULT_HANDLER_MEMORY = "256Mi"
+# The handler container's memory limit when spec.handler.memory is not set: twice the default
+# request. The runtime (kserve, FastAPI, numpy, the model client) idles at about 160 MiB RSS and
+# peaked at 360 MiB with four 15 MB bodies in flight (docs/handlers.md, "In the cluster").
+DEFAULT_HANDLER_MEMORY_LIMIT = "512Mi"
 
 
 def handler_config_map_name(fn: AIFunction) -> str:
@@ -50,11 +54,13 @@ def handler_volume(fn: AIFunction) -> dict[str, Any] | None:
 
 
 def handler_resources(handler: Handler) -> dict[str, Any]:
-    """Requests for the handler container; memory, when set, is its limit too (as for Triton)."""
-    resources: dict[str, Any] = {"requests": {"cpu": handler.cpu or DEFAULT_HANDLER_CPU, "memory": handler.memory or DEFAULT_HANDLER_MEMORY}}
-    if handler.memory is not None:
-        resources["limits"] = {"memory": handler.memory}
-    return resources
+    """Requests for the handler container and a memory limit: spec.handler.memory (request and
+    limit, as for Triton), else 256Mi requested and 512Mi at most, so that a leak or an
+    oversized request in user code ends that container, not the node's other pods."""
+    return {
+        "requests": {"cpu": handler.cpu or DEFAULT_HANDLER_CPU, "memory": handler.memory or DEFAULT_HANDLER_MEMORY},
+        "limits": {"memory": handler.memory or DEFAULT_HANDLER_MEMORY_LIMIT},
+    }
 
 
 def handler_container(fn: AIFunction, config: OperatorConfig, hardened: dict[str, Any]) -> dict[str, Any]:
@@ -70,6 +76,8 @@ def handler_container(fn: AIFunction, config: OperatorConfig, hardened: dict[str
     ]
     if fn.spec.model.version is not None:
         env.append({"name": "AIFN_MODEL_VERSION", "value": str(fn.spec.model.version)})
+    if fn.spec.timeout_seconds is not None:  # unset: Knative's default, 300 s, which is the runtime's too
+        env.append({"name": "AIFN_REQUEST_TIMEOUT_SECONDS", "value": str(fn.spec.timeout_seconds)})
     container: dict[str, Any] = {
         "name": "handler",
         "image": handler.image or config.handler_image,
