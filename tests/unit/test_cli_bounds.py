@@ -37,6 +37,8 @@ CASES = [
     ("recursive alias", HEAD + "metadata: {name: fn}\nspec: {model: {repository: s3://b/r}, placement: {affinity: &a {x: [*a]}}}\n", "spec.placement.affinity.x[0]: the alias *a is inside its own anchor"),
     ("deep block nesting", HEAD + "metadata: {name: fn}\nspec: {model: {repository: s3://b/r}, placement: {affinity: {x: " + "[" * 5000 + "]" * 5000 + "}}}\n", "nested more than 64 levels deep"),
     ("deep JSON", '{"apiVersion": "aifn.dev/v1alpha1", "kind": "AIFunction", "metadata": ' + "{\"a\": " * 3000 + "1" + "}" * 3000 + "}", "metadata.a.a.a"),
+    # Found by tests/unit/test_spec_properties.py: the duplicate check hashed a list-map key that was a list.
+    ("list-map key that is a list", HEAD + "metadata: {name: fn}\nspec: {model: {repository: s3://b/r}, handler: {entrypoint: 'h:f'}, triggers: {schedules: [{name: [a], cron: '@hourly'}, {name: [a], cron: '@daily'}]}}\n", "spec.triggers.schedules[0].name: must be a string, got a list"),
     ("larger than 3 MiB", HEAD + "metadata: {name: fn}\n" + SPEC + "# " + "x" * (3 * 1024 * 1024) + "\n", "larger than 3 MiB"),
 ]
 

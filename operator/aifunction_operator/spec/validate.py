@@ -103,6 +103,8 @@ def _is_array(value: Any, schema: Schema, path: str, errors: list[FieldError]) -
     for index, item in enumerate(value):
         if isinstance(item, dict) and schema.get("x-kubernetes-list-map-keys"):
             key = tuple(item.get(k) for k in schema["x-kubernetes-list-map-keys"])
+            if not all(part is None or isinstance(part, (str, int, float)) for part in key):
+                continue  # a key that is a list or an object: its type error is reported above
             if key in seen:
                 errors.append(FieldError(f"{path}[{index}]", f"duplicate {', '.join(schema['x-kubernetes-list-map-keys'])} {', '.join(map(repr, key))}"))
             seen.add(key)
