@@ -33,6 +33,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--idle-timeout", type=_duration, default=60.0, help="scale to zero after this long without requests (default 60s)")
     p.add_argument("--queue-limit", type=_count(0), default=256, help="requests held while replicas start or are busy (default 256)")
     p.add_argument("--max-body-bytes", type=_count(1), default=16 * 1024 * 1024, help="largest request body (default 16 MiB)")
+    p.add_argument("--read-timeout", type=_duration, default=60.0,
+                   help="a request's head and body must arrive within this; idle keep-alive connections close after it (default 60s)")
+    p.add_argument("--max-connections", type=_count(1), default=None,
+                   help="open client connections; more get 503 and are closed (default: half the open-file limit, at most 4096)")
     p.add_argument("--max-replicas", type=_count(1), default=None, help="replicas when the function sets no maxReplicas (default: CPU count)")
     p.add_argument("--log-dir", type=Path, default=None, help="where Triton replica logs go (default: a temp directory)")
     p.set_defaults(handler=run)
@@ -76,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         idle_timeout=args.idle_timeout,
         queue_limit=args.queue_limit,
         max_body_bytes=args.max_body_bytes,
+        read_timeout=args.read_timeout or 60.0,
+        max_connections=args.max_connections,
         max_replicas=args.max_replicas,
         log_dir=args.log_dir,
     )

@@ -7,6 +7,12 @@ holds requests in the pool's bounded queue during a cold start, and passes Trito
 answer through otherwise, including its 400s for a wrong shape or datatype. Every error the
 gateway produces itself is JSON `{"error": "..."}`, as Triton's are.
 
+Bounds: every request body is read here, once, within `read_timeout` (408 otherwise) and up
+to `max_body_bytes` after decompression (413); a gzip/deflate body is forwarded decompressed,
+without its Content-Encoding. `limit_connections` caps the open connections (503 and close
+over the cap), and the runner's keep-alive timeout (`read_timeout`) closes a connection
+whose request head does not arrive in time: slow clients cannot hold descriptors.
+
 Only the model's own calls are forwarded (metadata, ready, config, stats, infer, generate,
 optionally under /versions/<n>); Triton's admin APIs (repository, shared memory, trace,
 logging) get 403 here, and Triton itself refuses them too (render/triton.py).
@@ -25,6 +31,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from .metrics import GatewayMetrics
 from .pool import ReplicaPool, Unavailable
@@ -33,7 +41,12 @@ log = logging.getLogger("aifn.run")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-FORWARDED_REQUEST_HEADERS = ("Content-Type", "Content-Encoding", "Accept-Encoding", "Inference-Header-Content-Length")
+# No Content-Encoding: aiohttp decompresses a gzip/deflate/br body as it reads it, so the bytes
+# forwarded are plain (forwarding the header made Triton decompress them again and fail).
+FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept-Encoding", "Inference-Header-Content-Length")
+DECODED_ENCODINGS = frozenset(("", "identity", "gzip", "deflate", "br"))  # what aiohttp decodes
+# JSON deeper than this is refused (a tensor has at most a few dozen dimensions).
+MAX_JSON_DEPTH = 64
 FORWARDED_RESPONSE_HEADERS = ("Content-Type", "Content-Encoding", "Inference-Header-Content-Length")
 BINARY_HEADER = "Inference-Header-Content-Length"
 # What may follow /v2/models/<name>: the model's own calls, never its trace settings.
@@ -57,6 +70,7 @@ class Gateway:
         *,
         max_body_bytes: int = 16 * 1024 * 1024,
         request_timeout: float = 300.0,
+        read_timeout: float = 60.0,
         extra_status: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.model_name = model_name
@@ -64,6 +78,7 @@ class Gateway:
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.request_timeout = request_timeout
+        self.read_timeout = read_timeout
         self.extra_status = extra_status or dict
         self.closing = False
 
@@ -123,9 +138,7 @@ class Gateway:
                               f"(a model serves metadata, ready, config, stats, infer and generate)")
         if self.closing:
             return json_error(503, "the function is shutting down", {"Retry-After": "1"})
-        body = await self._read_body(request)
-        if isinstance(body, web.Response):
-            return body
+        body = await request.read()  # already read, bounded, by the middleware
         if request.method == "POST" and request.match_info["tail"].endswith("/infer"):
             problem = infer_body_problem(body, request.headers.get(BINARY_HEADER))
             if problem:
@@ -166,21 +179,40 @@ class Gateway:
             self.metrics.in_flight.dec()
             self.metrics.latency.observe(time.monotonic() - started)
 
-    async def _read_body(self, request: web.Request) -> bytes | web.Response:
+    async def _read_body(self, request: web.Request) -> web.Response | None:
+        """Read the whole body (aiohttp keeps it for the handler), bounded in size and time; an error response or None."""
+        if not request.body_exists:
+            return None
         too_big = json_error(
             413, f"request body is larger than the gateway's limit of {self.max_body_bytes} bytes (--max-body-bytes)"
         )
         if request.content_length is not None and request.content_length > self.max_body_bytes:
             return too_big
+        encoding = request.headers.get("Content-Encoding", "").strip().lower()
+        if encoding not in DECODED_ENCODINGS:
+            return json_error(415, f"request header Content-Encoding: {encoding!r} is not supported (gzip, deflate, br or none)")
         try:
-            return await request.read()
+            await asyncio.wait_for(request.read(), self.read_timeout)
         except web.HTTPRequestEntityTooLarge:
             return too_big
+        except asyncio.TimeoutError:
+            response = json_error(
+                408, f"request body: not received within {self.read_timeout:g}s (--read-timeout); the connection is closed"
+            )
+            response.force_close()
+            return response
+        except (HttpProcessingError, RequestPayloadError) as exc:  # e.g. a body that is not what its Content-Encoding says
+            detail = " ".join(str(exc).split())
+            response = json_error(400, f"request body (Content-Encoding {encoding or 'identity'}) cannot be read: {detail}")
+            response.force_close()
+            return response
+        return None
 
     @web.middleware
     async def _errors_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            response = await handler(request)
+            refused = await self._read_body(request)
+            response = refused if refused is not None else await handler(request)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
@@ -195,6 +227,24 @@ class Gateway:
             response = json_error(500, f"internal gateway error serving {request.method} {request.path}; see the aifn log")
         self.metrics.requests.labels(self.metrics.function, endpoint_of(request), str(response.status)).inc()
         return response
+
+
+def limit_connections(server: web.Server, limit: int) -> None:
+    """Cap `server`'s open connections: one over `limit` gets a JSON 503 and is closed at once."""
+    body = json.dumps({"error": f"too many open connections to the gateway (limit {limit}, --max-connections); "
+                                "retry, or reuse a keep-alive connection"}).encode()
+    refusal = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+               b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    admit = server.connection_made
+
+    def connection_made(handler: Any, transport: asyncio.Transport) -> None:
+        if len(server.connections) >= limit:
+            transport.write(refusal)
+            transport.close()
+            return
+        admit(handler, transport)
+
+    server.connection_made = connection_made  # type: ignore[method-assign]
 
 
 def endpoint_of(request: web.Request) -> str:
@@ -222,6 +272,8 @@ def infer_body_problem(body: bytes, binary_header_length: str | None) -> str | N
         document = json.loads(json_part)
     except (ValueError, UnicodeDecodeError) as exc:
         return f"request body is not valid JSON: {exc}"
+    except RecursionError:
+        return f"request body nests JSON arrays or objects too deeply (the limit is {MAX_JSON_DEPTH} levels)"
     if not isinstance(document, dict):
         return f"request body must be a JSON object, got {type(document).__name__}"
     inputs = document.get("inputs")
@@ -248,14 +300,25 @@ def _data_problem(item: dict[str, Any]) -> str | None:
         return None  # binary tensor data, checked by Triton
     expected = math.prod(shape)
     found = _count_elements(item["data"])
+    if found < 0:
+        return f"'data' nests lists more than {MAX_JSON_DEPTH} levels deep"
     if found != expected:
         return f"shape {shape} needs {expected} values but 'data' has {found}"
     return None
 
 
-def _count_elements(data: Any) -> int:
+def _count_elements(data: Any, depth: int = 0) -> int:
+    """The number of values in nested lists; -1 when they nest deeper than MAX_JSON_DEPTH."""
     if not isinstance(data, list):
         return 1
+    if depth >= MAX_JSON_DEPTH:
+        return -1
     if not any(isinstance(d, list) for d in data):
         return len(data)
-    return sum(_count_elements(d) for d in data)
+    total = 0
+    for item in data:
+        count = _count_elements(item, depth + 1)
+        if count < 0:
+            return -1
+        total += count
+    return total

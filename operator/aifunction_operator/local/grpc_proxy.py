@@ -4,12 +4,15 @@ Messages pass through as bytes; only the request's `model_name` is read (to refu
 models with NOT_FOUND without starting Triton). Health (ServerLive, ServerReady and the
 standard grpc.health.v1 Check) is answered here, as the HTTP gateway does; model calls go
 through the same pool as HTTP (queue, cold start, least-loaded routing); a stream keeps one
-replica for its whole life. Repository, shared-memory, trace and log calls are not exposed
+replica for its whole life, and a stream idle for the function's timeoutSeconds (no message
+either way) is ended with DEADLINE_EXCEEDED, so an abandoned stream cannot hold a replica
+(and keep it from scaling to zero) forever. Repository, shared-memory, trace and log calls are not exposed
 (UNIMPLEMENTED): the gateway is the only door and loads nothing but the function's model.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -41,8 +44,11 @@ def _identity(data: bytes) -> bytes:
 class GrpcProxy:
     """A grpc.aio server proxying one model's Triton gRPC API to the pool's replicas."""
 
-    def __init__(self, model_name: str, pool: ReplicaPool, max_message_bytes: int = MAX_MESSAGE) -> None:
+    def __init__(
+        self, model_name: str, pool: ReplicaPool, max_message_bytes: int = MAX_MESSAGE, stream_idle_timeout: float = 300.0
+    ) -> None:
         self.model_name = model_name
+        self.stream_idle_timeout = stream_idle_timeout
         self.pool = pool
         self.max_message_bytes = max_message_bytes
         self._channels: dict[int, grpc.aio.Channel] = {}
@@ -87,21 +93,51 @@ class GrpcProxy:
             self.pool.release(replica)
 
     async def stream(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
-        """ModelStreamInfer: one replica for the whole stream; every request's model is checked."""
+        """ModelStreamInfer: one replica for the whole stream; every request's model is checked; idle streams end."""
         replica = await self._acquire(context)
+        loop = asyncio.get_running_loop()
+        last_message = loop.time()
+        idle = False
         try:
             call = self._channel(replica).stream_stream(SERVICE + "ModelStreamInfer", _identity, _identity)
 
             async def checked() -> AsyncIterator[bytes]:
+                nonlocal last_message
                 async for request in requests:
+                    last_message = loop.time()
                     await self._check_model("ModelInfer", request, context)
                     yield request
 
+            responses = call(checked(), metadata=_forwarded(context))
+
+            async def watchdog() -> None:
+                nonlocal idle
+                while True:
+                    remaining = last_message + self.stream_idle_timeout - loop.time()
+                    if remaining <= 0:
+                        idle = True
+                        responses.cancel()
+                        return
+                    await asyncio.sleep(remaining)
+
+            guard = loop.create_task(watchdog())
             try:
-                async for response in call(checked(), metadata=_forwarded(context)):
+                async for response in responses:
+                    last_message = loop.time()
                     yield response
             except grpc.aio.AioRpcError as exc:
                 await self._relay(exc, replica, context)
+            except asyncio.CancelledError:
+                if not idle:
+                    raise
+            finally:
+                guard.cancel()
+            if idle:
+                await context.abort(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"stream idle for {self.stream_idle_timeout:g}s (timeoutSeconds) with no message either way; "
+                    "it is closed so that it does not hold a Triton replica",
+                )
         finally:
             self.pool.release(replica)
 

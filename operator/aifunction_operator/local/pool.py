@@ -244,19 +244,29 @@ class ReplicaPool:
     async def _start(self, replica: Replica) -> None:
         try:
             await replica.start(self.startup_timeout)
-        except TritonStartError as exc:
+        except Exception as exc:  # noqa: BLE001 - TritonStartError, or OSError (EMFILE, ENOSPC, ...) spawning it
+            # Whatever went wrong, the replica leaves the pool at once: left STARTING, it would
+            # hold every queued request until startupTimeout.
             replica.state = State.FAILED
             if replica in self.replicas:
                 self.replicas.remove(replica)
-            await self._stop(replica, grace=0.0)
+            try:
+                await self._stop(replica, grace=0.0)
+            except Exception:  # noqa: BLE001 - nothing may have been started
+                log.exception("replica %d: cleaning up after the failed start", replica.id)
             self.metrics.replica_failures.inc()
             self._backoff_until = self._clock() + START_FAILURE_BACKOFF
-            log.error("replica %d failed to start: %s", replica.id, exc)
+            message = str(exc) if isinstance(exc, TritonStartError) else f"replica {replica.id}: {type(exc).__name__}: {exc}"
+            if isinstance(exc, TritonStartError):
+                log.error("replica %d failed to start: %s", replica.id, exc)
+            else:
+                log.error("replica %d failed to start: %s", replica.id, message, exc_info=exc)
             if not any(r.state in (State.STARTING, State.READY) for r in self.replicas):
                 self._fail_waiters(Unavailable(
-                    f"Triton could not start: {start_failure(str(exc), replica.process.log_tail(100_000))}",
+                    f"Triton could not start: {start_failure(message, replica.process.log_tail(100_000))}",
                     math.ceil(START_FAILURE_BACKOFF),
                 ))
+            self._wake.set()
             return
         self.metrics.cold_start_seconds.observe(replica.cold_start.model_ready or 0.0)
         log.info("replica %d ready (pid %d): %s", replica.id, replica.process.pid or 0, replica.cold_start.describe())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import signal
 import tempfile
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from ..spec.model import AIFunction
 if TYPE_CHECKING:
     from ..handler.local import LocalHandler
 from .autoscaler import ScalingPolicy
-from .gateway import Gateway
+from .gateway import Gateway, limit_connections
 from .metrics import GatewayMetrics
 from .pool import ReplicaPool
 from .tritonserver import TritonInstall, TritonProcess, find_triton, free_ports
@@ -31,6 +32,20 @@ from .tritonserver import TritonInstall, TritonProcess, find_triton, free_ports
 log = logging.getLogger("aifn.run")
 
 DEFAULT_REQUEST_TIMEOUT = 300.0
+
+
+def default_max_connections() -> int:
+    """Open gateway connections allowed by default: half the descriptors this process may open
+    (raised to the hard limit first), at most 4096; the rest serve replicas, logs and gRPC."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, 65536), hard))
+            soft = min(wanted, 65536)
+        except (ValueError, OSError):
+            pass
+    return max(16, min(4096, (soft if soft != resource.RLIM_INFINITY else 8192) // 2))
 
 
 class ListenError(Exception):
@@ -47,6 +62,8 @@ class RunOptions:
     idle_timeout: float = 60.0
     queue_limit: int = 256
     max_body_bytes: int = 16 * 1024 * 1024
+    read_timeout: float = 60.0  # a request head or body must arrive within this (also the keep-alive idle limit)
+    max_connections: int | None = None  # open client connections; None: see default_max_connections()
     max_replicas: int | None = None  # when the function sets none
     log_dir: Path | None = None
 
@@ -119,13 +136,22 @@ async def serve(
         metrics,
         max_body_bytes=options.max_body_bytes,
         request_timeout=float(fn.spec.timeout_seconds or DEFAULT_REQUEST_TIMEOUT),
+        read_timeout=options.read_timeout,
         extra_status=lambda: {"function": fn.name, "repository": str(repository), "pid": os.getpid()},
     )
     app = gateway.application()
     if handler is not None:
         handler.mount(app)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # keepalive_timeout: aiohttp closes a connection that has not delivered a complete request
+    # head this long after it opened or after its last response (slow or idle clients).
+    # lingering_time: how long aiohttp drains a body left unread (after a 408/413) before closing.
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False,
+        keepalive_timeout=options.read_timeout, lingering_time=min(10.0, options.read_timeout),
+    )
     await runner.setup()
+    assert runner.server is not None
+    limit_connections(runner.server, options.max_connections or default_max_connections())
     site = web.TCPSite(runner, options.host, options.port)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -143,7 +169,9 @@ async def serve(
         if fn.spec.runtime.protocol == "grpc":
             from .grpc_proxy import GrpcProxy  # noqa: PLC0415 - grpc functions only
 
-            grpc_proxy = GrpcProxy(fn.spec.model.name, pool)
+            grpc_proxy = GrpcProxy(
+                fn.spec.model.name, pool, stream_idle_timeout=float(fn.spec.timeout_seconds or DEFAULT_REQUEST_TIMEOUT)
+            )
             try:
                 grpc_port = await grpc_proxy.start(options.host, options.grpc_port or 0)
             except RuntimeError as exc:  # grpc reports a port it cannot bind this way

@@ -53,19 +53,16 @@ def triton_args(
         f"--load-model={model_name}",
         "--strict-readiness=true",
         "--exit-on-error=true",
-        f"--http-port={ports.http}",
-        f"--grpc-port={ports.grpc}",
-        f"--metrics-port={ports.metrics}",
-        *restriction_args(),
     ]
-    if ports.address is not None:
-        args += [
-            f"--http-address={ports.address}",
-            f"--grpc-address={ports.address}",
-            f"--metrics-address={ports.address}",
-        ]
-    args += list(extra_args)
-    return args
+    bind = [f"--http-port={ports.http}", f"--grpc-port={ports.grpc}", f"--metrics-port={ports.metrics}"]
+    if ports.address is None:  # the cluster: Triton's own default address, the function's args as given
+        return [*args, *bind, *restriction_args(), *extra_args]
+    # Locally the ports and the loopback addresses come last: Triton takes the last value of an
+    # option, so nothing in `extra_args` (spec.runtime.args: `--http-address=0.0.0.0`, an
+    # abbreviation such as `--http-addr`, `--http-port=8000`) can move a replica off loopback
+    # or away from the ports the gateway proxies to.
+    bind += [f"--http-address={ports.address}", f"--grpc-address={ports.address}", f"--metrics-address={ports.address}"]
+    return [*args, *restriction_args(), *extra_args, *bind]
 
 
 def restriction_args() -> list[str]:
