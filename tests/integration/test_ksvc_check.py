@@ -4,6 +4,7 @@ Services that Knative's webhook would refuse are refused by ksvc-check with Knat
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 import yaml
 
 from support.controlplane import BIN, ROOT, ControlPlane
+
+from aifunction_operator.commands.render import dump_yaml_stream
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +53,12 @@ NEW_FUNCTIONS: dict[str, dict[str, Any]] = {
         "runtime": {"protocol": "grpc"},
         "scaling": {"maxReplicas": 1},
         "triggers": {"http": {"visibility": "cluster-local"}},
+    },
+    # Found by tests/integration/test_spec_fuzz.py: PyYAML writes the names y and n plain, and
+    # kubectl/Knative's YAML 1.1 decoder read them as booleans; `aifn render` quotes them.
+    "names-y-and-n": {
+        "model": {"name": "m", "repository": "s3://b/r", "credentialsSecret": "n"},
+        "placement": {"runtimeClassName": "y"},
     },
     "scale-to-zero-start": {
         "model": {"name": "m", "repository": "gs://b/r"},
@@ -92,7 +101,7 @@ def server_dry_run(control_plane: ControlPlane, namespace: str, stream: str) -> 
     for doc in docs:
         doc["metadata"]["namespace"] = namespace
     return control_plane.kubectl("apply", "--server-side", "--dry-run=server", "--validate=strict",
-                                 "--field-manager=aifn-test", "-f", "-", input=yaml.safe_dump_all(docs), check=False)
+                                 "--field-manager=aifn-test", "-f", "-", input=dump_yaml_stream(docs), check=False)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -143,7 +152,7 @@ def test_new_function_renders_to_a_valid_service(control_plane: ControlPlane, na
     function = {"apiVersion": "aifn.dev/v1alpha1", "kind": "AIFunction",
                 "metadata": {"name": name}, "spec": NEW_FUNCTIONS[name]}
     stored = control_plane.kubectl("apply", "--validate=strict", "-n", namespace, "-f", "-",
-                                   input=yaml.safe_dump(function), check=False)
+                                   input=json.dumps(function), check=False)  # JSON: PyYAML writes y and n plain
     assert stored.returncode == 0, f"the AIFunction CRD refused the function: {stored.stderr}"
     stream = render(yaml.safe_dump(function))
     applied = server_dry_run(control_plane, namespace, stream)

@@ -39,6 +39,15 @@ def test_render_reads_stdin_and_streams() -> None:
     assert [d["metadata"]["name"] for d in yaml.safe_load_all(result.stdout)] == ["digits", "reranker"]
 
 
+def test_render_quotes_what_go_yaml_reads_as_booleans() -> None:
+    """kubectl's YAML 1.1 decoder reads a plain y or n as a boolean; PyYAML writes them plain."""
+    function = ("apiVersion: aifn.dev/v1alpha1\nkind: AIFunction\nmetadata: {name: fn}\n"
+                "spec: {model: {repository: s3://b/r, credentialsSecret: 'n'}, placement: {runtimeClassName: 'y'}}\n")
+    result = aifn("render", "-f", "-", stdin=function)
+    assert result.returncode == 0, result.stderr
+    assert "name: 'n'\n" in result.stdout and "runtimeClassName: 'y'\n" in result.stdout
+
+
 def test_validate_ok() -> None:
     result = aifn("validate", "-f", "examples/reranker-multigpu.yaml")
     assert result.returncode == 0 and "ml-serving/reranker: valid" in result.stdout

@@ -31,9 +31,29 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=run_crd)
 
 
+class _KubernetesDumper(yaml.SafeDumper):
+    """SafeDumper that also quotes the strings Go's YAML 1.1 decoder (kubectl's) reads as booleans.
+
+    PyYAML writes `y` and `n` plain; kubectl and Knative read a plain `y`/`n` as true/false, so a
+    Secret or RuntimeClass named `n` came back as "cannot unmarshal bool into ... of type string".
+    """
+
+
+_GO_YAML_BOOLEANS = frozenset({"y", "Y", "n", "N"})
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if value in _GO_YAML_BOOLEANS:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="'")
+    return dumper.represent_str(value)
+
+
+_KubernetesDumper.add_representer(str, _represent_str)
+
+
 def dump_yaml_stream(objects: list[dict[str, Any]]) -> str:
-    """Objects as a YAML stream, keys in the renderer's order."""
-    return yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False, width=1000)
+    """Objects as a YAML stream, keys in the renderer's order, read back the same by kubectl."""
+    return yaml.dump_all(objects, Dumper=_KubernetesDumper, sort_keys=False, default_flow_style=False, width=1000)
 
 
 def run_render(args: argparse.Namespace) -> int:
