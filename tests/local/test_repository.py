@@ -56,7 +56,7 @@ def test_errors_name_the_source_and_the_problem(tmp_path: Path) -> None:
         resolve_repository(parse_function(function("pvc://models")), tmp_path / "f.yaml")
     with pytest.raises(RepositoryError, match=r"annotation aifn.dev/local-model-repository: .* is not a directory"):
         resolve_repository(parse_function(function("pvc://m", annotation="missing")), tmp_path / "f.yaml")
-    with pytest.raises(RepositoryError, match=r"has no directory for model 'absent' \(found: broken, slow\)"):
+    with pytest.raises(RepositoryError, match=r"has no directory for model 'absent' \(found: broken, slow, typed\)"):
         resolve_repository(parse_function(function("pvc://m", model="absent")), tmp_path / "f.yaml", str(TEST_MODELS))
 
 
