@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-.PHONY: setup tools test unit models demo dev-apiserver cluster cluster-down cluster-deps crds bench e2e images clean
+.PHONY: setup tools test unit models demo dev-apiserver cluster cluster-down cluster-deps operator-image knative knative-check crds bench e2e images clean
 
 setup: $(VENV)/.installed ## create .venv and install the project editable with its dev extras
 
@@ -49,6 +49,15 @@ cluster: setup tools cluster-deps ## a real cluster (2 nodes, one a GPU worker) 
 
 cluster-down: ## remove the cluster (or what a killed run left): processes, containers, mounts, interfaces, iptables rules
 	$(PY) hack/cluster.py down
+
+operator-image: setup cluster-deps ## the operator image without Docker or a registry (buildah, as root); prints its OCI archive path
+	$(PY) hack/build_images.py
+
+knative: ## build Knative Serving 1.23's five binaries into ~/.cache/aifn/bin, linked in bin/knative/ (groundwork, not yet on the cluster)
+	bash hack/build-knative.sh
+
+knative-check: setup tools knative ## Knative's images and resolved manifests against a throwaway control plane, its webhook live
+	$(PY) hack/check-knative.py --live
 
 crds: setup ## regenerate crds/ from the spec schema (and the chart's copy)
 	$(VENV)/bin/aifn crd > crds/aifunctions.aifn.dev.yaml
