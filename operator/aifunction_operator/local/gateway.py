@@ -31,8 +31,9 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.web_protocol import RequestPayloadError
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
+from aiohttp.web_request import BaseRequest
 
 from .metrics import GatewayMetrics
 from .pool import ReplicaPool, Unavailable
@@ -52,6 +53,7 @@ BINARY_HEADER = "Inference-Header-Content-Length"
 # What may follow /v2/models/<name>: the model's own calls, never its trace settings.
 MODEL_TAIL = re.compile(r"(/versions/[0-9]+)?(/(ready|config|stats|infer|generate|generate_stream))?")
 ADMIN_PREFIXES = r"repository|systemsharedmemory|cudasharedmemory|trace|logging"
+MODEL_METHODS = ("GET", "POST")
 
 
 def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -136,6 +138,8 @@ class Gateway:
         if not MODEL_TAIL.fullmatch(request.match_info["tail"]):
             return json_error(403, f"{request.method} {request.path}: not exposed by aifn functions "
                               f"(a model serves metadata, ready, config, stats, infer and generate)")
+        if request.method not in MODEL_METHODS:  # Triton answers these with a text/plain 405
+            return json_error(405, f"{request.method} {request.path}: a model's calls are GET or POST", {"Allow": "GET, POST"})
         if self.closing:
             return json_error(503, "the function is shutting down", {"Retry-After": "1"})
         body = await request.read()  # already read, bounded, by the middleware
@@ -242,6 +246,43 @@ def limit_connections(server: web.Server, limit: int) -> None:
             transport.write(refusal)
             transport.close()
             return
+        admit(handler, transport)
+
+    server.connection_made = connection_made  # type: ignore[method-assign]
+
+
+class _JSONErrorsRequestHandler(RequestHandler):
+    """aiohttp's connection handler, answering what it refuses before the application (a request
+    line or header over 8190 bytes, too many headers, bytes after `Connection: close`, a bad
+    Content-Length) with a JSON error instead of text/plain that echoes the offending bytes."""
+
+    __slots__ = ()
+
+    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)  # logs; raises when a response was already sent
+        if isinstance(exc, LineTooLong):
+            what = "a request line or header is longer than the gateway's limit of 8190 bytes"
+        elif isinstance(exc, HttpProcessingError) or status == 400:
+            # aiohttp's message, without the request bytes it quotes after its first line or a `b'`.
+            reason = (str(getattr(exc, "message", "") or "").splitlines() or [""])[0].split(" b'")[0].split(' b"')[0]
+            what = f"malformed HTTP request ({type(exc).__name__ if exc else 'unparsable'}: {reason.rstrip(':')[:80]})"
+        elif status == 504:
+            what = "the gateway timed out serving the request"
+        else:
+            what = "internal gateway error; see the aifn log"
+        response = json_error(status, what)
+        response.force_close()
+        return response
+
+
+def json_protocol_errors(server: web.Server) -> None:
+    """Make `server`'s connections answer protocol-level refusals with JSON (`_JSONErrorsRequestHandler`)."""
+    admit = server.connection_made
+
+    def connection_made(handler: Any, transport: asyncio.Transport) -> None:
+        if type(handler) is RequestHandler:
+            handler.__class__ = _JSONErrorsRequestHandler  # same slots: only handle_error differs
         admit(handler, transport)
 
     server.connection_made = connection_made  # type: ignore[method-assign]

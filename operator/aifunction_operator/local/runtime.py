@@ -24,7 +24,7 @@ from ..spec.model import AIFunction
 if TYPE_CHECKING:
     from ..handler.local import LocalHandler
 from .autoscaler import ScalingPolicy
-from .gateway import Gateway, limit_connections
+from .gateway import Gateway, json_protocol_errors, limit_connections
 from .metrics import GatewayMetrics
 from .pool import ReplicaPool
 from .tritonserver import TritonInstall, TritonProcess, find_triton, free_ports
@@ -152,6 +152,7 @@ async def serve(
     await runner.setup()
     assert runner.server is not None
     limit_connections(runner.server, options.max_connections or default_max_connections())
+    json_protocol_errors(runner.server)
     site = web.TCPSite(runner, options.host, options.port)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
