@@ -300,10 +300,9 @@ def infer_body_problem(body: bytes, binary_header_length: str | None) -> str | N
     """What is wrong with an inference request body that Triton would reject as unparsable, or None."""
     json_part = body
     if binary_header_length is not None:
-        try:
-            length = int(binary_header_length)
-        except ValueError:
+        if not (binary_header_length.isascii() and binary_header_length.isdigit()):  # int() takes " 5", "1_0", "٣"
             return f"header {BINARY_HEADER} must be an integer, got {binary_header_length!r}"
+        length = int(binary_header_length)
         if not 0 <= length <= len(body):
             return f"header {BINARY_HEADER} is {length} but the body has {len(body)} bytes"
         json_part = body[:length]
@@ -326,6 +325,10 @@ def infer_body_problem(body: bytes, binary_header_length: str | None) -> str | N
         missing = [key for key in ("name", "shape", "datatype") if key not in item]
         if missing:
             return f"inputs[{index}] is missing {', '.join(missing)}"
+        parameters = item.get("parameters")
+        size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+        if size is not None and not (_is_int(size) and size >= 0):
+            return f"inputs[{index}] ({item['name']!r}): parameters.binary_data_size must be a non-negative integer, got {size!r}"
         problem = _data_problem(item)
         if problem:
             return f"inputs[{index}] ({item['name']!r}): {problem}"
@@ -345,6 +348,35 @@ def _data_problem(item: dict[str, Any]) -> str | None:
         return f"'data' nests lists more than {MAX_JSON_DEPTH} levels deep"
     if found != expected:
         return f"shape {shape} needs {expected} values but 'data' has {found}"
+    return _datatype_problem(item.get("datatype"), item["data"])
+
+
+# What JSON values each datatype takes; Triton answers any other value with a 500 (found by
+# tests/local/test_run_fuzz.py), which is the caller's mistake: the gateway answers 400.
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_JSON_ELEMENTS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    **{f"INT{bits}": (_is_int, "integers") for bits in (8, 16, 32, 64)},
+    **{f"UINT{bits}": (lambda v: _is_int(v) and v >= 0, "non-negative integers") for bits in (8, 16, 32, 64)},
+    **{kind: (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "numbers") for kind in ("FP16", "FP32", "FP64", "BF16")},
+    "BYTES": (lambda v: isinstance(v, str), "strings"),
+}
+
+
+def _datatype_problem(datatype: Any, data: Any) -> str | None:
+    check = _JSON_ELEMENTS.get(datatype) if isinstance(datatype, str) else None
+    if check is None:
+        return None  # Triton names an unknown datatype itself
+    accepts, what = check
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, list):
+            stack.extend(value)
+        elif not accepts(value):
+            return f"datatype {datatype} takes {what} in 'data', got {json.dumps(value)[:40]}"
     return None
 
 
