@@ -228,3 +228,26 @@ def test_idle_grpc_stream_is_ended_after_timeout_seconds_and_frees_its_replica(r
     assert 2.5 < idle_for < 10, f"the idle stream ended {idle_for:.1f}s after its last message (timeoutSeconds 3)"
     status = run.status()
     assert status["in_flight"] == 0, status
+
+
+def test_grpc_port_cuts_silent_connections_and_caps_them(run_function) -> None:
+    grpc_port = free_port()
+    run = run_function(protocol="grpc", args=("--grpc-port", str(grpc_port), "--idle-timeout", "30s",
+                                              "--read-timeout", "2s", "--max-connections", "4"))
+    silent = socket.create_connection(("127.0.0.1", grpc_port))  # never sends the HTTP/2 preface
+    started = time.monotonic()
+    _recv_all(silent, 15)  # gRPC sends GOAWAY ("handshake timeout"), then closes
+    assert time.monotonic() - started < 8, "a connection that never completed its handshake outlived --read-timeout"
+    silent.close()
+    held = [socket.create_connection(("127.0.0.1", grpc_port)) for _ in range(4)]
+    time.sleep(0.3)
+    extra = socket.create_connection(("127.0.0.1", grpc_port))
+    started = time.monotonic()
+    _recv_all(extra, 5)
+    assert time.monotonic() - started < 1.5, "a connection over --max-connections was kept open"
+    for sock in [*held, extra]:
+        sock.close()
+    done = subprocess.run([sys.executable, "-c", STREAM_CLIENT, f"127.0.0.1:{grpc_port}", "0"],
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["responses"] == 1

@@ -55,10 +55,17 @@ class GrpcProxy:
         self._server: grpc.aio.Server | None = None
         pool.before_stop.append(self._forget)
 
-    async def start(self, host: str, port: int) -> int:
-        """Listen on host:port (0 picks a port); returns the port."""
+    async def start(self, host: str, port: int, *, read_timeout: float = 60.0, max_connections: int = 4096) -> int:
+        """Listen on host:port (0 picks a port); returns the port.
+
+        As for HTTP: a connection must finish its HTTP/2 handshake within `read_timeout`, one
+        without any open stream closes after `read_timeout`, and at most `max_connections` are open.
+        """
         options = [("grpc.max_receive_message_length", self.max_message_bytes),
-                   ("grpc.max_send_message_length", self.max_message_bytes)]
+                   ("grpc.max_send_message_length", self.max_message_bytes),
+                   ("grpc.server_handshake_timeout_ms", int(read_timeout * 1000)),
+                   ("grpc.max_connection_idle_ms", int(read_timeout * 1000)),
+                   ("grpc.max_allowed_incoming_connections", max_connections)]
         self._server = grpc.aio.server(options=options)
         self._server.add_generic_rpc_handlers([_Handler(self)])
         bound = self._server.add_insecure_port(f"{host}:{port}")

@@ -151,7 +151,8 @@ async def serve(
     )
     await runner.setup()
     assert runner.server is not None
-    limit_connections(runner.server, options.max_connections or default_max_connections())
+    max_connections = options.max_connections or default_max_connections()
+    limit_connections(runner.server, max_connections)
     json_protocol_errors(runner.server)
     site = web.TCPSite(runner, options.host, options.port)
     stop = stop or asyncio.Event()
@@ -174,7 +175,9 @@ async def serve(
                 fn.spec.model.name, pool, stream_idle_timeout=float(fn.spec.timeout_seconds or DEFAULT_REQUEST_TIMEOUT)
             )
             try:
-                grpc_port = await grpc_proxy.start(options.host, options.grpc_port or 0)
+                grpc_port = await grpc_proxy.start(
+                    options.host, options.grpc_port or 0, read_timeout=options.read_timeout, max_connections=max_connections
+                )
             except RuntimeError as exc:  # grpc reports a port it cannot bind this way
                 raise ListenError(f"cannot listen for gRPC on {options.host}:{options.grpc_port}: {exc}") from exc
             grpc_url = f"{options.host}:{grpc_port}"
