@@ -46,7 +46,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # forwarded are plain (forwarding the header made Triton decompress them again and fail).
 FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept-Encoding", "Inference-Header-Content-Length")
 DECODED_ENCODINGS = frozenset(("", "identity", "gzip", "deflate", "br"))  # what aiohttp decodes
-# JSON deeper than this is refused (a tensor has at most a few dozen dimensions).
+# `data` lists nested deeper than this are refused (a tensor has at most a few dozen dimensions).
 MAX_JSON_DEPTH = 64
 FORWARDED_RESPONSE_HEADERS = ("Content-Type", "Content-Encoding", "Inference-Header-Content-Length")
 BINARY_HEADER = "Inference-Header-Content-Length"
@@ -313,7 +313,7 @@ def infer_body_problem(body: bytes, binary_header_length: str | None) -> str | N
     except (ValueError, UnicodeDecodeError) as exc:
         return f"request body is not valid JSON: {exc}"
     except RecursionError:
-        return f"request body nests JSON arrays or objects too deeply (the limit is {MAX_JSON_DEPTH} levels)"
+        return "request body nests JSON arrays or objects too deeply to parse (about a thousand levels; a tensor needs a few)"
     if not isinstance(document, dict):
         return f"request body must be a JSON object, got {type(document).__name__}"
     inputs = document.get("inputs")
