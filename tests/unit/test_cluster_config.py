@@ -127,3 +127,37 @@ def test_oci_archives_are_deterministic_and_hold_the_files(tmp_path: Path) -> No
     assert spec.input_hash() != before, "the hash covers the files' content"
     changed = images.build_archive(spec, cache=tmp_path / "a")
     assert changed != first, "a changed input makes a new archive"
+
+
+def _fake_host(root: Path, filesystems: str = "nodev\toverlay\n", bridge_nf: bool = True,
+               controllers: tuple[str, ...] = ("cpu", "memory", "pids", "cpuset")) -> tuple[Path, Path]:
+    proc, cgroup = root / "proc", root / "cgroup"
+    (proc / "self" / "ns").mkdir(parents=True)
+    (proc / "self" / "ns" / "net").touch()
+    (proc / "filesystems").write_text(filesystems)
+    if bridge_nf:
+        (proc / "sys" / "net" / "bridge").mkdir(parents=True)
+        (proc / "sys" / "net" / "bridge" / "bridge-nf-call-iptables").write_text("0\n")
+    for controller in controllers:
+        (cgroup / controller).mkdir(parents=True)
+    cgroup.mkdir(exist_ok=True)
+    return proc, cgroup
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ({}, []),
+        ({"filesystems": "nodev\ttmpfs\n"}, ["`modprobe overlay`"]),
+        ({"bridge_nf": False}, ["`modprobe br_netfilter`"]),
+        ({"controllers": ("cpu", "memory", "cpuset")}, ["cgroup v1 controller `pids` is not mounted"]),
+    ],
+    ids=["complete", "no-overlay", "no-br-netfilter", "no-pids-cgroup"],
+)
+def test_missing_kernel_features_are_named_with_what_to_do(tmp_path: Path, host: dict, expected: list[str]) -> None:
+    from support.cluster.host import kernel_problems
+
+    problems = kernel_problems(*_fake_host(tmp_path, **host))
+    assert len(problems) == len(expected), problems
+    for problem, words in zip(problems, expected):
+        assert words in problem

@@ -56,19 +56,19 @@ def _missing_programs() -> list[str]:
     return missing
 
 
-def _kernel_problems() -> list[str]:
+def kernel_problems(proc: Path = Path("/proc"), cgroup: Path = Path("/sys/fs/cgroup")) -> list[str]:
+    """Kernel features the nodes need that this host lacks, each with what to do."""
     problems = []
-    if "overlay" not in Path("/proc/filesystems").read_text():
+    if "overlay" not in (proc / "filesystems").read_text():
         problems.append("the kernel has no overlay file system (containerd's overlayfs snapshotter needs it): "
                         "`modprobe overlay`")
-    cgroup_v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
-    if not cgroup_v2:
+    if not (cgroup / "cgroup.controllers").exists():  # cgroup v1: one hierarchy per controller
         for controller in ("cpu", "memory", "pids", "cpuset"):
-            if not Path(f"/sys/fs/cgroup/{controller}").is_dir():
-                problems.append(f"cgroup v1 controller `{controller}` is not mounted at /sys/fs/cgroup/{controller}")
-    if not Path("/proc/sys/net/bridge/bridge-nf-call-iptables").exists():
+            if not (cgroup / controller).is_dir():
+                problems.append(f"cgroup v1 controller `{controller}` is not mounted at {cgroup / controller}")
+    if not (proc / "sys/net/bridge/bridge-nf-call-iptables").exists():
         problems.append("bridged traffic does not pass iptables (no /proc/sys/net/bridge): `modprobe br_netfilter`")
-    if not Path("/proc/self/ns/net").exists():
+    if not (proc / "self/ns/net").exists():
         problems.append("the kernel has no network namespaces")
     return problems
 
@@ -104,7 +104,7 @@ def preflight(binaries: dict[str, Path]) -> None:
     absent = [f"{name} ({path})" for name, path in binaries.items() if not os.access(path, os.X_OK)]
     if absent:
         problems.append(f"not built: {', '.join(absent)}; run `make tools`")
-    problems += _kernel_problems()
+    problems += kernel_problems()
     problems += _port_problems()
     if problems:
         raise HostProblem("the cluster cannot start on this host:\n  - " + "\n  - ".join(problems))
