@@ -17,7 +17,7 @@ PIXEL_MAX = 16.0
 def lambda_handler(event, context):
     try:
         payload = json.loads(event.get("body") or "")
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: JSON nested too deeply
         return _reply(400, {"error": f"body must be JSON: {exc}"})
     if not isinstance(payload, dict):
         return _reply(400, {"error": 'body must be a JSON object with "pixels" or "images"'})

@@ -13,6 +13,7 @@ and refused when it passes the limit, so no route buffers more than the limit.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -33,6 +34,14 @@ BODYLESS_METHODS = frozenset(("GET", "HEAD", "OPTIONS", "DELETE"))
 
 class BodyTooLarge(Exception):
     """The request body passed the limit while it was being read."""
+
+
+class BodyIncomplete(Exception):
+    """The client went away, or stopped sending, before the request body was complete."""
+
+    def __init__(self, timed_out: bool) -> None:
+        super().__init__("timed out" if timed_out else "disconnected")
+        self.timed_out = timed_out
 
 
 class FunctionRoutes:
@@ -57,16 +66,25 @@ class FunctionRoutes:
                 await self.app(scope, receive, send)
                 return
             try:  # read (bounded) here, then hand the body to kserve's routes as if it arrived now
-                buffered = await _read_body(receive, self.max_body_bytes)
+                buffered = await _read_body(receive, self.max_body_bytes, self.runtime.request_timeout)
             except BodyTooLarge:
                 await self._too_large(send)
+                return
+            except BodyIncomplete as incomplete:
+                if incomplete.timed_out:
+                    await self._refuse(send, 408, f"the request body did not arrive within {self.runtime.request_timeout:g}s")
                 return
             await self.app(scope, _replay(buffered, receive), send)
             return
         try:
-            body = await _read_body(receive, self.max_body_bytes)
+            body = await _read_body(receive, self.max_body_bytes, self.runtime.request_timeout)
         except BodyTooLarge:
             await self._too_large(send)
+            return
+        except BodyIncomplete as incomplete:  # never run the function on part of a body
+            if incomplete.timed_out:
+                await self._refuse(send, 408, f"the request body did not arrive within {self.runtime.request_timeout:g}s "
+                                              "(AIFN_REQUEST_TIMEOUT_SECONDS)")
             return
         client = scope.get("client")
         request = HttpRequest(
@@ -85,12 +103,14 @@ class FunctionRoutes:
 
 
     async def _too_large(self, send: Send) -> None:
-        response = error_response(
-            413, f"request body is larger than the function's limit of {self.max_body_bytes} bytes (AIFN_MAX_BODY_BYTES)"
-        )
+        await self._refuse(send, 413, f"request body is larger than the function's limit of {self.max_body_bytes} bytes (AIFN_MAX_BODY_BYTES)")
+
+    @staticmethod
+    async def _refuse(send: Send, status: int, message: str) -> None:
+        response = error_response(status, message)
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(response.body)).encode()),
                    (b"connection", b"close")]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
 
 
@@ -104,13 +124,19 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
+async def _read_body(receive: Receive, limit: int, timeout: float | None = None) -> bytes:
+    """The whole body, at most `limit` bytes, within `timeout` seconds; BodyIncomplete otherwise."""
     chunks = []
     size = 0
+    deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
     while True:
-        message = await receive()
+        try:
+            remaining = None if deadline is None else max(0.0, deadline - asyncio.get_running_loop().time())
+            message = await asyncio.wait_for(receive(), remaining)
+        except asyncio.TimeoutError:
+            raise BodyIncomplete(timed_out=True) from None
         if message["type"] == "http.disconnect":
-            break
+            raise BodyIncomplete(timed_out=False)
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
