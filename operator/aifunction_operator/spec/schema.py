@@ -172,7 +172,7 @@ HANDLER = _obj(
         ),
         "image": _str("Handler runtime image; defaults to the operator's. Holds the code when neither code nor configMap is set.", maxLength=512),
         "cpu": _quantity("CPU request of the handler container (default 100m); give high-rate functions at least 1."),
-        "memory": _quantity("Memory request and limit of the handler container (default: request 256Mi, no limit)."),
+        "memory": _quantity("Memory request and limit of the handler container (default: request 256Mi, limit 512Mi)."),
     },
     required=["entrypoint"],
 )
