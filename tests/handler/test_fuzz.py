@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import collections
 import json
+import os
+import signal
+import subprocess
+import sys
 import random
 import time
 
@@ -19,6 +23,7 @@ import pytest
 from support.http_fuzz import Case, cases, request, send
 
 from .conftest import ROOT, post_json
+from .test_aifn_run import triton_present  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -57,13 +62,10 @@ def cloudevent_cases(rng: random.Random, count: int) -> list[Case]:
     return out
 
 
-def test_malformed_requests_get_json_answers_and_the_handler_still_serves(start_handler) -> None:
-    # A short request timeout: a body that never completes is answered 408 after it (not held forever).
-    server = start_handler(ROOT / "examples" / "handlers" / "digits", "handler:lambda_handler", AIFN_REQUEST_TIMEOUT_SECONDS="3")
+def fuzz(port: int, seed: int, *, uvicorn: bool) -> tuple[int, collections.Counter, list[str], float]:
+    """Send the seeded cases to a function's invoke routes; (cases, tally, problems, seconds)."""
     valid = json.dumps({"pixels": PIXELS}).encode()
-    warm = post_json(server.url + "/", {"pixels": PIXELS})
-    assert warm.status == 200, warm.body
-    rng = random.Random(SEED)
+    rng = random.Random(seed)
     all_cases = [*cases(rng, rng.choice(["/", "/invoke"]), valid, COUNT), *cloudevent_cases(rng, 60)]
     all_cases += [Case("paths", request("POST", path, [("Content-Type", "application/json")], valid, length=len(valid)))
                   for path in ("/v1/models/digits-fn:predict", "/v2/models/digits-fn/infer", "/nope", "/" + "x" * 5000)]
@@ -71,25 +73,75 @@ def test_malformed_requests_get_json_answers_and_the_handler_still_serves(start_
     problems: list[str] = []
     started = time.monotonic()
     for case in all_cases:
-        outcome = send("127.0.0.1", server.port, case)
+        outcome = send("127.0.0.1", port, case)
         tally[(case.kind, outcome.status)] += 1
         if outcome.status is None:
             if case.expect_response:
                 problems.append(f"{case.kind}: closed without a response to {case.request[:300]!r}")
         elif outcome.status >= 500 or not (outcome.status == 200 or 400 <= outcome.status < 500):
             problems.append(f"{case.kind}: status {outcome.status}: {outcome.raw[:300]!r}\n  request: {case.request[:300]!r}")
-        elif outcome.status == 400 and outcome.body == UVICORN_400:
+        elif uvicorn and outcome.status == 400 and outcome.body == UVICORN_400:
             tally[("uvicorn-400", 400)] += 1  # see UVICORN_400
         elif "json" not in outcome.headers.get("content-type", "") or not _json(outcome.body):
             problems.append(f"{case.kind}: {outcome.status} that is not JSON: {outcome.raw[:300]!r}\n  request: {case.request[:200]!r}")
     seconds = time.monotonic() - started
-    print(f"\nhandler fuzz: {len(all_cases)} cases (seed {SEED}) in {seconds:.1f}s")
+    print(f"\nhandler fuzz ({'handler container' if uvicorn else 'aifn run'}): {len(all_cases)} cases (seed {seed}) in {seconds:.1f}s")
     for (kind, status), n in sorted(tally.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
         print(f"  {kind:22} {status!s:5} x{n}")
+    return len(all_cases), tally, problems, seconds
+
+
+def test_malformed_requests_get_json_answers_and_the_handler_still_serves(start_handler) -> None:
+    # A short request timeout: a body that never completes is answered 408 after it (not held forever).
+    server = start_handler(ROOT / "examples" / "handlers" / "digits", "handler:lambda_handler", AIFN_REQUEST_TIMEOUT_SECONDS="3")
+    warm = post_json(server.url + "/", {"pixels": PIXELS})
+    assert warm.status == 200, warm.body
+    _, _, problems, _ = fuzz(server.port, SEED, uvicorn=True)
     assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems[:15])
     after = post_json(server.url + "/", {"pixels": PIXELS})
     assert after.status == 200 and after.json() == warm.json(), after.body
     assert server.proc.poll() is None
+
+
+def test_malformed_requests_to_a_handler_under_aifn_run(tmp_path, triton_present) -> None:
+    """The same cases against `aifn run` serving the digits example's handler (the gateway's aiohttp server)."""
+    from aifunction_operator.local.tritonserver import free_port
+
+    from .test_aifn_run import function_file
+
+    path = function_file(tmp_path, {"entrypoint": "handler:lambda_handler"},
+                         {"aifn.dev/local-handler-path": str(ROOT / "examples" / "handlers" / "digits")})
+    port = free_port()
+    with open(tmp_path / "run.log", "wb") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "aifunction_operator", "run", str(path), "--port", str(port),
+                                 "--read-timeout", "2s", "--idle-timeout", "300s"],
+                                stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        warm = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                warm = post_json(url + "/", {"pixels": PIXELS})
+                if warm.status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        assert warm is not None and warm.status == 200, (tmp_path / "run.log").read_text()[-3000:]
+        _, _, problems, _ = fuzz(port, SEED + 1, uvicorn=False)
+        assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems[:15])
+        after = post_json(url + "/", {"pixels": PIXELS})
+        assert after.status == 200 and after.json() == warm.json(), after.body
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    assert proc.returncode == 0, (tmp_path / "run.log").read_text()[-3000:]
 
 
 def _json(body: bytes) -> bool:
