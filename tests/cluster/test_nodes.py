@@ -44,7 +44,7 @@ def busybox_pod(name: str, script: str, node_role: str = "cpu", labels: dict[str
     spec: dict[str, Any] = {
         "containers": [container],
         "volumes": [{"name": "tmp", "emptyDir": {}}],
-        "nodeSelector": {"aifn.dev/node-role": node_role},
+        "nodeSelector": {"aifn.dev/e2e-node": node_role},
         "terminationGracePeriodSeconds": 1,
     }
     if node_role == "gpu":

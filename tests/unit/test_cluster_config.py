@@ -161,3 +161,15 @@ def test_missing_kernel_features_are_named_with_what_to_do(tmp_path: Path, host:
     assert len(problems) == len(expected), problems
     for problem, words in zip(problems, expected):
         assert words in problem
+
+
+def test_nodes_are_shaped_like_kind_config() -> None:
+    """The same labels and taints as kind-config.yaml's workers, so manifests for one run on the other."""
+    import yaml
+
+    kind = yaml.safe_load((Path(__file__).resolve().parents[2] / "kind-config.yaml").read_text())
+    workers = [n for n in kind["nodes"] if n["role"] == "worker"]
+    assert [w["labels"] for w in workers] == [n.labels for n in NODES]
+    kind_taints = [yaml.safe_load(patch)["nodeRegistration"].get("taints", [])
+                   for w in workers for patch in w.get("kubeadmConfigPatches", [])] or [[]]
+    assert [list(n.taints) for n in NODES if n.taints] == kind_taints

@@ -106,11 +106,11 @@ class NodeSpec:
 
 
 NODES: tuple[NodeSpec, ...] = (
-    NodeSpec(name="aifn-worker", index=0, labels={"aifn.dev/node-role": "cpu"}),
+    NodeSpec(name="aifn-worker", index=0, labels={"aifn.dev/e2e-node": "cpu"}),
     NodeSpec(
         name="aifn-gpu-worker",
         index=1,
-        labels={**GPU_LABELS, "aifn.dev/node-role": "gpu"},
+        labels={**GPU_LABELS, "aifn.dev/e2e-node": "gpu"},
         taints=(GPU_TAINT,),
         gpus=2,
     ),
