@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from support.cluster.images import build_archive, import_archive
-from support.cluster.layout import NODES
+from support.cluster.layout import MODEL_REPO_LINK, NODES
 from support.cluster.triton_image import IMAGE_NAME, triton_image_spec
 
 from .conftest import ClusterClient
@@ -57,13 +57,13 @@ def rendered_service(image: str) -> dict[str, Any]:
 
 
 def model_volume(namespace: str) -> list[dict[str, Any]]:
-    """model_repo/ of this checkout as the `aifn-models` claim (read-only hostPath volume)."""
+    """model_repo/ as the `aifn-models` claim, a read-only hostPath volume at kind-config.yaml's path."""
     pv_name = f"aifn-models-{namespace}"
     return [
         {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv_name},
          "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadOnlyMany"],
                   "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "",
-                  "hostPath": {"path": str(ROOT / "model_repo"), "type": "Directory"},
+                  "hostPath": {"path": str(MODEL_REPO_LINK), "type": "Directory"},  # as kind-config.yaml
                   "claimRef": {"namespace": namespace, "name": "aifn-models"}}},
         {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "aifn-models", "namespace": namespace},
          "spec": {"accessModes": ["ReadOnlyMany"], "storageClassName": "", "volumeName": pv_name,

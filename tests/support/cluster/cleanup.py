@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .host import FIREWALL_COMMENT, SYSCTLS
-from .layout import DATA_DIR, DUMMY_INTERFACE, NODES, RUN_DIR
+from .layout import DATA_DIR, DUMMY_INTERFACE, MODEL_REPO_LINK, NODES, RUN_DIR
 
 OUR_CHAIN_PREFIXES = ("KUBE-", "CNI-")
 # kubelet 1.35 keeps its device-plugin socket and checkpoint at this fixed path, whatever its
@@ -140,7 +140,7 @@ def find_leftovers() -> Leftovers:
         cgroups=[str(p) for p in _cgroups()],
         directories=[str(d) for d in (RUN_DIR, *(n.kubelet_dir for n in NODES), DATA_DIR / "control-plane",
                                       SHARED_DEVICE_PLUGIN_DIR / "kubelet_internal_checkpoint")
-                     if d.exists()],
+                     if d.exists()] + ([str(MODEL_REPO_LINK)] if MODEL_REPO_LINK.is_symlink() else []),
     )
 
 
@@ -224,6 +224,12 @@ def clean(purge: bool = False, log=print) -> Leftovers:  # noqa: ANN001 - log is
         shutil.rmtree(directory, ignore_errors=True)
     for name in ("kubelet_internal_checkpoint", "kubelet.sock"):
         (SHARED_DEVICE_PLUGIN_DIR / name).unlink(missing_ok=True)
+    if MODEL_REPO_LINK.is_symlink():
+        MODEL_REPO_LINK.unlink()
+        try:
+            MODEL_REPO_LINK.parent.rmdir()  # /aifn, when nothing else is in it
+        except OSError:
+            pass
     if purge:
         shutil.rmtree(DATA_DIR, ignore_errors=True)
     return find_leftovers()

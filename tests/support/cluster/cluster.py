@@ -140,6 +140,7 @@ class Cluster:
         RUN_DIR.mkdir(parents=True, exist_ok=True)
         OWNER_FILE.write_text(str(os.getpid()))
         self._step("network", host.set_up_network)
+        host.link_model_repo(IMAGE_SOURCES.parent / "model_repo")
         self._step("control plane", self._start_control_plane)
         self._step("scheduler", self._start_scheduler)
         archives = self._step("images", self._build_images)

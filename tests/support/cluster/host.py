@@ -19,6 +19,7 @@ from .layout import (
     CNI_BIN_DIR,
     CONTROL_PLANE_IP,
     DUMMY_INTERFACE,
+    MODEL_REPO_LINK,
     NODES,
     POD_CIDR,
     RUN_DIR,
@@ -147,6 +148,16 @@ def set_up_network() -> None:
     if outside:
         run("iptables", "-I", "FORWARD", "1", "-s", POD_CIDR, "-o", outside, "-m", "comment", "--comment",
             FIREWALL_COMMENT, "-j", "DROP")
+
+
+def link_model_repo(model_repo: Path) -> None:
+    """Make /aifn/model_repo (kind-config.yaml's extraMounts path) lead to `model_repo`; refuse to replace a real directory."""
+    if MODEL_REPO_LINK.exists() and not MODEL_REPO_LINK.is_symlink():
+        raise HostProblem(f"{MODEL_REPO_LINK} exists and is not a link the cluster made: move it away")
+    MODEL_REPO_LINK.parent.mkdir(parents=True, exist_ok=True)
+    if MODEL_REPO_LINK.is_symlink():
+        MODEL_REPO_LINK.unlink()
+    MODEL_REPO_LINK.symlink_to(model_repo.resolve(), target_is_directory=True)
 
 
 def apiserver_port_free() -> bool:

@@ -33,6 +33,9 @@ DATA_DIR = Path(os.environ.get("AIFN_CLUSTER_DATA_DIR", "/var/lib/aifn-cluster")
 USER_DIR = ROOT / ".aifn" / "cluster"
 KUBECONFIG = USER_DIR / "kubeconfig"
 CNI_BIN_DIR = Path("/usr/lib/cni")
+# kind-config.yaml mounts model_repo/ at /aifn/model_repo on every node; here the nodes share the
+# host's file system, so the same path is a link to this checkout's model_repo/.
+MODEL_REPO_LINK = Path("/aifn/model_repo")
 
 GPU_LABELS = {
     "nvidia.com/gpu.present": "true",
