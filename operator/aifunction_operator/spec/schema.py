@@ -102,7 +102,8 @@ RUNTIME = _obj(
         "image": _str("Triton image; defaults to the operator's configured NGC image (python backend + torch).", maxLength=512),
         "protocol": _str("The one protocol Knative routes: http (port 8000, http1) or grpc (port 8001, h2c).", enum=["http", "grpc"], default="http"),
         "args": {"type": "array", "description": "Extra tritonserver arguments.", "items": {"type": "string", "maxLength": 1024}, "maxItems": 64},
-        "env": {"type": "array", "description": "Extra environment variables.", "items": ENV_VAR, "maxItems": 128},
+        "env": {"type": "array", "description": "Extra environment variables (names unique: Kubernetes keys them by name).",
+                "items": ENV_VAR, "maxItems": 128, "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     },
 )
 
