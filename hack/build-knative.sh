@@ -23,40 +23,16 @@ command -v go >/dev/null 2>&1 || die "Go is not on PATH; install Go >= 1.25 (or 
 mkdir -p "$CACHE" "$BIN"
 GO_VERSION="$(go env GOVERSION)"
 
-# The version of knative.dev/serving that go.mod requires (as module_version in build-tools.sh).
-version="$(awk '$1 == "require" && $2 == "knative.dev/serving" { print $3; exit }
-                $1 == "knative.dev/serving" && $2 != "=>"     { print $2; exit }' "$DIR/go.mod")"
+# shellcheck source=lib/go-build.sh
+source "$ROOT/hack/lib/go-build.sh"
+
+version="$(module_version "$DIR" knative.dev/serving)"
 [[ -n "$version" ]] || die "$DIR/go.mod does not require knative.dev/serving"
-ldflags="-s -w"
 targets=()
 for c in "${COMPONENTS[@]}"; do targets+=("$c=knative.dev/serving/cmd/$c"); done
 
-hash="$({ cat "$DIR/go.mod" "$DIR/go.sum" "$DIR"/*.go; printf '%s\n%s\n' "$GO_VERSION" "$ldflags ${targets[*]}"; } \
-  | sha256sum | cut -c1-10)"
-dest="$CACHE/knative-serving-$version-$hash"
-
 started=$SECONDS
-if [[ ! -f "$dest/.complete" ]]; then
-  (
-    flock 9  # one build at a time, shared with hack/build-tools.sh
-    [[ -f "$dest/.complete" ]] && exit 0
-    tmp="$dest.tmp.$$"
-    rm -rf "$tmp" && mkdir -p "$tmp"
-    for target in "${targets[@]}"; do
-      t0=$SECONDS
-      log "building ${target%%=*} (knative.dev/serving $version, $GO_VERSION); a first build takes minutes"
-      if ! (cd "$DIR" && CGO_ENABLED=0 go build -buildvcs=false -trimpath -ldflags "$ldflags" \
-        -o "$tmp/${target%%=*}" "${target#*=}"); then
-        rm -rf "$tmp"
-        die "go build of ${target#*=} in $DIR failed"
-      fi
-      log "built ${target%%=*} in $((SECONDS - t0)) s"
-      printf '%s %s\n' "${target%%=*}" "$((SECONDS - t0))" >>"$tmp/.build-seconds"
-    done
-    touch "$tmp/.complete"
-    rm -rf "$dest" && mv "$tmp" "$dest"
-  ) 9>"$CACHE/.lock" >&2
-fi
+dest="$(build knative-serving "$DIR" "$version" "-s -w" "${targets[@]}")"
 
 for c in "${COMPONENTS[@]}"; do
   [[ -x "$dest/$c" ]] || die "$dest/$c is not an executable"

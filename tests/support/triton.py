@@ -12,9 +12,8 @@ STARTUP_TIMEOUT_S = 180.0
 
 
 @contextmanager
-def serve_model(install: TritonInstall, repository: Path, model: str, log_dir: Path) -> Iterator[TritonProcess]:
-    """Start Triton on `model`, wait until it is ready, stop it after, and fail if any process is left."""
-    server = TritonProcess(install, repository, model, log_path=log_dir / f"tritonserver-{model}.log")
+def serving(server: TritonProcess, what: str) -> Iterator[TritonProcess]:
+    """Start `server`, wait until it is ready, stop it after, and fail if any process of it is left."""
     server.start()
     try:
         server.wait_ready(STARTUP_TIMEOUT_S)
@@ -22,4 +21,11 @@ def serve_model(install: TritonInstall, repository: Path, model: str, log_dir: P
     finally:
         server.stop(grace=15.0)
         left = process_group_pids(server.pid) if server.pid else []
-        assert not left, f"processes left behind by tritonserver ({model}): {left}"
+        assert not left, f"processes left behind by tritonserver ({what}): {left}"
+
+
+@contextmanager
+def serve_model(install: TritonInstall, repository: Path, model: str, log_dir: Path) -> Iterator[TritonProcess]:
+    """Serve `model` from `repository` (see `serving`)."""
+    with serving(TritonProcess(install, repository, model, log_path=log_dir / f"tritonserver-{model}.log"), model) as server:
+        yield server

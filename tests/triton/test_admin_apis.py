@@ -22,7 +22,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 import yaml
 from support.rawwire import RST_STREAM, grpc_unary, http1
-from support.triton import STARTUP_TIMEOUT_S
+from support.triton import serving
 from tritonclient.utils import InferenceServerException
 
 from aifunction_operator.config import OperatorConfig
@@ -79,13 +79,8 @@ class RenderedTriton(TritonProcess):
 
 
 def serve(install: TritonInstall, args: list[str], log_path: Path) -> Iterator[RenderedTriton]:
-    server = RenderedTriton(install, args, log_path)
-    server.start()
-    try:
-        server.wait_ready(STARTUP_TIMEOUT_S)
+    with serving(RenderedTriton(install, args, log_path), "rendered args") as server:
         yield server
-    finally:
-        server.stop(grace=15.0)
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,7 @@ one that has ended; the endpoint is served for real on a loopback port.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
-import urllib.error
-import urllib.request
 from typing import Any
 
 import pytest
@@ -23,20 +20,8 @@ from aifunction_operator.config import OperatorConfig
 from aifunction_operator.observability import Metrics, health_app, serve
 from aifunction_operator.reconcile import Outcome
 from aifunction_operator.runtime import Runtime
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+from support.operator_process import http_get
+from support.processes import free_port
 
 
 BODY = {"metadata": {"namespace": "apps", "name": "fn", "uid": "u1", "resourceVersion": "1"}}
@@ -46,7 +31,7 @@ async def healthz(runtime: Runtime) -> tuple[int, str]:
     port = free_port()
     runner = await serve(health_app(lambda: True, runtime.alive), port, "127.0.0.1")
     try:
-        return await asyncio.to_thread(get, f"http://127.0.0.1:{port}/healthz")
+        return await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/healthz", 5.0)
     finally:
         await runner.cleanup()
 

@@ -338,7 +338,7 @@ class Cluster:
         if result.returncode != 0:
             return False
         status = json.loads(result.stdout)
-        spec_taints = json.loads(result.stdout).get("spec", {}).get("taints", [])
+        spec_taints = status.get("spec", {}).get("taints", [])
         ready = any(c["type"] == "Ready" and c["status"] == "True" for c in status["status"].get("conditions", []))
         not_ready_taint = any(t["key"].startswith("node.kubernetes.io/not-ready") for t in spec_taints)
         gpus = int(status["status"].get("allocatable", {}).get("nvidia.com/gpu", "0"))
