@@ -44,7 +44,7 @@ dev-apiserver: setup tools ## a real control plane in the foreground; kubeconfig
 cluster-deps: ## install what the cluster's nodes run (containerd, runc, CNI plugins, ...) from Debian if missing
 	bash hack/cluster-deps.sh
 
-cluster: setup tools cluster-deps ## a real cluster (2 nodes, one a GPU worker) in the foreground; kubeconfig in .aifn/cluster/kubeconfig
+cluster: setup tools knative cluster-deps ## a real cluster (2 nodes, one a GPU worker) with Knative Serving, its networking layer and the operator, in the foreground; kubeconfig and gateway address in .aifn/cluster/
 	$(PY) hack/cluster.py up
 
 cluster-down: ## remove the cluster (or what a killed run left): processes, containers, mounts, interfaces, iptables rules

@@ -2,7 +2,10 @@
 
 up (default): start it in the foreground until Ctrl-C (or SIGTERM), then remove everything it made.
       Every node gets the images pods here use: pause, CoreDNS, busybox, the operator image
-      (localhost/aifn/aifunction-operator:dev) and Triton (localhost/aifn/tritonserver:2.51-cpu).
+      (localhost/aifn/aifunction-operator:dev), Triton (localhost/aifn/tritonserver:2.51-cpu; Revisions
+      name it dev.local/aifn/tritonserver:2.51-cpu), Knative Serving's and Envoy's. Then it installs
+      Knative Serving 1.23, the networking layer (aifn-ingress + Envoy, NodePort 31080) and the
+      operator (helm), and writes the gateway's address to .aifn/cluster/gateway.
 down: remove a cluster (or what a killed run left) from this host: processes, containers, mounts,
       network namespaces and interfaces, iptables rules, cgroups. `--purge` also drops the nodes'
       image stores (a cache).
@@ -23,6 +26,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from support.cluster import Cluster, ClusterRunning, HostProblem, clean, find_leftovers  # noqa: E402
 from support.cluster.layout import KUBECONFIG, NODES, RUN_DIR, USER_DIR  # noqa: E402
+from support.cluster.stack import GATEWAY_FILE  # noqa: E402
 
 
 DOWN_REQUESTED = RUN_DIR / "down-requested"
@@ -32,11 +36,12 @@ def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def up(app_images: bool = True) -> int:
+def up(app_images: bool = True, stack: bool = True) -> int:
     """Start the cluster, print how to use it, and serve until interrupted."""
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
-    cluster = Cluster(log=lambda line: print(line, flush=True), app_images=app_images)
+    cluster = Cluster(log=lambda line: print(line, flush=True), app_images=app_images,
+                      stack=stack and app_images)
     try:
         cluster.start()
     except (HostProblem, ClusterRunning) as problem:
@@ -57,6 +62,9 @@ def up(app_images: bool = True) -> int:
               f"{', '.join(node.name for node in NODES)}; component logs in {cluster.log_dir}")
         print("use it with:\n")
         print(f"export KUBECONFIG={KUBECONFIG}\n", flush=True)
+        if cluster.gateway_url:
+            print(f"functions answer at {cluster.gateway_url} (written to {GATEWAY_FILE}):\n"
+                  f"curl -H 'Host: <name>.<namespace>.example.com' $(cat {GATEWAY_FILE})/v2/models\n", flush=True)
         print("Ctrl-C (or `make cluster-down` from another shell) stops it and removes everything.", flush=True)
         while not cluster.dead_components():
             time.sleep(1)
@@ -84,6 +92,7 @@ def down(purge: bool) -> int:
         DOWN_REQUESTED.touch()  # tells a running `up` that its components die on purpose
     left = clean(purge=purge)
     KUBECONFIG.unlink(missing_ok=True)
+    GATEWAY_FILE.unlink(missing_ok=True)
     if left:
         print(f"cluster-down: could not remove {left.summary()}", file=sys.stderr)
         return 1
@@ -96,14 +105,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", nargs="?", default="up", choices=("up", "down", "status"))
     parser.add_argument("--purge", action="store_true", help="with down: also remove the nodes' image stores")
     parser.add_argument("--no-app-images", action="store_true",
-                        help="with up: skip building and loading the operator and Triton images (a faster start)")
+                        help="with up: skip building and loading the operator and Triton images (and the stack)")
+    parser.add_argument("--no-stack", action="store_true",
+                        help="with up: nodes only, without Knative Serving, the networking layer and the operator")
     args = parser.parse_args(argv)
     if args.command == "down":
         return down(args.purge)
     if args.command == "status":
         print(f"cluster: {find_leftovers().summary()} on this host")
         return 0
-    return up(app_images=not args.no_app_images)
+    return up(app_images=not args.no_app_images, stack=not args.no_stack)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 `Cluster().start()` checks the host, cleans what a killed run left, sets up the network, starts
 every component, imports the images every node needs, waits until both nodes are Ready (the GPU
 worker with its nvidia.com/gpu allocatable) and CoreDNS answers, and writes the admin kubeconfig to
-.aifn/cluster/kubeconfig. `stop()` removes everything it made (cleanup.clean).
+.aifn/cluster/kubeconfig. With `stack=True` it then installs Knative Serving, the networking layer
+and the operator (support.cluster.stack). `stop()` removes everything it made (cleanup.clean).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import yaml
 
 from ..controlplane import BIN, ControlPlane, Network
 from ..processes import Component, http_ok, wait_until
-from . import addons, cleanup, host, images, node as nodes
+from . import addons, cleanup, gateway, host, images, knative, node as nodes, stack as stacks
 from .layout import (
     APISERVER_PORT,
     CONTROL_PLANE_IP,
@@ -104,10 +105,13 @@ class Cluster:
     """A whole cluster on this machine; use as a context manager or start()/stop()."""
 
     def __init__(self, bin_dir: Path = BIN, log: Callable[[str], None] = print,
-                 extra_images: tuple[images.ImageSpec, ...] = (), app_images: bool = False) -> None:
-        """`app_images`: also build and load the operator and Triton images (what `make cluster` does)."""
+                 extra_images: tuple[images.ImageSpec, ...] = (), app_images: bool = False,
+                 stack: bool = False) -> None:
+        """`app_images`: also build and load the operator and Triton images; `stack`: also install
+        Knative Serving, the networking layer and the operator (implies app_images; what `make cluster` does)."""
         self.bin_dir = bin_dir
-        self.app_images = app_images
+        self.stack = stack
+        self.app_images = app_images or stack
         self.binaries = _binaries(bin_dir)
         self.log = log
         self.extra_images = extra_images
@@ -115,6 +119,7 @@ class Cluster:
         self.components: dict[str, Component] = {}
         self.kubeconfig = KUBECONFIG
         self.timings: dict[str, float] = {}
+        self.gateway_url: str | None = None
         self._owns_host = False
 
     # Lifecycle ---------------------------------------------------------------------------------
@@ -153,6 +158,8 @@ class Cluster:
         assert self.plane is not None
         shutil.copyfile(self.plane.kubeconfig, self.kubeconfig)
         self.kubeconfig.chmod(0o600)
+        if self.stack:
+            self._install_stack()
         self.timings["total"] = time.monotonic() - started
 
     def stop(self) -> None:
@@ -172,6 +179,7 @@ class Cluster:
             shutil.copytree(self.log_dir, USER_DIR / "logs")
         left = cleanup.clean(log=self.log)
         self.kubeconfig.unlink(missing_ok=True)
+        stacks.GATEWAY_FILE.unlink(missing_ok=True)
         if left:
             self.log(f"cluster: could not remove {left.summary()}; run `make cluster-down`")
 
@@ -311,6 +319,10 @@ class Cluster:
             archives[OPERATOR_IMAGE] = operator_image_archive(log=self.log)
             triton = triton_image_spec(log=self.log)
             archives[triton.name] = images.build_archive(triton)
+        if self.stack:
+            for component, archive in knative.build_images().items():
+                archives[knative.image_name(component)] = archive
+            archives[gateway.ENVOY_IMAGE] = images.build_archive(gateway.envoy_image_spec())
         return archives
 
     def _start_node(self, node: NodeSpec, archives: dict[str, Path]) -> None:
@@ -324,6 +336,8 @@ class Cluster:
         for name, archive in archives.items():
             if images.import_archive(archive, name, node.containerd_socket):
                 self.log(f"cluster: imported {name} into {node.name}")
+            if stacks.revision_image(name) != name:
+                stacks.tag_for_revisions(name, node.containerd_socket)
         kubeconfig = self.plane.client_kubeconfig(f"kubelet-{node.name}", f"system:node:{node.name}",
                                                   groups=("system:nodes",))
         self._component(f"kubelet-{node.name}",
@@ -357,6 +371,18 @@ class Cluster:
                            input="\n---\n".join(json.dumps(m) for m in manifests))
         self.plane.kubectl("rollout", "status", "-n", "kube-system", "deployment/coredns", "--timeout=120s",
                            timeout=130)
+
+    def _install_stack(self) -> None:
+        from ..helm import helm
+        from .operator_image import OPERATOR_IMAGE
+        from .triton_image import IMAGE_NAME as TRITON_IMAGE
+
+        self._step("Knative Serving", lambda: stacks.install_knative(self.kubectl, self.log))
+        url = self._step("networking layer", lambda: stacks.install_gateway(self.kubectl, OPERATOR_IMAGE))
+        self._step("operator (helm)", lambda: stacks.install_operator(
+            lambda *args: helm(*args, kubeconfig=self.kubeconfig, timeout=240), OPERATOR_IMAGE, TRITON_IMAGE))
+        self.gateway_url = url
+        self.log(f"cluster: functions answer at {url} (Host: <name>.<namespace>.{knative.CLUSTER_DOMAIN})")
 
     # Clients -----------------------------------------------------------------------------------
 

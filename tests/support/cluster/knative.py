@@ -19,9 +19,11 @@ the release's serving-core.yaml), with:
   (the Deployments' containers, config-deployment's `queue-sidecar-image`, the queue-proxy `Image`),
   `imagePullPolicy: IfNotPresent` on those containers (no node ever pulls);
 - `app.kubernetes.io/version: devel` set to the release's "1.23.0", as Knative's release script does;
-- `localhost` added to config-deployment's `registries-skipping-tag-resolving`: Knative's controller
-  resolves each Revision's image tag to a digest from its registry, and the images of this cluster
-  (the Triton image, localhost/aifn/tritonserver:2.51-cpu) come from no registry.
+- Revisions name local images `dev.local/...` (support.cluster.stack.revision_image): Knative's
+  controller resolves each Revision's image tag to a digest unless the registry is in
+  config-deployment's `registries-skipping-tag-resolving` (default kind.local, ko.local, dev.local),
+  and go-containerregistry reads `localhost/aifn/x` as docker.io's, so `localhost` in that list
+  would not help.
 
 `readme_settings()` reads the ConfigMap data the README tells cluster admins to set (section "What the
 cluster needs (Knative settings)"), so a test that applies it tests the README.
@@ -56,9 +58,9 @@ COMPONENTS = ("controller", "webhook", "autoscaler", "activator", "queue")
 NONROOT = "65532:65532"  # ko's nonroot base user; Knative's manifests only say runAsNonRoot
 KO_DATA_PATH = "/var/run/ko"
 IMAGE_REPOSITORY = "localhost/aifn/knative-serving"
-# Registries whose tags Knative's controller uses as they are (config-deployment): Knative's
-# default plus this cluster's images, which live in no registry.
-SKIP_TAG_RESOLVING = ("kind.local", "ko.local", "dev.local", "localhost")
+# Registries whose tags Knative's controller uses as they are (config-deployment): Knative's default,
+# which holds dev.local, the name Revisions use for this cluster's images (stack.revision_image).
+SKIP_TAG_RESOLVING = ("kind.local", "ko.local", "dev.local")
 
 # config/core files that are symlinks in knative/serving at knative-v1.23.0 (dropped from the module
 # zip): path in serving's config/core -> (module, path in that module).
