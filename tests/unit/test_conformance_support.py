@@ -9,7 +9,10 @@ The outputs below are real:
   parallel subtests named like run.go's, nested parallel subtests like visibility/fqdn and
   ingressclass/nil, pass/fail/skip, a multi-line t.Errorf), built with Go 1.26.8 and run with -test.v
   (TIMEOUT_OUTPUT with `-test.timeout 1ms`, cut after the `running tests:` list): the shapes a cluster
-  run prints, which the fail-fast run cannot show.
+  run prints, which the fail-fast run cannot show;
+- REAL_TIMEOUT_OUTPUT: ingress.test `-test.run '^TestIngressConformance$/basics$/^$' -test.timeout 40s`
+  against a throwaway control plane without nodes (its pod never runs), cut after the `running tests:`
+  list and all but two of client-go's once-a-second Endpoints warnings (klog lines, not test output).
 """
 
 from __future__ import annotations
@@ -256,6 +259,21 @@ NESTED_OUTPUT = """\
         --- FAIL: TestIngressConformance/visibility/short (0.02s)
 FAIL
 """
+
+REAL_TIMEOUT_OUTPUT = "".join(
+    '=== RUN   TestIngressConformance\n'
+    '=== RUN   TestIngressConformance/basics\n'
+    '=== PAUSE TestIngressConformance/basics\n'
+    '=== CONT  TestIngressConformance/basics\n'
+    '    basic.go:34: [ingress-conformance-basics-bhvbzwjb] Using port 65\n'
+    '    basic.go:34: [ingress-conformance-basics-bhvbzwjb] Using containerPort 8038\n'
+    'I1129 16:07:49.547594   21546 warnings.go:107] "Warning: v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice"\n'
+    'I1129 16:07:50.548733   21546 warnings.go:107] "Warning: v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice"\n'
+    'panic: test timed out after 40s\n'
+    '\trunning tests:\n'
+    '\t\tTestIngressConformance/basics (40s)\n'
+    '\n'
+)
 
 TIMEOUT_OUTPUT = "".join(
     '=== RUN   TestIngressConformance\n'
@@ -534,6 +552,21 @@ def test_a_timed_out_run() -> None:
     assert any(p.startswith("visibility: UNFINISHED") for p in found)
 
 
+def test_a_real_timed_out_run() -> None:
+    output = c.parse_output(REAL_TIMEOUT_OUTPUT)
+    assert output.timed_out == "40s"
+    basics = output.tests["TestIngressConformance/basics"]
+    assert (basics.status, basics.depth) == ("unfinished", 1)
+    assert basics.log == ["basic.go:34: [ingress-conformance-basics-bhvbzwjb] Using port 65",
+                          "basic.go:34: [ingress-conformance-basics-bhvbzwjb] Using containerPort 8038",
+                          "still running when the binary timed out after 40s"]
+    (row,) = c.result_table(output, skipped={})
+    assert (row.subtest, row.status, row.detail) == ("basics", "unfinished",
+                                                     "no result (the binary timed out after 40s)")
+    assert c.problems([row], output, ("basics",), 2) == [
+        "basics: UNFINISHED no result (the binary timed out after 40s)"]
+
+
 @pytest.mark.parametrize(("subtest", "top"), [
     ("visibility/fqdn", "visibility"),
     ("visibility/split", "visibility/split"),
@@ -627,3 +660,15 @@ def test_the_built_suite_runs_these_subtests(run: str | None, expected: set[str]
     assert {row.subtest for row in result.rows} == expected
     assert {row.status for row in result.rows} == {"fail"}
     assert result.returncode == 1
+
+
+def test_run_suite_echoes_without_client_go_noise(tmp_path: Path) -> None:
+    (tmp_path / "out.txt").write_text(REAL_TIMEOUT_OUTPUT)
+    binary = stand_in(tmp_path, f"cat {tmp_path / 'out.txt'}; exit 2")
+    echoed: list[str] = []
+    run = c.run_suite(c.SuiteOptions(timeout=60), log_file=tmp_path / "log", echo=echoed.append, binary=binary)
+    assert run.returncode == 2 and run.output.timed_out == "40s"
+    assert [(row.subtest, row.status) for row in run.rows] == [("basics", "unfinished")]
+    assert "panic: test timed out after 40s" in echoed
+    assert not [line for line in echoed if "Endpoints is deprecated" in line]
+    assert (tmp_path / "log").read_text().count("Endpoints is deprecated") == 2

@@ -226,6 +226,8 @@ _HEADER = re.compile(r"^=== (RUN|PAUSE|CONT|NAME)\s*(\S*)\s*$")
 _RESULT = re.compile(r"^(?P<indent>\s*)--- (?P<status>PASS|FAIL|SKIP): (?P<name>\S+) \((?P<seconds>[\d.]+)s\)\s*$")
 _LOG_ENTRY = re.compile(r"^\s+(?P<where>[\w.-]+\.go:\d+): (?P<message>.*)$")
 _TIMEOUT = re.compile(r"^panic: test timed out after (\S+)")
+# client-go's warning, once a second per subtest waiting for a Service's endpoints (kept in the log file)
+_NOISE = re.compile(r"warnings\.go:\d+\] \"Warning: v1 Endpoints is deprecated")
 _WHERE = re.compile(r"^[\w.-]+\.go:\d+: ")
 
 
@@ -518,17 +520,18 @@ def run_suite(options: SuiteOptions, log_file: Path | None = None,
                 lines.append(line)
                 log.write(line)
                 log.flush()
-                if echo is not None:
+                if echo is not None and not _NOISE.search(line):
                     echo(line.rstrip("\n"))
             returncode = process.wait(timeout=max(deadline - time.monotonic(), 1))
         except subprocess.TimeoutExpired:
             returncode = None
         finally:
-            if process.poll() is None:
+            if process.poll() is None:  # timed out waiting, or interrupted: leave nothing running
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
                 returncode = None
-                log.write(f"\n(killed after {options.timeout:.0f} s)\n")
+        if returncode is None:
+            log.write(f"\n(killed after {options.timeout:.0f} s)\n")
     output = parse_output("".join(lines))
     rows = result_table(output, SKIPPED, options.skip)
     return SuiteRun(argv, returncode, time.monotonic() - started, output, rows, log_file)
