@@ -235,6 +235,8 @@ _WHERE = re.compile(r"^[\w.-]+\.go:\d+: ")
 class TestResult:
     """One test or subtest of the output."""
 
+    __test__ = False  # not a pytest test class, despite its name
+
     name: str  # as Go prints it: TestIngressConformance/basics/http2
     status: str = "unfinished"  # pass | fail | skip | unfinished (started, never reported: timeout, crash)
     seconds: float | None = None
