@@ -4,8 +4,9 @@ aifn.ingress.networking.knative.dev): every stable subtest passes or is delibera
 (support.cluster.conformance.SKIPPED, with its reason), and the ones the project relies on (REQUIRED)
 ran and passed. docs/conformance.md.
 
-Needs `bash hack/build-conformance.sh` (bin/conformance/) and the networking layer installed in the
-cluster; without them the test fails saying what is missing (it is not skipped). Deselect it with
+Runs on the session's cluster (support.cluster_session: Knative, aifn-ingress and the operator installed).
+Needs `bash hack/build-conformance.sh` (bin/conformance/); without it, or without the KIngress CRD, the
+test fails saying what is missing (it is not skipped). Deselect it with
 `-m "not slow"`: a full run takes minutes, and up to the suite's 10-minute waits per subtest when the
 ingress never becomes ready.
 """
@@ -15,8 +16,7 @@ from __future__ import annotations
 import pytest
 
 from support.cluster import conformance
-
-from .conftest import ClusterClient
+from support.cluster_session import ClusterClient
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
