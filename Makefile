@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-.PHONY: setup tools test unit models demo dev-apiserver cluster cluster-down cluster-deps operator-image knative knative-check crds bench e2e images clean
+.PHONY: conformance-build conformance setup tools test unit models demo dev-apiserver cluster cluster-down cluster-deps operator-image knative knative-check crds bench e2e images clean
 
 setup: $(VENV)/.installed ## create .venv and install the project editable with its dev extras
 
@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 tools: ## build kube-apiserver, etcd, kube-controller-manager, helm, ksvc-check into ~/.cache/aifn and link them in bin/
 	bash hack/build-tools.sh
 
-test: setup tools cluster-deps ## the whole suite (unit, Triton, control plane, cluster); kind e2e tests skip without Docker
+test: setup tools knative conformance-build cluster-deps ## the whole suite (unit, Triton, control plane, cluster); kind e2e tests skip without Docker
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 unit: setup ## unit tests only
@@ -58,6 +58,12 @@ knative: ## build Knative Serving 1.23's five binaries into ~/.cache/aifn/bin, l
 
 knative-check: setup tools knative ## Knative's images and resolved manifests against a throwaway control plane, its webhook live
 	$(PY) hack/check-knative.py --live
+
+conformance-build: ## build Knative's ingress conformance suite and its six test programs into bin/conformance/
+	bash hack/build-conformance.sh
+
+conformance: setup tools conformance-build ## Knative's ingress conformance suite against the running `make cluster`
+	$(PY) hack/conformance.py $(if $(RUN),--run '$(RUN)') $(if $(SKIP),--skip $(SKIP))
 
 crds: setup ## regenerate crds/ from the spec schema (and the chart's copy)
 	$(VENV)/bin/aifn crd > crds/aifunctions.aifn.dev.yaml

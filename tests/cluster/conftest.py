@@ -14,7 +14,7 @@ pytestmark = pytest.mark.cluster
 __all__ = ["ClusterClient"]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cluster(local_cluster: ClusterClient) -> ClusterClient:
     """The session's cluster (root conftest: `local_cluster`)."""
     return local_cluster

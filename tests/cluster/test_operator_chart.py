@@ -1,49 +1,37 @@
-"""The chart's operator Deployment as a pod: image built from our Dockerfile (buildah, no Docker), installed
-with the real helm, Running and Ready under the chart's hardening, reconciling an AIFunction through the
-`kubernetes` Service (pod -> ClusterIP -> apiserver).
+"""The chart's operator Deployment as a pod, as `make cluster` installs it: the image built from our
+Dockerfile (buildah, no Docker), installed with the real helm (support.cluster.stack), Running and
+Ready under the chart's hardening, reconciling an AIFunction through the `kubernetes` Service
+(pod -> ClusterIP -> apiserver).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from support.cluster.images import import_archive
 from support.cluster.layout import NODES
-from support.cluster.operator_image import OPERATOR_IMAGE, operator_image_archive
-from support.helm import CHART, helm
+from support.cluster.operator_image import OPERATOR_IMAGE
+from support.cluster.stack import OPERATOR_NAMESPACE as RELEASE_NAMESPACE, OPERATOR_RELEASE as RELEASE
+from support.helm import helm
 from support.kube_client import TestClient, function
 from support.operator_process import wait_for
 
 from .conftest import ClusterClient
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
-RELEASE, RELEASE_NAMESPACE = "aifn", "aifn-system"
 
 
 @pytest.fixture(scope="module")
-def operator_release(cluster: ClusterClient) -> Iterator[dict[str, Any]]:
-    """The operator image in every node's containerd and the chart installed with it (helm --wait)."""
-    archive = operator_image_archive()
-    for node in NODES:
-        import_archive(archive, OPERATOR_IMAGE, node.containerd_socket)
-    repository, tag = OPERATOR_IMAGE.rsplit(":", 1)
-    helm("install", RELEASE, str(CHART), "--namespace", RELEASE_NAMESPACE, "--create-namespace",
-         "--set", f"image.repository={repository}", "--set", f"image.tag={tag}", "--set", "image.pullPolicy=Never",
-         "--set", "crds.install=false",  # the cluster has them already (installed with the control plane)
-         "--wait", "--timeout", "3m", kubeconfig=cluster.kubeconfig, timeout=240)
-    try:
-        pods = cluster.get("pods", "-n", RELEASE_NAMESPACE, "-l", "app.kubernetes.io/name=aifunction-operator")
-        yield pods["items"][0]
-    finally:
-        logs = cluster.kubectl("logs", "-n", RELEASE_NAMESPACE, "deploy/aifn-aifunction-operator", "--tail=40",
-                               check=False)
-        print(logs.stdout or logs.stderr)
-        helm("uninstall", RELEASE, "--namespace", RELEASE_NAMESPACE, "--wait", kubeconfig=cluster.kubeconfig,
-             check=False, timeout=180)
+def operator_release(cluster: ClusterClient) -> dict[str, Any]:
+    """The operator pod of the release the cluster's stack installed with helm."""
+    status = json.loads(helm("status", RELEASE, "--namespace", RELEASE_NAMESPACE, "-o", "json",
+                             kubeconfig=cluster.kubeconfig).stdout)
+    assert status["info"]["status"] == "deployed", status["info"]
+    pods = cluster.get("pods", "-n", RELEASE_NAMESPACE, "-l", "app.kubernetes.io/name=aifunction-operator")
+    assert len(pods["items"]) == 1, [p["metadata"]["name"] for p in pods["items"]]
+    return pods["items"][0]
 
 
 def test_the_operator_runs_as_the_charts_pod(cluster: ClusterClient, operator_release: dict[str, Any]) -> None:
