@@ -53,7 +53,7 @@ cluster-down: ## remove the cluster (or what a killed run left): processes, cont
 operator-image: setup cluster-deps ## the operator image without Docker or a registry (buildah, as root); prints its OCI archive path
 	$(PY) hack/build_images.py
 
-knative: ## build Knative Serving 1.23's five binaries into ~/.cache/aifn/bin, linked in bin/knative/ (groundwork, not yet on the cluster)
+knative: ## build Knative Serving 1.23's five binaries into ~/.cache/aifn/bin, linked in bin/knative/ (make cluster installs them)
 	bash hack/build-knative.sh
 
 knative-check: setup tools knative ## Knative's images and resolved manifests against a throwaway control plane, its webhook live

@@ -130,8 +130,16 @@ def test_is_ours_reads_the_class_annotation() -> None:
 
 
 def service(service_name: str, namespace: str = "ns", ip: str = "10.96.0.20", **port: Any) -> envoy.ServiceInfo:
+    """A Service with one port (name `http` unless given) and its EndpointSlice: two pods, one not ready."""
+    port_name = port.get("name", "http")
+    endpoint_slice = {"metadata": {"name": f"{service_name}-abc", "namespace": namespace,
+                                   "labels": {envoy.SERVICE_NAME_LABEL: service_name}},
+                      "ports": [{"name": port_name, "port": 8080}],
+                      "endpoints": [{"addresses": ["10.244.0.7"], "conditions": {"ready": True}},
+                                    {"addresses": ["10.244.1.9"], "conditions": {"ready": False}}]}
     return envoy.service_info({"metadata": {"name": service_name, "namespace": namespace},
-                               "spec": {"clusterIP": ip, "ports": [{"name": "http", "port": 80, **port}]}})
+                               "spec": {"clusterIP": ip, "ports": [{"name": "http", "port": 80, **port}]}},
+                              [endpoint_slice])
 
 
 def split_ingress(name: str, visibility: str, splits: list[tuple[str, int]], **path: Any) -> dict[str, Any]:
@@ -164,12 +172,23 @@ def test_h2c_ports_get_http2_upstreams_and_missing_services_are_reported() -> No
     config = envoy.render([kingress.parse(obj)], {("ns", "grpc"): service("grpc", name="h2c")})
     (cluster,) = config.clusters
     assert "http2_protocol_options" in json.dumps(cluster["typed_extension_protocol_options"])
-    assert cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"] == {
-        "socket_address": {"address": "10.96.0.20", "port_value": 80}}
+    assert [e["endpoint"]["address"] for e in cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]] == [
+        {"socket_address": {"address": "10.244.0.7", "port_value": 8080}}], "the ready pod, at its target port"
     plain = envoy.render([kingress.parse(obj)], {("ns", "grpc"): service("grpc")}).clusters[0]
     assert "typed_extension_protocol_options" not in plain
     missing = envoy.render([kingress.parse(obj)], {})
     assert missing.clusters == [] and missing.problems == {"ns/g": ["no Service ns/grpc:80 (yet)"]}
+
+
+def test_ready_endpoints_by_port_name() -> None:
+    slices = [{"ports": [{"name": "http", "port": 8080}, {"name": "metrics", "port": 9090}],
+               "endpoints": [{"addresses": ["10.0.0.2"]}, {"addresses": ["10.0.0.1"], "conditions": {"ready": True}},
+                             {"addresses": ["10.0.0.3"], "conditions": {"ready": False}}]},
+              {"ports": [{"name": "http", "port": 8080}], "endpoints": [{"addresses": ["10.0.1.1"]}]}]
+    assert envoy.ready_endpoints(slices) == (
+        ("http", (("10.0.0.1", 8080), ("10.0.0.2", 8080), ("10.0.1.1", 8080))),
+        ("metrics", (("10.0.0.1", 9090), ("10.0.0.2", 9090))))
+    assert envoy.ready_endpoints([]) == ()
 
 
 def test_a_host_claimed_twice_stays_with_the_older_kingress() -> None:

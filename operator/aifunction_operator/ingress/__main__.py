@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         write_empty(args.xds_dir)
         print(f"wrote Envoy's bootstrap and empty xDS files in {args.xds_dir}")
         return 0
+    # PID 1 in its container: without a handler SIGTERM would be ignored until the kubelet kills it.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     load_kubernetes_config()
     Controller(Settings(args.xds_dir, args.public_service, args.private_service, args.ingress_class)).run()
     return 0

@@ -17,6 +17,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ class Settings:
     ingress_class: str = kingress.INGRESS_CLASS
     admin_url: str = f"http://127.0.0.1:{envoy.ADMIN_PORT}"
     apply_timeout: float = 30.0
+    health_port: int = 8091  # GET /ready: 200 once Envoy serves the first full configuration
 
 
 def write_atomically(directory: Path, filename: str, document: dict[str, Any]) -> None:
@@ -65,6 +67,7 @@ class Store:
         self.lock = threading.Lock()
         self.ingresses: dict[tuple[str, str], dict[str, Any]] = {}
         self.services: dict[tuple[str, str], dict[str, Any]] = {}
+        self.endpointslices: dict[tuple[str, str], dict[str, Any]] = {}
         self.changed = threading.Event()
 
     def replace(self, kind: str, objects: list[dict[str, Any]]) -> None:
@@ -82,9 +85,17 @@ class Store:
                 table[key] = obj
         self.changed.set()
 
-    def snapshot(self) -> tuple[list[dict[str, Any]], dict[tuple[str, str], dict[str, Any]]]:
+    def snapshot(self) -> tuple[list[dict[str, Any]], dict[tuple[str, str], envoy.ServiceInfo]]:
+        """The KIngresses, and every Service with its ready endpoints."""
         with self.lock:
-            return list(self.ingresses.values()), dict(self.services)
+            ingresses, services, slices = list(self.ingresses.values()), dict(self.services), list(
+                self.endpointslices.values())
+        by_service: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for endpoint_slice in slices:
+            owner = ((endpoint_slice["metadata"].get("labels") or {}).get(envoy.SERVICE_NAME_LABEL))
+            if owner:
+                by_service.setdefault((endpoint_slice["metadata"]["namespace"], owner), []).append(endpoint_slice)
+        return ingresses, {key: envoy.service_info(svc, by_service.get(key, ())) for key, svc in services.items()}
 
 
 class Controller:
@@ -95,6 +106,7 @@ class Controller:
         self.api = api or client.ApiClient()
         self.custom = client.CustomObjectsApi(self.api)
         self.core = client.CoreV1Api(self.api)
+        self.discovery = client.DiscoveryV1Api(self.api)
         self.store = Store()
         self.written: dict[str, str] = {}  # xDS file -> version written
         self.live_clusters: list[dict[str, Any]] = []
@@ -128,7 +140,8 @@ class Controller:
 
     def start_watches(self) -> None:
         watches = (("ingresses", self._list_ingresses, True),
-                   ("services", self.core.list_service_for_all_namespaces, False))
+                   ("services", self.core.list_service_for_all_namespaces, False),
+                   ("endpointslices", self.discovery.list_endpoint_slice_for_all_namespaces, False))
         for kind, call, as_dict in watches:
             threading.Thread(target=self._watch, args=(kind, call, as_dict), name=f"watch-{kind}", daemon=True).start()
 
@@ -168,7 +181,7 @@ class Controller:
 
     def sync(self) -> None:
         """Render the current state, make Envoy serve it, then report every KIngress of ours."""
-        objects, services = self.store.snapshot()
+        objects, infos = self.store.snapshot()
         ours = [o for o in objects if kingress.is_ours(o, self.settings.ingress_class)
                 and not o["metadata"].get("deletionTimestamp")]
         ours.sort(key=lambda o: (o["metadata"].get("creationTimestamp") or "", o["metadata"]["namespace"],
@@ -186,7 +199,6 @@ class Controller:
                 invalid[key] = "spec.tls: TLS is not served by this gateway (the local cluster's networking layer)"
                 continue
             parsed.append(ingress)
-        infos = {key: envoy.service_info(svc) for key, svc in services.items()}
         config = envoy.render(parsed, infos)
         # Clusters first (old and new, so no route points at a missing one), then routes, then the
         # clusters nothing routes to any more.
@@ -233,7 +245,26 @@ class Controller:
                             failed.reason)
                 self.store.changed.set()  # try again on the next pass
 
+    def serve_health(self) -> ThreadingHTTPServer:
+        """/ready answers 200 once Envoy serves a full configuration (the pod takes no traffic before)."""
+        healthy = self.healthy
+
+        class Health(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                ok = self.path == "/ready" and healthy.is_set()
+                self.send_response(200 if ok else 503)
+                self.end_headers()
+                self.wfile.write(b"ready\n" if ok else b"not ready\n")
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        server = ThreadingHTTPServer(("0.0.0.0", self.settings.health_port), Health)
+        threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
+        return server
+
     def run(self) -> None:
+        self.serve_health()
         self.start_watches()
         while True:
             self.store.changed.wait(timeout=30)  # a periodic pass also retries what Envoy had not applied

@@ -37,13 +37,20 @@ class ServicePort:
 
 @dataclass(frozen=True)
 class ServiceInfo:
-    """What the gateway needs of a Service: where to send traffic and which protocol it speaks."""
+    """What the gateway needs of a Service: where to send traffic and which protocol it speaks.
+
+    `endpoints`: Service port name -> the ready pod addresses (ip, target port) from its
+    EndpointSlices. Envoy sends to pods directly, as Kourier does, not through the ClusterIP: a new
+    Service's pods are reachable as soon as they are ready, before kube-proxy has programmed the
+    ClusterIP, and Envoy balances requests rather than kube-proxy balancing connections.
+    """
 
     namespace: str
     name: str
     cluster_ip: str  # "" or "None" when headless
     ports: tuple[ServicePort, ...]
     external_name: str = ""
+    endpoints: tuple[tuple[str, tuple[tuple[str, int], ...]], ...] = ()
 
     def port(self, wanted: int | str) -> ServicePort | None:
         for port in self.ports:
@@ -61,13 +68,30 @@ class GatewayConfig:
     problems: dict[str, list[str]] = field(default_factory=dict)  # ingress key -> what it lost
 
 
-def service_info(obj: dict[str, Any]) -> ServiceInfo:
-    """A Service object (as the API returns it) reduced to what routing needs."""
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+
+def ready_endpoints(slices: Iterable[dict[str, Any]]) -> tuple[tuple[str, tuple[tuple[str, int], ...]], ...]:
+    """From a Service's EndpointSlices: port name -> sorted ready (ip, port) pairs."""
+    by_port: dict[str, set[tuple[str, int]]] = {}
+    for endpoint_slice in slices:
+        ports = [(p.get("name") or "", p.get("port")) for p in endpoint_slice.get("ports") or [] if p.get("port")]
+        for endpoint in endpoint_slice.get("endpoints") or []:
+            if (endpoint.get("conditions") or {}).get("ready") is False:
+                continue
+            for address in endpoint.get("addresses") or []:
+                for name, port in ports:
+                    by_port.setdefault(name, set()).add((address, int(port)))
+    return tuple(sorted((name, tuple(sorted(pairs))) for name, pairs in by_port.items()))
+
+
+def service_info(obj: dict[str, Any], slices: Iterable[dict[str, Any]] = ()) -> ServiceInfo:
+    """A Service object (as the API returns it) and its EndpointSlices, reduced to what routing needs."""
     spec = obj.get("spec") or {}
     ports = tuple(ServicePort(p.get("name") or "", int(p["port"]), p.get("appProtocol") or "")
                   for p in spec.get("ports") or [] if p.get("port"))
     return ServiceInfo(obj["metadata"]["namespace"], obj["metadata"]["name"], spec.get("clusterIP") or "", ports,
-                       spec.get("externalName") or "")
+                       spec.get("externalName") or "", ready_endpoints(slices))
 
 
 def cluster_name(backend: Backend) -> str:
@@ -84,11 +108,9 @@ def render_cluster(backend: Backend, service: ServiceInfo) -> dict[str, Any] | N
     if port is None:
         return None
     if service.external_name:
-        address, kind = service.external_name, "STRICT_DNS"
-    elif service.cluster_ip and service.cluster_ip != "None":
-        address, kind = service.cluster_ip, "STATIC"  # kube-proxy balances the Service's endpoints
+        addresses, kind = [(service.external_name, port.port)], "STRICT_DNS"
     else:
-        address, kind = f"{service.name}.{service.namespace}.svc.cluster.local", "STRICT_DNS"
+        addresses, kind = list(dict(service.endpoints).get(port.name, ())), "STATIC"  # none ready: Envoy answers 503
     cluster: dict[str, Any] = {
         "@type": CLUSTER_TYPE,
         "name": cluster_name(backend),
@@ -98,7 +120,7 @@ def render_cluster(backend: Backend, service: ServiceInfo) -> dict[str, Any] | N
         "load_assignment": {
             "cluster_name": cluster_name(backend),
             "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
-                "socket_address": {"address": address, "port_value": port.port}}}}]}],
+                "socket_address": {"address": address, "port_value": target}}}} for address, target in addresses]}],
         },
     }
     if kind == "STRICT_DNS":
