@@ -2,8 +2,10 @@
 
 Tiers (markers): unit tests need nothing; `cluster` tests run on the local cluster of `make cluster` (tests/cluster); `triton` tests start a real tritonserver from the
 nvidia-pytriton wheel; `integration` tests start a real etcd + kube-apiserver +
-kube-controller-manager built by `make tools`; `e2e` tests need Docker and kind and run only
-with `--e2e`. A tier whose requirement is missing is skipped with the reason printed (-rs).
+kube-controller-manager built by `make tools`; `e2e` tests (tests/e2e) run on a provider:
+`local` by default (the same local cluster as the `cluster` tier, `local_cluster`) or `kind` with
+`--e2e` / `--e2e-provider=kind` (Docker and kind). A tier whose requirement is missing is skipped
+with the reason printed (-rs).
 """
 
 from __future__ import annotations
@@ -22,7 +24,11 @@ SHARED = ROOT.parent / "shared"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--e2e", action="store_true", default=False, help="run the kind end-to-end tests")
+    parser.addoption("--e2e", action="store_true", default=False,
+                     help="run the end-to-end tests on kind (Docker); the same as --e2e-provider=kind")
+    parser.addoption("--e2e-provider", choices=("local", "kind"), default=None,
+                     help="where tests/e2e runs: local (default; the local cluster of `make cluster`, "
+                          "reused or started for the session) or kind (Docker and kind)")
 
 
 def _group_cluster_tests(items: list[pytest.Item]) -> None:
@@ -38,13 +44,9 @@ def _group_cluster_tests(items: list[pytest.Item]) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # e2e tests are not skipped here: with the local provider they skip (or fail in CI) as the
+    # cluster tier does when no cluster can run; with kind tests/e2e/conftest.py skips them without Docker.
     _group_cluster_tests(items)
-    if config.getoption("--e2e"):
-        return
-    skip = pytest.mark.skip(reason="kind e2e tests run only with --e2e (make e2e); they need Docker and kind")
-    for item in items:
-        if item.get_closest_marker("e2e") is not None:
-            item.add_marker(skip)
 
 
 _SESSION_CLUSTER = SessionCluster()

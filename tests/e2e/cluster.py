@@ -212,8 +212,10 @@ def advertise_fake_gpu(kube: Kube, count: int = 1) -> str:
     return node
 
 
-def dump_diagnostics(kube: Kube, target: Path, namespaces: list[str]) -> Path:
-    """What a failing e2e leaves behind for a human: objects, descriptions, events and logs."""
+def dump_diagnostics(kube: Kube, target: Path, namespaces: list[str], gateway_logs: dict[str, str] | None = None) -> Path:
+    """What a failing e2e leaves behind for a human: objects, descriptions, events and logs.
+
+    `gateway_logs`: namespace -> label selector of the networking layer's pods (Kourier, aifn-ingress)."""
     target.mkdir(parents=True, exist_ok=True)
     commands = {
         "nodes.txt": ["get", "nodes", "-o", "wide", "--show-labels"],
@@ -226,7 +228,12 @@ def dump_diagnostics(kube: Kube, target: Path, namespaces: list[str]) -> Path:
         "knative-controller.log": ["logs", "-n", "knative-serving", "deployment/controller", "--tail=500"],
         "knative-autoscaler.log": ["logs", "-n", "knative-serving", "deployment/autoscaler", "--tail=500"],
         "knative-webhook.log": ["logs", "-n", "knative-serving", "deployment/webhook", "--tail=300"],
+        "knative-activator.log": ["logs", "-n", "knative-serving", "deployment/activator", "--tail=500"],
+        "config-features.yaml": ["get", "configmap", "config-features", "config-autoscaler", "-n", "knative-serving", "-o", "yaml"],
+        "serverlessservices.yaml": ["get", "serverlessservices.networking.internal.knative.dev", "-A", "-o", "yaml"],
     }
+    for namespace, selector in (gateway_logs or {}).items():
+        commands[f"gateway-{namespace}.log"] = ["logs", "-n", namespace, "-l", selector, "--all-containers", "--tail=500", "--prefix"]
     for namespace in namespaces:
         commands[f"describe-{namespace}.txt"] = ["describe", "aifunctions,ksvc,revisions,pods,pvc", "-n", namespace]
         commands[f"triton-{namespace}.log"] = ["logs", "-n", namespace, "-l", "serving.knative.dev/service", "--all-containers", "--tail=500", "--prefix"]
