@@ -1,7 +1,9 @@
-"""The kind cluster of the e2e tests: tools, kubectl, Knative installation, waits and diagnostics.
+"""kubectl/helm for the e2e tests (both providers), the kind cluster and its Knative installation, waits, diagnostics.
 
-Everything here drives real tools (docker, kind, kubectl, helm); nothing is simulated.
-Versions are pinned below and can be overridden by environment variables for a trial run.
+`Kube`, `wait_until` and `dump_diagnostics` serve both providers (tests/e2e/providers.py); the
+rest builds the kind provider's cluster. Everything here drives real tools (docker, kind,
+kubectl, helm); nothing is simulated. Versions are pinned below and can be overridden by
+environment variables for a trial run.
 """
 
 from __future__ import annotations
