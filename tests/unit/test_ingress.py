@@ -221,3 +221,30 @@ def test_status_ready_and_failed() -> None:
     assert not status.same_status(ready, failed)
     (condition,) = [c for c in failed["conditions"] if c["type"] == "Ready"]
     assert condition["status"] == "False" and condition["message"] == "no Service ns/x:80 (yet)"
+
+
+def test_tls_entries_are_parsed_and_become_one_https_listener_chosen_by_sni() -> None:
+    obj = ingress()
+    obj["spec"]["tls"] = [{"hosts": ["hello.ns.example.com"], "secretName": "cert", "secretNamespace": "certs"}]
+    (tls,) = kingress.parse(obj).tls
+    assert tls == kingress.TLS(("hello.ns.example.com",), "certs", "cert")
+    certificates = [envoy.Certificate("ns/a/cert", ("a.example.com", "b.example.com"), "CHAIN-A", "KEY-A"),
+                    envoy.Certificate("ns/b/cert", ("b.example.com",), "CHAIN-B", "KEY-B"),
+                    envoy.Certificate("ns/c/cert", ("c.example.com",), "CHAIN-C", "KEY-C")]
+    (listener,) = envoy.tls_listeners(certificates, "/xds")
+    assert listener["address"]["socket_address"]["port_value"] == envoy.TLS_PORT
+    chains = listener["filter_chains"]
+    assert [c["filter_chain_match"]["server_names"] for c in chains] == [["a.example.com", "b.example.com"],
+                                                                         ["c.example.com"]], "b stays with a"
+    context = chains[0]["transport_socket"]["typed_config"]["common_tls_context"]
+    assert context["tls_certificates"] == [{"certificate_chain": {"inline_string": "CHAIN-A"},
+                                            "private_key": {"inline_string": "KEY-A"}}]
+    assert chains[0]["filters"][0]["typed_config"]["rds"]["route_config_name"] == "external"
+    assert envoy.tls_listeners([], "/xds") == []
+
+
+def test_a_tls_entry_without_a_secret_is_refused() -> None:
+    obj = ingress()
+    obj["spec"]["tls"] = [{"hosts": ["hello.ns.example.com"]}]
+    with pytest.raises(kingress.IngressError, match=r"spec.tls\[0\].secretName"):
+        kingress.parse(obj)

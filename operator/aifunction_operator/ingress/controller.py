@@ -8,6 +8,7 @@ only then reports the KIngresses of that state Ready. Nothing is Ready before En
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -51,6 +52,7 @@ def write_atomically(directory: Path, filename: str, document: dict[str, Any]) -
 def write_empty(xds_dir: Path) -> None:
     """The files Envoy reads at start: no clusters, empty route tables (version 'empty')."""
     write_atomically(xds_dir / envoy.XDS_DIRS["cds"], "clusters.json", envoy.discovery_response("empty", []))
+    write_atomically(xds_dir / envoy.XDS_DIRS["lds"], "listeners.json", envoy.discovery_response("empty", []))
     for listener in envoy.LISTENERS:
         route = {"@type": envoy.ROUTE_TYPE, "name": listener, "virtual_hosts": []}
         write_atomically(xds_dir / envoy.XDS_DIRS[listener], "routes.json", envoy.discovery_response("empty", [route]))
@@ -195,10 +197,10 @@ class Controller:
             except kingress.IngressError as error:
                 invalid[key] = str(error)
                 continue
-            if ingress.has_tls:
-                invalid[key] = "spec.tls: TLS is not served by this gateway (the local cluster's networking layer)"
-                continue
             parsed.append(ingress)
+        certificates, missing = self._certificates(parsed)
+        for key, problem in missing.items():
+            invalid.setdefault(key, problem)
         config = envoy.render(parsed, infos)
         # Clusters first (old and new, so no route points at a missing one), then routes, then the
         # clusters nothing routes to any more.
@@ -213,6 +215,13 @@ class Controller:
                 self.written[listener] = version
             wanted[listener] = version
         ok = self._wait_applied(wanted) and ok
+        listeners = envoy.tls_listeners(certificates, str(self.settings.xds_dir))
+        version = _version(listeners)
+        if self.written.get("lds") != version:
+            write_atomically(self.settings.xds_dir / envoy.XDS_DIRS["lds"], "listeners.json",
+                             envoy.discovery_response(version, listeners))
+            self.written["lds"] = version
+        ok = self._wait_applied({"lds": version}) and ok
         if ok:
             ok = self._wait_applied(self._write_clusters(config.clusters))
             self.live_clusters = config.clusters
@@ -226,6 +235,27 @@ class Controller:
             if not ok and not problem:
                 continue  # not served yet: leave the status as it is, the next pass retries
             self._report(obj, problem or None)
+
+    def _certificates(self, ingresses: list[kingress.Ingress]) -> tuple[list[envoy.Certificate], dict[str, str]]:
+        """The certificates of every spec.tls entry (Secrets read now), and the KIngresses whose Secret is unusable."""
+        certificates: list[envoy.Certificate] = []
+        problems: dict[str, str] = {}
+        for ingress in ingresses:
+            for i, tls in enumerate(ingress.tls):
+                where = f"spec.tls[{i}]: Secret {tls.secret_namespace}/{tls.secret_name}"
+                try:
+                    secret = self.core.read_namespaced_secret(tls.secret_name, tls.secret_namespace)
+                except ApiException as failed:
+                    problems[ingress.key] = f"{where}: {failed.reason}"
+                    continue
+                data = secret.data or {}
+                if "tls.crt" not in data or "tls.key" not in data:
+                    problems[ingress.key] = f"{where} has no tls.crt and tls.key"
+                    continue
+                certificates.append(envoy.Certificate(
+                    f"{ingress.key}/{tls.secret_name}", tls.hosts,
+                    base64.b64decode(data["tls.crt"]).decode(), base64.b64decode(data["tls.key"]).decode()))
+        return certificates, problems
 
     def _report(self, obj: dict[str, Any], problem: str | None) -> None:
         metadata = obj["metadata"]

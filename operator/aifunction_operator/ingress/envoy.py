@@ -21,9 +21,12 @@ ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Route
 HTTP_OPTIONS_TYPE = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 LISTENERS = {"external": 8080, "internal": 8081}  # route table name -> container port
+TLS_PORT = 8443  # HTTPS for the external route table: one filter chain per certificate, chosen by SNI
+LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
+TLS_CONTEXT_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
 READY_PORT = 8090  # GET /ready answers 200 once Envoy serves (the pod's readiness probe)
 ADMIN_PORT = 9901  # loopback only: the controller reads which xDS versions Envoy has applied
-XDS_DIRS = {"cds": "cds", "external": "rds-external", "internal": "rds-internal"}
+XDS_DIRS = {"cds": "cds", "lds": "lds", "external": "rds-external", "internal": "rds-internal"}
 H2C_PORT_NAMES = ("h2c", "http2", "grpc")  # Knative's convention: an h2c port speaks HTTP/2 cleartext
 H2C_APP_PROTOCOLS = ("kubernetes.io/h2c", "h2c", "grpc")
 
@@ -213,32 +216,77 @@ def render(ingresses: list[Ingress], services: dict[tuple[str, str], ServiceInfo
     return GatewayConfig(sorted(rendered, key=lambda c: c["name"]), routes, problems)
 
 
+@dataclass(frozen=True)
+class Certificate:
+    """A certificate chain and key (PEM) for some hosts, from a KIngress's spec.tls Secret."""
+
+    name: str  # e.g. ns/ingress/secret
+    hosts: tuple[str, ...]
+    chain: str
+    key: str
+
+
+def _hcm(name: str, xds_root: str, stat_prefix: str) -> dict[str, Any]:
+    directory = f"{xds_root}/{XDS_DIRS[name]}"
+    return {"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+        "@type": HCM_TYPE,
+        "stat_prefix": stat_prefix,
+        "codec_type": "AUTO",  # HTTP/1.1 and HTTP/2 with prior knowledge (gRPC) on one port
+        "use_remote_address": True,
+        "upgrade_configs": [{"upgrade_type": "websocket"}],
+        "rds": {"route_config_name": name, "config_source": {"resource_api_version": "V3", "path_config_source": {
+            "path": f"{directory}/routes.json", "watched_directory": {"path": directory}}}},
+        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER_TYPE}}],
+    }}
+
+
+def tls_listeners(certificates: list[Certificate], xds_root: str) -> list[dict[str, Any]]:
+    """The HTTPS listener (none without certificates): a filter chain per certificate, matched by SNI,
+    serving the external route table. A host only the first certificate that names it gets."""
+    chains, taken = [], set()
+    for certificate in certificates:
+        hosts = [h for h in certificate.hosts if h not in taken]
+        if not hosts:
+            continue
+        taken.update(hosts)
+        chains.append({
+            "name": certificate.name,
+            "filter_chain_match": {"server_names": hosts},
+            "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+                "@type": TLS_CONTEXT_TYPE,
+                "common_tls_context": {
+                    "alpn_protocols": ["h2", "http/1.1"],
+                    "tls_certificates": [{"certificate_chain": {"inline_string": certificate.chain},
+                                          "private_key": {"inline_string": certificate.key}}]}}},
+            "filters": [_hcm("external", xds_root, "external-tls")],
+        })
+    if not chains:
+        return []
+    return [{"@type": LISTENER_TYPE, "name": "external-tls",
+             "address": {"socket_address": {"address": "0.0.0.0", "port_value": TLS_PORT}},
+             "listener_filters": [{"name": "envoy.filters.listener.tls_inspector", "typed_config": {
+                 "@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}}],
+             "filter_chains": chains}]
+
+
 def discovery_response(version: str, resources: list[dict[str, Any]]) -> dict[str, Any]:
     """The file content of file-based xDS: a DiscoveryResponse with the resources inline."""
     return {"version_info": version, "resources": resources}
 
 
 def _http_listener(name: str, port: int, xds_root: str) -> dict[str, Any]:
-    directory = f"{xds_root}/{XDS_DIRS[name]}"
     return {
         "name": name,
         "address": {"socket_address": {"address": "0.0.0.0", "port_value": port}},
-        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
-            "@type": HCM_TYPE,
-            "stat_prefix": name,
-            "codec_type": "AUTO",  # HTTP/1.1 and HTTP/2 with prior knowledge (gRPC) on one port
-            "use_remote_address": True,
-            "upgrade_configs": [{"upgrade_type": "websocket"}],
-            "rds": {"route_config_name": name, "config_source": {"resource_api_version": "V3", "path_config_source": {
-                "path": f"{directory}/routes.json", "watched_directory": {"path": directory}}}},
-            "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER_TYPE}}],
-        }}]}],
+        "filter_chains": [{"filters": [_hcm(name, xds_root, name)]}],
     }
 
 
 def bootstrap(xds_root: str, node_id: str = "aifn-gateway") -> dict[str, Any]:
-    """Envoy's bootstrap: admin on loopback, the two HTTP listeners and /ready, CDS and RDS from files."""
+    """Envoy's bootstrap: admin on loopback, the two HTTP listeners and /ready; the HTTPS listener (LDS),
+    clusters (CDS) and route tables (RDS) from files."""
     cds_dir = f"{xds_root}/{XDS_DIRS['cds']}"
+    lds_dir = f"{xds_root}/{XDS_DIRS['lds']}"
     ready = {
         "name": "ready",
         "address": {"socket_address": {"address": "0.0.0.0", "port_value": READY_PORT}},
@@ -253,21 +301,27 @@ def bootstrap(xds_root: str, node_id: str = "aifn-gateway") -> dict[str, Any]:
     return {
         "node": {"id": node_id, "cluster": node_id},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": ADMIN_PORT}}},
-        "dynamic_resources": {"cds_config": {"resource_api_version": "V3", "path_config_source": {
-            "path": f"{cds_dir}/clusters.json", "watched_directory": {"path": cds_dir}}}},
+        "dynamic_resources": {
+            "cds_config": {"resource_api_version": "V3", "path_config_source": {
+                "path": f"{cds_dir}/clusters.json", "watched_directory": {"path": cds_dir}}},
+            "lds_config": {"resource_api_version": "V3", "path_config_source": {
+                "path": f"{lds_dir}/listeners.json", "watched_directory": {"path": lds_dir}}},
+        },
         "static_resources": {"listeners": [_http_listener(name, port, xds_root) for name, port in LISTENERS.items()]
                              + [ready]},
     }
 
 
 def applied_versions(stats_text: str) -> dict[str, str]:
-    """From Envoy's admin /stats: the xDS version each subscription applied ('cds', 'external', 'internal')."""
+    """From Envoy's admin /stats: the xDS version each subscription applied ('cds', 'lds', 'external', 'internal')."""
     versions: dict[str, str] = {}
     for line in stats_text.splitlines():
         key, _, value = line.partition(": ")
         value = value.strip().strip('"')
         if key == "cluster_manager.cds.version_text":
             versions["cds"] = value
+        if key == "listener_manager.lds.version_text":
+            versions["lds"] = value
         for listener in LISTENERS:
             if key == f"http.{listener}.rds.{listener}.version_text":
                 versions[listener] = value

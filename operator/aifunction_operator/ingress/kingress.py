@@ -60,13 +60,22 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class TLS:
+    """Hosts served over HTTPS with the certificate of a kubernetes.io/tls Secret."""
+
+    hosts: tuple[str, ...]
+    secret_namespace: str
+    secret_name: str
+
+
+@dataclass(frozen=True)
 class Ingress:
     namespace: str
     name: str
     generation: int
     rules: tuple[Rule, ...]
     hash: str  # hex sha256 of Go's JSON of the spec + namespace + name (ComputeHash)
-    has_tls: bool = False
+    tls: tuple[TLS, ...] = ()
 
     @property
     def key(self) -> str:
@@ -250,6 +259,16 @@ def parse(obj: dict[str, Any]) -> Ingress:
             raise IngressError(f"{where}.http.paths must list at least one path")
         paths = tuple(_path(p, f"{where}.http.paths[{j}]") for j, p in enumerate(http["paths"]))
         rules.append(Rule(tuple(hosts), visibility, paths))
+    tls = []
+    for i, entry in enumerate(spec.get("tls") or []):
+        where = f"spec.tls[{i}]"
+        if not isinstance(entry, dict) or not entry.get("secretName"):
+            raise IngressError(f"{where}.secretName is required")
+        hosts = entry.get("hosts") or []
+        if not hosts or not all(isinstance(h, str) and h for h in hosts):
+            raise IngressError(f"{where}.hosts must list at least one host name")
+        tls.append(TLS(tuple(hosts), entry.get("secretNamespace") or metadata.get("namespace") or "",
+                       entry["secretName"]))
     ingress_hash = compute_hash(obj)  # after validation: Go's encoding needs well-formed ports
     rules = [Rule(r.hosts, r.visibility, with_probe_paths(r.paths, ingress_hash)) for r in rules]
     return Ingress(
@@ -258,7 +277,7 @@ def parse(obj: dict[str, Any]) -> Ingress:
         generation=int(metadata.get("generation") or 0),
         rules=tuple(rules),
         hash=ingress_hash,
-        has_tls=bool(spec.get("tls")),
+        tls=tuple(tls),
     )
 
 

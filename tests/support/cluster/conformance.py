@@ -85,10 +85,7 @@ REQUIRED = (
 
 # Stable subtests deliberately skipped on this cluster, with the reason (passed as --skip-tests). The
 # integrator fills this in after seeing results; a REQUIRED subtest must never be here.
-SKIPPED: dict[str, str] = {
-    "tls": "the gateway serves HTTP only: KIngress spec.tls (Knative's external-domain-tls, off by default) "
-           "is reported as ConfigurationFailed, not served; the suite would wait 10 minutes for Ready",
-}
+SKIPPED: dict[str, str] = {}
 
 SUITE_SKIP_MESSAGE = "Skipping the test in skip-test flag"  # run.go's skipFunc
 

