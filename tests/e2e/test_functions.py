@@ -170,8 +170,11 @@ def summary(provider: Provider) -> Iterator[None]:
 
 def test_operator_runs_from_the_chart_hardened(provider: Provider) -> None:
     kube = provider.kube
+    assert kube.get("deployment", OPERATOR_DEPLOYMENT, OPERATOR_NAMESPACE) is not None, "the operator release is installed"
+    # Rolled out (a `helm upgrade` of the release may be in progress on a reused cluster).
+    kube.kubectl("rollout", "status", f"deployment/{OPERATOR_DEPLOYMENT}", "-n", OPERATOR_NAMESPACE, "--timeout=180s", timeout=190)
     deployment = kube.get("deployment", OPERATOR_DEPLOYMENT, OPERATOR_NAMESPACE)
-    assert deployment is not None and deployment["status"].get("availableReplicas") == 1
+    assert deployment["status"].get("availableReplicas") == 1
     pods = [p for p in kube.pods(OPERATOR_NAMESPACE, "app.kubernetes.io/component=operator") if not p["metadata"].get("deletionTimestamp")]
     assert len(pods) == 1
     pod = pods[0]
@@ -294,6 +297,15 @@ def test_gpu_placement(functions: tuple[Provider, str], case: GpuCase) -> None:
         assert spec.get("nodeSelector", {}).get("nvidia.com/gpu.product") == case.product
         assert GPU_TOLERATION in spec.get("tolerations", [])
         assert triton["resources"]["limits"]["nvidia.com/gpu"] == str(case.count)
+        if not provider.fake_gpus:  # a device plugin allocated the GPU: it tells the container which, as NVIDIA's does
+            env = dict(line.split("=", 1) for line in kube.kubectl(
+                "exec", pod["metadata"]["name"], "-n", namespace, "-c", "triton", "--", "env").stdout.splitlines() if "=" in line)
+            print(f"{case.name}: device plugin env NVIDIA_VISIBLE_DEVICES={env.get('NVIDIA_VISIBLE_DEVICES')!r} "
+                  f"AIFN_FAKE_GPU={env.get('AIFN_FAKE_GPU')!r}")
+            assert env.get("NVIDIA_VISIBLE_DEVICES"), env
+        log = kube.kubectl("logs", pod["metadata"]["name"], "-n", namespace, "-c", "triton", check=False).stdout
+        lines = [line.strip()[-140:] for line in log.splitlines() if any(w in line for w in ("digits", "GPU", "CUDA", "cuda"))]
+        print(f"{case.name}: Triton's log on the model and GPUs: {lines[:6]}")
         images, truth = held_out_digits()
         predicted = infer(provider.gateway, host_of(function), images)  # Triton's CPU build: the GPUs are fake
         accuracy = float((predicted == truth).mean())

@@ -45,6 +45,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from .images import file_sha256
@@ -75,6 +76,30 @@ BASE_RECIPE_VERSION = "1"  # bump when _build_base changes what it makes
 GLIBC = "2_36"  # bookworm's
 
 Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What one image built from a Dockerfile of this repository takes (the operator's, the handler's)."""
+
+    image: str  # the name it is committed and archived as
+    what: str  # in log lines
+    dockerfile: str  # relative to ROOT
+    lock: Path  # the pinned requirements pip downloads wheels for
+    context_files: tuple[str, ...]  # relative to ROOT, as the Dockerfile's COPY lines take them
+    context_trees: tuple[str, ...]
+    build_stage_cache: str  # the build stage's tag in buildah's storage (its layers: the next build's cache)
+    wheels_cache: str  # the wheelhouse's directory name under ~/.cache/aifn/wheels, before its key
+    # Where the Dockerfile COPYs the wheelhouse from in the context; None for a Dockerfile that does not:
+    # the wheels and a pip.conf (no index, those wheels only) are then bind-mounted into its RUN steps
+    # (`buildah bud --volume`), so nothing of them stays in a layer.
+    wheelhouse_in_context: str | None
+
+
+OPERATOR = Recipe(
+    image=OPERATOR_IMAGE, what="operator image", dockerfile="Dockerfile", lock=LOCK, context_files=CONTEXT_FILES,
+    context_trees=CONTEXT_TREES, build_stage_cache=BUILD_STAGE_CACHE, wheels_cache="operator-image",
+    wheelhouse_in_context=WHEELHOUSE_IN_CONTEXT)
 
 
 class BuildError(RuntimeError):
@@ -262,24 +287,25 @@ def _build_base(scratch: Path, recipe: str, log: Log) -> None:
 
 # --- wheels --------------------------------------------------------------------------------------
 
-def wheelhouse(log: Log = _stderr) -> Path:
+def wheelhouse(log: Log = _stderr, recipe: Recipe = OPERATOR) -> Path:
     """The lock's and the build backend's wheels for the image's Python, downloaded on this host (cached)."""
+    lock = recipe.lock
     _, machine = _arch()
     platform_tag = f"manylinux_{GLIBC}_{machine}"
     # pip does not widen a perennial manylinux tag to the older ones it implies: name them all.
     platforms = [f"manylinux_2_{minor}_{machine}" for minor in range(int(GLIBC.split("_")[1]), 4, -1)]
     platforms += [f"{legacy}_{machine}" for legacy in ("manylinux2014", "manylinux2010", "manylinux1")]
-    key = _sha256(json.dumps([LOCK.read_text(), BUILD_REQUIREMENTS, platforms]).encode())[:16]
-    out = CACHE / "wheels" / f"operator-image-{key}"
+    key = _sha256(json.dumps([lock.read_text(), BUILD_REQUIREMENTS, platforms]).encode())[:16]
+    out = CACHE / "wheels" / f"{recipe.wheels_cache}-{key}"
     if out.is_dir():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    log(f"operator image: downloading wheels for CPython 3.11 {platform_tag} (pip on the host)")
+    log(f"{recipe.what}: downloading wheels for CPython 3.11 {platform_tag} (pip on the host)")
     tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.", dir=out.parent))
     try:
         _run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
               "--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
-              *(f"--platform={tag}" for tag in platforms), "--dest", str(tmp), "-r", str(LOCK), *BUILD_REQUIREMENTS], log,
+              *(f"--platform={tag}" for tag in platforms), "--dest", str(tmp), "-r", str(lock), *BUILD_REQUIREMENTS], log,
              env={k: v for k, v in os.environ.items() if k != "PIP_FIND_LINKS"})  # PyPI's wheels only
         tmp.chmod(0o755)
         os.replace(tmp, out)
@@ -290,10 +316,10 @@ def wheelhouse(log: Log = _stderr) -> Path:
 
 # --- the operator image --------------------------------------------------------------------------
 
-def _context_files() -> list[Path]:
+def _context_files(recipe: Recipe = OPERATOR) -> list[Path]:
     """Every file the build context holds, except the wheels (relative to ROOT)."""
-    files = [Path(name) for name in CONTEXT_FILES]
-    for tree in CONTEXT_TREES:
+    files = [Path(name) for name in recipe.context_files]
+    for tree in recipe.context_trees:
         for path in sorted((ROOT / tree).rglob("*")):
             relative = path.relative_to(ROOT)
             if path.is_file() and not any(part.endswith(".egg-info") or part == "__pycache__"
@@ -302,18 +328,18 @@ def _context_files() -> list[Path]:
     return files
 
 
-def input_hash(wheels: Path, base_recipe: str, tree: Path = ROOT) -> str:
+def input_hash(wheels: Path, base_recipe: str, tree: Path = ROOT, recipe: Recipe = OPERATOR) -> str:
     """A hash of everything that determines the image (the context's files as in `tree`)."""
-    digest = hashlib.sha256(json.dumps([OPERATOR_IMAGE, BASE_IMAGE, base_recipe]).encode())
-    for relative in _context_files():
+    digest = hashlib.sha256(json.dumps([recipe.image, BASE_IMAGE, base_recipe]).encode())
+    for relative in _context_files(recipe):
         digest.update(f"{relative}\0{file_sha256(tree / relative)}\0".encode())
     for wheel in sorted(wheels.iterdir()):
         digest.update(f"{wheel.name}\0{file_sha256(wheel)}\0".encode())
     return digest.hexdigest()[:16]
 
 
-def archive_path(hash_: str) -> Path:
-    repository, _, tag = OPERATOR_IMAGE.rpartition(":")
+def archive_path(hash_: str, recipe: Recipe = OPERATOR) -> Path:
+    repository, _, tag = recipe.image.rpartition(":")
     return IMAGES / f"{repository.replace('/', '_')}-{tag}-{hash_}.tar"
 
 
@@ -322,52 +348,66 @@ def operator_image_archive(log: Log = _stderr, *, rebuild: bool = False) -> Path
 
     Import it into a node's containerd with support.cluster.images.import_archive(archive, OPERATOR_IMAGE, socket).
     """
+    return build_image_archive(OPERATOR, log, rebuild=rebuild)
+
+
+def build_image_archive(recipe: Recipe, log: Log = _stderr, *, rebuild: bool = False) -> Path:
+    """The OCI archive of `recipe.image`, built with buildah from its Dockerfile when its inputs changed."""
     with _build_lock():
-        wheels = wheelhouse(log)
-        out = archive_path(input_hash(wheels, base_recipe_hash()))
+        wheels = wheelhouse(log, recipe)
+        out = archive_path(input_hash(wheels, base_recipe_hash(), recipe=recipe), recipe)
         if out.exists() and not rebuild:
             return out
         check_host()
         started = time.monotonic()
-        recipe = ensure_base(log)
+        base = ensure_base(log)
         IMAGES.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix="operator-", dir=CACHE / "buildah"))
+        scratch = Path(tempfile.mkdtemp(prefix=f"{recipe.wheels_cache}-", dir=CACHE / "buildah"))
         try:
             context = scratch / "context"
-            for relative in _context_files():
+            for relative in _context_files(recipe):
                 (context / relative).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(ROOT / relative, context / relative)
-            (context / WHEELHOUSE_IN_CONTEXT).mkdir(parents=True)
-            for wheel in wheels.iterdir():
-                try:
-                    os.link(wheel, context / WHEELHOUSE_IN_CONTEXT / wheel.name)
-                except OSError:  # another file system
-                    shutil.copy2(wheel, context / WHEELHOUSE_IN_CONTEXT / wheel.name)
-            out = archive_path(input_hash(wheels, recipe, context))  # what is built, should the tree change meanwhile
-            log(f"operator image: buildah bud {OPERATOR_IMAGE} from the Dockerfile")
+            mounts: list[str] = []
+            if recipe.wheelhouse_in_context is not None:
+                (context / recipe.wheelhouse_in_context).mkdir(parents=True)
+                for wheel in wheels.iterdir():
+                    try:
+                        os.link(wheel, context / recipe.wheelhouse_in_context / wheel.name)
+                    except OSError:  # another file system
+                        shutil.copy2(wheel, context / recipe.wheelhouse_in_context / wheel.name)
+            else:
+                pip_conf = scratch / "pip.conf"
+                pip_conf.write_text("[global]\nno-index = true\nfind-links = /tmp/wheels\n")
+                pip_conf.chmod(0o644)
+                scratch.chmod(0o755)
+                mounts = ["--volume", f"{wheels}:/tmp/wheels:ro", "--volume", f"{pip_conf}:/etc/pip.conf:ro"]
+            # what is built, should the tree change meanwhile
+            out = archive_path(input_hash(wheels, base, context, recipe), recipe)
+            log(f"{recipe.what}: buildah bud {recipe.image} from {recipe.dockerfile}")
             buildah = buildah_command()
             # RUN steps in runc with no network at all (the wheelhouse is all pip gets); `chroot` isolation,
             # for hosts where runc cannot run them, can only share the host's network.
             isolation = os.environ.get("AIFN_BUILDAH_ISOLATION", "oci")
             bud = [*buildah, "bud", "--layers", "--force-rm", "--isolation", isolation,
                    *(["--network", "none"] if isolation != "chroot" else []), "--pull=never", "--format", "oci",
-                   "--build-arg", f"PYTHON_IMAGE={BASE_IMAGE}", "--file", str(context / "Dockerfile")]
+                   *mounts, "--build-arg", f"PYTHON_IMAGE={BASE_IMAGE}", "--file", str(context / recipe.dockerfile)]
             # The build stage first, under a tag, so that pruning below keeps its layers (the installed lock)
             # as the cache of the next build; then the whole Dockerfile, its build stage from that cache.
-            _run([*bud, "--target", "build", "--tag", BUILD_STAGE_CACHE, str(context)], log, quiet=True)
-            _run([*bud, "--tag", OPERATOR_IMAGE, str(context)], log, quiet=True)
+            _run([*bud, "--target", "build", "--tag", recipe.build_stage_cache, str(context)], log, quiet=True)
+            _run([*bud, "--tag", recipe.image, str(context)], log, quiet=True)
             partial = scratch / "image.tar"
-            _run([*buildah, "push", "--quiet", OPERATOR_IMAGE, f"oci-archive:{partial}:{OPERATOR_IMAGE}"], log)
-            _check_archive_name(partial, OPERATOR_IMAGE)
+            _run([*buildah, "push", "--quiet", recipe.image, f"oci-archive:{partial}:{recipe.image}"], log)
+            _check_archive_name(partial, recipe.image)
             os.replace(partial, out)
         finally:
             _remove_tree(scratch)
         # Older archives of this image, and images no tag leads to any more (older builds' layers).
-        for old in IMAGES.glob(archive_path("*").name):
+        for old in IMAGES.glob(archive_path("*", recipe).name):
             if old != out:
                 old.unlink(missing_ok=True)
         subprocess.run([*buildah_command(), "rmi", "--prune"], capture_output=True)
-        log(f"operator image: {OPERATOR_IMAGE} built in {time.monotonic() - started:.0f}s "
+        log(f"{recipe.what}: {recipe.image} built in {time.monotonic() - started:.0f}s "
             f"({out.stat().st_size / 1e6:.0f} MB archive)")
         return out
 
@@ -393,6 +433,32 @@ def verify_archive(archive: Path, name: str = OPERATOR_IMAGE, log: Log = _stderr
     65532, that `aifn operator --help` succeeds and that no pip is importable. Removes the
     containerd, its directories and mounts afterwards. Returns what the container printed.
     """
+    with throwaway_containerd() as ctr:
+        _run([*ctr, "images", "import", str(archive)], log, quiet=True)
+        listed = _run([*ctr, "images", "list", "--quiet"], log, quiet=True).stdout.split()
+        if name not in listed:
+            raise BuildError(f"ctr images import named it {listed}, not {name}")
+        config_json = _image_config(archive)
+        if config_json.get("Entrypoint") != ["aifn", "operator"] or config_json.get("User") != "65532:65532":
+            raise BuildError(f"image config: Entrypoint {config_json.get('Entrypoint')}, User {config_json.get('User')}")
+        probe = ("set -e; echo uid=$(id -u) gid=$(id -g); "
+                 "aifn operator --help >/tmp/help 2>&1 || { cat /tmp/help; exit 1; }; grep -c -- --namespace /tmp/help; "
+                 "if python -c 'import pip' 2>/dev/null; then echo 'pip is importable'; exit 1; fi; "
+                 "python --version; echo entrypoint-ok")
+        # The chart's securityContext: the image's user, a read-only root file system, /tmp a tmpfs.
+        result = _run([*ctr, "run", "--rm", "--read-only", "--mount", "type=tmpfs,src=tmpfs,dst=/tmp,options=rw:nosuid:nodev",
+                       name, f"aifn-verify-{os.getpid()}", "sh", "-c", probe], log, quiet=True, timeout=120)
+        if "uid=65532 gid=65532" not in result.stdout or "entrypoint-ok" not in result.stdout:
+            raise BuildError(f"the image's probe said:\n{result.stdout}{result.stderr}")
+        return result.stdout
+
+
+@contextlib.contextmanager
+def throwaway_containerd() -> Iterator[list[str]]:
+    """A containerd of its own (no CRI) in a scratch directory; yields its `ctr` argv (namespace k8s.io).
+
+    Stops it and removes its directories and mounts afterwards.
+    """
     if shutil.which("containerd") is None or shutil.which("ctr") is None or shutil.which("runc") is None:
         raise BuildError("missing containerd or runc: apt-get install -y containerd runc")
     scratch = Path(tempfile.mkdtemp(prefix="aifn-verify-"))
@@ -415,23 +481,7 @@ def verify_archive(archive: Path, name: str = OPERATOR_IMAGE, log: Log = _stderr
             if daemon.poll() is not None or time.monotonic() > deadline:
                 raise BuildError("the throwaway containerd did not start:\n" + (scratch / "containerd.log").read_text()[-2000:])
             time.sleep(0.2)
-        _run([*ctr, "images", "import", str(archive)], log, quiet=True)
-        listed = _run([*ctr, "images", "list", "--quiet"], log, quiet=True).stdout.split()
-        if name not in listed:
-            raise BuildError(f"ctr images import named it {listed}, not {name}")
-        config_json = _image_config(archive)
-        if config_json.get("Entrypoint") != ["aifn", "operator"] or config_json.get("User") != "65532:65532":
-            raise BuildError(f"image config: Entrypoint {config_json.get('Entrypoint')}, User {config_json.get('User')}")
-        probe = ("set -e; echo uid=$(id -u) gid=$(id -g); "
-                 "aifn operator --help >/tmp/help 2>&1 || { cat /tmp/help; exit 1; }; grep -c -- --namespace /tmp/help; "
-                 "if python -c 'import pip' 2>/dev/null; then echo 'pip is importable'; exit 1; fi; "
-                 "python --version; echo entrypoint-ok")
-        # The chart's securityContext: the image's user, a read-only root file system, /tmp a tmpfs.
-        result = _run([*ctr, "run", "--rm", "--read-only", "--mount", "type=tmpfs,src=tmpfs,dst=/tmp,options=rw:nosuid:nodev",
-                       name, f"aifn-verify-{os.getpid()}", "sh", "-c", probe], log, quiet=True, timeout=120)
-        if "uid=65532 gid=65532" not in result.stdout or "entrypoint-ok" not in result.stdout:
-            raise BuildError(f"the image's probe said:\n{result.stdout}{result.stderr}")
-        return result.stdout
+        yield ctr
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(daemon.pid, signal.SIGTERM)
