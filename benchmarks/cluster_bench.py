@@ -61,6 +61,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -130,6 +131,8 @@ def main() -> int:
             warm(kube, gateway, loadgen, body, body_file, workdir, args)
         kube.kubectl("delete", "aifunction", WARM, "--wait=false")
         if not args.skip_cold:
+            # its pod drains for 30 s (queue-proxy) and would overlap the first cold start
+            kube.wait_no_pods(WARM, timeout=180)
             cold(kube, gateway, body, args)
     finally:
         if args.keep:
@@ -268,14 +271,15 @@ def cold(kube: Kube, gateway: str, body: bytes, args: argparse.Namespace) -> Non
         notes.extend(f"scale from zero, round {round_ + 1}: {e}" for e in errors)
         pods = kube.function_pods(COLD)
         cold_pod = pods[-1]["metadata"]["name"] if pods else None
+        cold_marks = kube.triton_marks(cold_pod, sent_wall) if cold_pod else ""
 
         name = f"bare-triton-{round_}"
         bare_seconds, created_wall = kube.bare_triton(name, template, body)
         bare.append(bare_seconds)
-        bare_split = _pod_split(kube.get("pod", name), created_wall, probes=False)
+        bare_split = _pod_split(kube.get("pod", name), created_wall, probes=False) + kube.triton_marks(name, created_wall)
         kube.kubectl("delete", "pod", name, "--wait=true", "--timeout=120s", timeout=150)
         # the kubelet reports Ready some seconds late: read the function's pod after the bare run
-        split = _pod_split(kube.get("pod", cold_pod), sent_wall) if cold_pod else "no pod?"
+        split = _pod_split(kube.get("pod", cold_pod), sent_wall) + cold_marks if cold_pod else "no pod?"
         print(f"  round {round_ + 1}: scale from zero {seconds:6.2f}s (zero after {waited:.0f}s of waiting, SKS {mode}; "
               f"{split}){'; errors: ' + str(len(errors)) if errors else ''}", flush=True)
         print(f"  round {round_ + 1}: bare pod        {bare_seconds:6.2f}s ({bare_split})", flush=True)
@@ -391,6 +395,33 @@ class Kube:
         started = time.monotonic()
         _wait(lambda: not self.function_pods(function), timeout, f"{function} to scale to zero (no pod left)", interval=2)
         return time.monotonic() - started
+
+    def triton_marks(self, pod: str, start_wall: float) -> str:
+        """Triton's own log times (microseconds) relative to start_wall: process up, model loaded, HTTP up.
+
+        Best effort: empty when the container log is not there (kubectl logs failing, or a log
+        file truncated under the kubelet).
+        """
+        try:
+            text = self.kubectl("logs", pod, "-c", "triton", timeout=30)
+        except (RuntimeError, subprocess.TimeoutExpired):
+            return ""
+        year = dt.datetime.now(dt.timezone.utc).year
+        marks: dict[str, float] = {}
+        for line in text.splitlines():
+            match = re.match(r"^[IWE](\d{4}) (\d\d:\d\d:\d\d\.\d+) ", line)
+            if not match:
+                continue
+            stamp = dt.datetime.strptime(f"{year}{match[1]} {match[2]}", "%Y%m%d %H:%M:%S.%f").replace(tzinfo=dt.timezone.utc)
+            offset = stamp.timestamp() - start_wall
+            marks.setdefault("first log line", offset)
+            if "successfully loaded" in line:
+                marks.setdefault("model loaded", offset)
+            if "Started HTTPService" in line:
+                marks.setdefault("HTTP up", offset)
+        if "first log line" not in marks:
+            return ""
+        return "; triton log: " + ", ".join(f"{k} {v:+.1f}s" for k, v in marks.items())
 
     def bare_triton(self, name: str, template: dict[str, Any], body: bytes) -> tuple[float, float]:
         """Create a plain Pod running the function's Triton container; (seconds to the first answer, wall start)."""
