@@ -320,6 +320,10 @@ class Cluster:
             triton = triton_image_spec(log=self.log)
             archives[triton.name] = images.build_archive(triton)
         if self.stack:
+            from .handler_image import HANDLER_IMAGE, handler_image_archive
+
+            archives[HANDLER_IMAGE] = handler_image_archive(log=self.log)
+        if self.stack:
             for component, archive in knative.build_images().items():
                 archives[knative.image_name(component)] = archive
             archives[gateway.ENVOY_IMAGE] = images.build_archive(gateway.envoy_image_spec())
@@ -375,12 +379,14 @@ class Cluster:
     def _install_stack(self) -> None:
         from ..helm import helm
         from .operator_image import OPERATOR_IMAGE
+        from .handler_image import HANDLER_IMAGE
         from .triton_image import IMAGE_NAME as TRITON_IMAGE
 
         self._step("Knative Serving", lambda: stacks.install_knative(self.kubectl, self.log))
         url = self._step("networking layer", lambda: stacks.install_gateway(self.kubectl, OPERATOR_IMAGE))
         self._step("operator (helm)", lambda: stacks.install_operator(
-            lambda *args: helm(*args, kubeconfig=self.kubeconfig, timeout=240), OPERATOR_IMAGE, TRITON_IMAGE))
+            lambda *args: helm(*args, kubeconfig=self.kubeconfig, timeout=240), OPERATOR_IMAGE, TRITON_IMAGE,
+            HANDLER_IMAGE))
         self.gateway_url = url
         self.log(f"cluster: functions answer at {url} (Host: <name>.<namespace>.{knative.CLUSTER_DOMAIN})")
 

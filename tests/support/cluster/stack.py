@@ -6,7 +6,7 @@ README would:
    README gives admins plus this cluster's ingress class and domain, patched through Knative's webhook;
 2. the networking layer (support.cluster.gateway): aifn-ingress + Envoy, NodePort 31080;
 3. the operator with `helm install` of charts/aifunction-operator, the local operator image and
-   `operator.tritonImage` set to the local Triton image.
+   `operator.tritonImage` / `operator.handlerImage` set to the local Triton and handler images.
 The gateway address is written to .aifn/cluster/gateway.
 """
 
@@ -88,11 +88,13 @@ def install_gateway(kubectl: Kubectl, controller_image: str) -> str:
     return url
 
 
-def install_operator(helm: Callable[..., subprocess.CompletedProcess], operator_image: str, triton_image: str) -> None:
+def install_operator(helm: Callable[..., subprocess.CompletedProcess], operator_image: str, triton_image: str,
+                     handler_image: str) -> None:
     """`helm upgrade --install` of the chart with the local images; waits for the operator to be Ready."""
     repository, tag = operator_image.rsplit(":", 1)
     helm("upgrade", "--install", OPERATOR_RELEASE, str(CHART), "--namespace", OPERATOR_NAMESPACE,
          "--create-namespace", "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
          "--set", "image.pullPolicy=Never", "--set", f"operator.tritonImage={revision_image(triton_image)}",
+         "--set", f"operator.handlerImage={revision_image(handler_image)}",
          "--set", "crds.install=false",  # installed with the control plane
          "--wait", "--timeout", "3m")
