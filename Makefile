@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-.PHONY: conformance-build conformance setup tools test unit models demo dev-apiserver cluster cluster-down cluster-deps operator-image knative knative-check crds bench e2e images clean
+.PHONY: conformance-build conformance e2e-local setup tools test unit models demo dev-apiserver cluster cluster-down cluster-deps operator-image knative knative-check crds bench e2e images clean
 
 setup: $(VENV)/.installed ## create .venv and install the project editable with its dev extras
 
@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 tools: ## build kube-apiserver, etcd, kube-controller-manager, helm, ksvc-check into ~/.cache/aifn and link them in bin/
 	bash hack/build-tools.sh
 
-test: setup tools knative conformance-build cluster-deps ## the whole suite (unit, Triton, control plane, cluster); kind e2e tests skip without Docker
+test: setup tools knative conformance-build cluster-deps ## the whole suite (unit, Triton, control plane, cluster, e2e on the local cluster; root)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 unit: setup ## unit tests only
@@ -68,6 +68,9 @@ conformance: setup tools conformance-build ## Knative's ingress conformance suit
 crds: setup ## regenerate crds/ from the spec schema (and the chart's copy)
 	$(VENV)/bin/aifn crd > crds/aifunctions.aifn.dev.yaml
 	if [ -f hack/sync-chart-crds.py ]; then $(PY) hack/sync-chart-crds.py; fi
+
+e2e-local: setup tools knative cluster-deps ## the e2e suite on the local cluster (reuses `make cluster` when it runs)
+	$(PY) -m pytest tests/e2e --e2e-provider=local $(PYTEST_ARGS)
 
 e2e: setup tools ## kind + Knative + the chart; needs Docker
 	$(PY) -m pytest tests/e2e --e2e $(PYTEST_ARGS)
