@@ -31,12 +31,13 @@ models: setup ## retrain/export the shipped models (digits artifact, minilm weig
 demo: setup ## serve examples/digits.yaml locally with a real Triton and send it real digits
 	$(PY) hack/demo.py
 
-bench: setup tools ## the benchmarks: figures and ratios measured side by side (not tests)
+bench: setup tools ## the benchmarks: figures and ratios measured side by side (not tests); the cluster's when `make cluster` runs
 	$(PY) benchmarks/models.py
 	$(PY) benchmarks/local_bench.py
 	$(PY) benchmarks/handler_bench.py
 	$(PY) benchmarks/operator_bench.py
 	$(PY) benchmarks/operator_triggers_bench.py
+	$(PY) benchmarks/cluster_bench.py --if-cluster
 
 dev-apiserver: setup tools ## a real control plane in the foreground; kubeconfig in .aifn/dev/kubeconfig
 	$(PY) hack/dev_apiserver.py
