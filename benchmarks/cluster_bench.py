@@ -97,7 +97,7 @@ def main() -> int:
     parser.add_argument("--cpu", default="20m", help="CPU request of the Triton containers (no limit is set; keep it small on a shared cluster)")
     parser.add_argument("--skip-cold", action="store_true", help="only the throughput table")
     parser.add_argument("--skip-warm", action="store_true", help="only the cold starts")
-    parser.add_argument("--keep", action="store_true", help="leave the namespace and its functions")
+    parser.add_argument("--keep", action="store_true", help="leave the namespace (and digits-cold; digits-warm is deleted before the cold starts)")
     parser.add_argument("--if-cluster", action="store_true", help="exit 0 instead of 2 when there is no cluster (for `make bench`)")
     args = parser.parse_args()
 
@@ -121,18 +121,19 @@ def main() -> int:
           f"{args.seconds:g}s per load point\n", flush=True)
     try:
         kube.setup_namespace()
-        kube.apply(_function(WARM, args.namespace, args.cpu, min_replicas=1))
+        if not args.skip_warm:
+            kube.apply(_function(WARM, args.namespace, args.cpu, min_replicas=1))
         if not args.skip_cold:
             kube.apply(_function(COLD, args.namespace, args.cpu, min_replicas=0))
-        kube.wait_ready(WARM)
-        if not args.skip_cold:
             kube.wait_ready(COLD)  # created at initial scale 1; it scales to zero during the load rounds
         if not args.skip_warm:
+            kube.wait_ready(WARM)
             warm(kube, gateway, loadgen, body, body_file, workdir, args)
-        kube.kubectl("delete", "aifunction", WARM, "--wait=false")
         if not args.skip_cold:
-            # its pod drains for 30 s (queue-proxy) and would overlap the first cold start
-            kube.wait_no_pods(WARM, timeout=180)
+            if not args.skip_warm:
+                # its pod would drain for 30 s (queue-proxy) during the first cold start
+                kube.kubectl("delete", "aifunction", WARM, "--wait=false")
+                kube.wait_no_pods(WARM, timeout=180)
             cold(kube, gateway, body, args)
     finally:
         if args.keep:
