@@ -3,9 +3,10 @@
     .venv/bin/python benchmarks/cluster_bench.py [--repeats 3] [--seconds 4] [--concurrency 1 8 64]
 
 Needs the cluster of `make cluster` (.aifn/cluster/kubeconfig and .aifn/cluster/gateway);
-exits 2 saying so when it is not there (0 with --if-cluster, as `make bench` runs it). Everything runs in its own namespace (--namespace,
-default aifn-bench, with a hostPath PV/PVC `aifn-models` on /aifn/model_repo as the e2e tests
-make it), which is deleted at the end (--keep leaves it).
+exits 2 saying so when it is not there (0 with --if-cluster, for `make bench`). Everything
+runs in its own namespace (--namespace, default aifn-bench, with a hostPath PV/PVC
+`aifn-models` on /aifn/model_repo as the e2e tests make it), which is deleted at the end
+(--keep leaves it). Figures and a reading: docs/cluster-bench.md.
 
 1. Throughput and p50/p99 of single-digit requests (KServe v2 JSON, one 8x8 image) at each
    concurrency, one function at exactly one replica (minReplicas = maxReplicas = 1, so every
@@ -23,9 +24,10 @@ make it), which is deleted at the end (--keep leaves it).
                   (pytriton's build, not the image's: same model, not the same binary)
    The load generator is benchmarks/loadgen (Go, closed loop, keep-alive), built here with
    one added flag, -header Name:value, for the Host header Envoy routes by and the
-   activator's routing headers (benchmarks/loadgen itself is not changed). Points are measured in interleaved rounds (every path once per
-   concurrency per round, the order rotating each round); the table shows medians and each
-   ratio is the median of the per-round ratios to `direct`.
+   activator's routing headers (benchmarks/loadgen itself is not changed). Points are
+   measured in interleaved rounds (every path once per concurrency per round, the order
+   rotating each round); the table shows medians and each ratio is the median of the
+   per-round ratios to `direct`.
 
 2. Cold start, seconds to the first answer:
      scale from zero  a function at minReplicas 0 is left until no pod of it is left
@@ -46,10 +48,12 @@ make it), which is deleted at the end (--keep leaves it).
    tritonserver on the host instead would leave out the pod sandbox and volume set-up, which
    a cluster cannot avoid. Each round: wait for zero, scale from zero, bare pod (the
    function's idle pod is still up during the bare start, and the bare pod is gone before
-   the next scale from zero). The pods' own timestamps (1 s resolution, relative to the
-   request or the create call) show where the time goes: pod created, scheduled, Triton
-   container started, and for the function's pod the kubelet's Ready (its readiness probe
-   runs every 10 s; the activator probes the pod itself and forwards earlier).
+   the next scale from zero). The pods' own timestamps (whole seconds) and Triton's log
+   (microseconds, best effort: empty when the container log is gone), relative to the
+   request or the create call, show where the time goes: pod created, scheduled, Triton
+   container started, Triton's first log line, model loaded, HTTP up, and for the function's
+   pod the kubelet's Ready (its readiness probe runs every 10 s; the activator probes the
+   pod itself and forwards earlier).
 
 Two vCPUs are shared by the cluster (control plane, Envoy, activator, other people's tests),
 the servers and the load generator: compare paths within one run, not runs with each other.
