@@ -31,6 +31,7 @@ def test_kubelet_config(spec, tmp_path: Path) -> None:
     assert config["containerRuntimeEndpoint"] == f"unix://{spec.containerd_socket}"
     assert config["authentication"]["anonymous"]["enabled"] is False and config["authorization"]["mode"] == "Webhook"
     assert config["registerWithTaints"] == ([GPU_TAINT] if spec.gpus else [])
+    assert config["podLogsDir"] == str(spec.data_dir / "pod-logs")
     argv = node.kubelet_argv(Path("/bin/kubelet"), spec, tmp_path / "c.yaml", tmp_path / "k")
     assert f"--node-ip={spec.ip}" in argv and f"--root-dir={spec.kubelet_dir}" in argv
 
@@ -44,6 +45,12 @@ def test_containerd_and_cni_config(spec) -> None:
     cni = node.cni_config(spec)
     assert cni["plugins"][0]["bridge"] == spec.bridge
     assert cni["plugins"][0]["ipam"]["ranges"] == [[{"subnet": spec.pod_cidr}]]
+
+
+def test_each_kubelet_keeps_its_own_pod_logs(tmp_path: Path) -> None:
+    """Two kubelets sharing /var/log/pods emptied each other's container logs."""
+    dirs = [node.kubelet_config(n, tmp_path / "ca.crt")["podLogsDir"] for n in NODES]
+    assert len(set(dirs)) == len(dirs) and all(d.startswith("/var/lib/aifn-cluster/") for d in dirs)
 
 
 def test_only_the_gpu_worker_runs_the_device_plugin() -> None:

@@ -138,7 +138,8 @@ def find_leftovers() -> Leftovers:
         interfaces=_interfaces(),
         firewall_rules=len(_firewall_lines(_iptables_dump())),
         cgroups=[str(p) for p in _cgroups()],
-        directories=[str(d) for d in (RUN_DIR, *(n.kubelet_dir for n in NODES), DATA_DIR / "control-plane",
+        directories=[str(d) for d in (RUN_DIR, *(n.kubelet_dir for n in NODES), *(n.data_dir / "pod-logs" for n in NODES),
+                                      DATA_DIR / "control-plane",
                                       SHARED_DEVICE_PLUGIN_DIR / "kubelet_internal_checkpoint")
                      if d.exists()] + ([str(MODEL_REPO_LINK)] if MODEL_REPO_LINK.is_symlink() else []),
     )
@@ -220,7 +221,8 @@ def clean(purge: bool = False, log=print) -> Leftovers:  # noqa: ANN001 - log is
         for key, value in json.loads(saved.read_text()).items():
             if key in SYSCTLS:
                 Path("/proc/sys", key).write_text(value)
-    for directory in (RUN_DIR, DATA_DIR / "control-plane", *(node.kubelet_dir for node in NODES)):
+    for directory in (RUN_DIR, DATA_DIR / "control-plane", *(node.kubelet_dir for node in NODES),
+                      *(node.data_dir / "pod-logs" for node in NODES)):
         shutil.rmtree(directory, ignore_errors=True)
     for name in ("kubelet_internal_checkpoint", "kubelet.sock"):
         (SHARED_DEVICE_PLUGIN_DIR / name).unlink(missing_ok=True)

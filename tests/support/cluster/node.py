@@ -132,6 +132,9 @@ def kubelet_config(node: NodeSpec, ca_file: Path) -> dict:
         "makeIPTablesUtilChains": False,
         "localStorageCapacityIsolation": True,
         "containerLogMaxSize": "10Mi",
+        # Each node's own pod logs: two kubelets on one host sharing /var/log/pods emptied each
+        # other's container logs (kubectl logs came back empty, seen during a benchmark run).
+        "podLogsDir": str(node.data_dir / "pod-logs"),
         "shutdownGracePeriod": "0s",
     }
 
