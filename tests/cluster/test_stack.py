@@ -31,7 +31,7 @@ def test_knative_runs_configured_as_the_readme_says(cluster: ClusterClient) -> N
         assert {key: live.get(key) for key in data} == data, configmap
 
 
-def test_the_gateway_address_is_written_for_the_host() -> None:
+def test_the_gateway_address_is_written_for_the_host(cluster: ClusterClient) -> None:
     assert GATEWAY_FILE.read_text().strip() == gateway.gateway_url() == gateway_url()
 
 
