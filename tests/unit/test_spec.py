@@ -104,6 +104,9 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
     ("version zero", {"spec": {"model": {"repository": "s3://a/b", "version": 0}}}, "spec.model.version", "must be >= 1"),
     ("misspelt field", {"spec": {"model": MODEL, "scalling": {}}}, "spec.scalling", "unknown field (did you mean 'scaling'?)"),
     ("unknown nested field", {"spec": {"model": {**MODEL, "nmae": "x"}}}, "spec.model.nmae", "unknown field (did you mean 'name'?)"),
+    # Found by the CLI fuzz test: a key of newlines split the message over lines naming no field.
+    ("unknown field named by newlines", {"spec": {"model": MODEL, "\n\n": None}}, 'spec["\\n\\n"]', "unknown field"),
+    ("unknown empty field", {"spec": {"model": MODEL, "": 1}}, 'spec[""]', "unknown field"),
     ("bad protocol", {"spec": {"model": MODEL, "runtime": {"protocol": "websocket"}}}, "spec.runtime.protocol", "must be one of http, grpc"),
     ("args not a list", {"spec": {"model": MODEL, "runtime": {"args": "--x"}}}, "spec.runtime.args", "must be a list, got a string"),
     ("args re-restricting the repository API", {"spec": {"model": MODEL, "runtime": {"args": ["--log-verbose=1", "--http-restricted-api=model-repository:k=v"]}}}, "spec.runtime.args[1]", "must not restrict Triton's model-repository"),

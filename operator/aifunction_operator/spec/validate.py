@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -54,13 +55,21 @@ def _check(value: Any, schema: Schema, path: str, errors: list[FieldError]) -> A
     return value
 
 
+def _member(path: str, key: str) -> str:
+    """`path.key`, or `path["key"]` (JSON-escaped) for a key that is empty or holds whitespace or
+    control characters, so that a message stays on one line and names the field unambiguously."""
+    if key and not any(c.isspace() or not c.isprintable() for c in key):
+        return f"{path}.{key}"
+    return f"{path}[{json.dumps(key)}]"
+
+
 def _check_object(value: dict[str, Any], schema: Schema, path: str, errors: list[FieldError]) -> dict[str, Any]:
     properties: Mapping[str, Schema] = schema.get("properties", {})
     if properties:
         for key in sorted(set(value) - set(properties)):
             hint = difflib.get_close_matches(key, list(properties), n=1)
             suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-            errors.append(FieldError(f"{path}.{key}", f"unknown field{suggestion}"))
+            errors.append(FieldError(_member(path, str(key)), f"unknown field{suggestion}"))
         for key, sub in properties.items():
             if key not in value and "default" in sub:
                 value[key] = copy.deepcopy(sub["default"])
@@ -71,7 +80,7 @@ def _check_object(value: dict[str, Any], schema: Schema, path: str, errors: list
                 value[key] = _check(value[key], sub, f"{path}.{key}", errors)
     elif "additionalProperties" in schema:
         for key in sorted(value):
-            value[key] = _check(value[key], schema["additionalProperties"], f"{path}.{key}", errors)
+            value[key] = _check(value[key], schema["additionalProperties"], _member(path, str(key)), errors)
     for key in schema.get("required", ()):
         if key not in value:
             errors.append(FieldError(f"{path}.{key}", "required field is missing"))
