@@ -11,14 +11,16 @@
      image's layer unpacked and the binary run in it with `chroot --userspec=65532:65532`, with the
      image's Env and the Deployment's (no /etc/passwd, no /usr/share/zoneinfo, no CA bundle: what a
      pod of that image sees, less the service-account mount; the admin kubeconfig at /kubeconfig).
-     The webhook Services point at these processes (EndpointSlice + Endpoints,
-     --enable-aggregator-routing). Eventing's webhook runs first without the image's ZONEINFO (a
-     PingSource with `timezone` must be refused: why the images carry Go's zoneinfo.zip), then as
-     the image sets it; the operator's renderings of the README's event examples (digit-events'
-     Trigger, digits-canary's PingSource) and a Broker `default` are dry-run through it, then
-     created for real; then eventing-controller, imc-controller (its own webhook on another port)
-     and mt-broker-controller run together for a while and their error
-     lines, the Broker's and PingSource's conditions and what the controllers created are reported.
+     The Services of the webhooks, the IMC dispatcher and the broker's ingress and filter point at
+     these processes (EndpointSlice + Endpoints, --enable-aggregator-routing). Eventing's webhook
+     runs first without the image's ZONEINFO (a PingSource with `timezone` must be refused: why the
+     images carry Go's zoneinfo.zip), then as the image sets it; the operator's renderings of the
+     README's event examples (digit-events' Trigger, digits-canary's PingSource) and a Broker
+     `default` are dry-run through it, then created for real; eventing-controller, imc-controller
+     (its own webhook on another port) and mt-broker-controller run together for a while (their
+     error lines, the Broker's, Trigger's and PingSource's conditions, what they created); then the
+     data plane (broker ingress and filter, IMC dispatcher, mtping) one at a time with its
+     Deployment's environment, a CloudEvent POSTed to the broker's ingress.
 
 Needs `make tools` (kubectl, kube-apiserver, etcd), `bash hack/build-eventing.sh`, and root.
 Exit 1 on any unexpected error. Usage: .venv/bin/python hack/check-eventing.py [--live] [--seconds N]
@@ -35,6 +37,8 @@ import sys
 import tarfile
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import yaml
@@ -141,6 +145,50 @@ def command_env(command: str, workdir: Path) -> dict[str, str]:
     return env
 
 
+# Services whose endpoints are the processes run here: the two webhooks, and the data plane's (so
+# the IMC and the Broker get addresses while the controllers run, as they would with pods).
+POINTED = (*WEBHOOKS, "imc-dispatcher", "broker-ingress", "broker-filter")
+DATA_PLANE = {  # command -> its Deployment (run with that Deployment's environment)
+    "broker/ingress": "mt-broker-ingress",
+    "broker/filter": "mt-broker-filter",
+    "in_memory/channel_dispatcher": "imc-dispatcher",
+    "mtping": "pingsource-mt-adapter",
+}
+
+
+def deployment_env(docs: list[dict], deployment: str) -> dict[str, str]:
+    """The environment a Deployment's first container gets, on a pod named <deployment>-local."""
+    fields = {"metadata.namespace": eventing.NAMESPACE, "metadata.name": f"{deployment}-local",
+              "status.podIP": LIVE_ADDRESS, "spec.nodeName": "node-local"}
+    configmaps = {(doc["metadata"]["name"]): doc.get("data") or {} for doc in docs if doc["kind"] == "ConfigMap"}
+    doc = next(doc for doc in docs if doc["kind"] == "Deployment" and doc["metadata"]["name"] == deployment)
+    env = {"PATH": "/usr/bin:/bin"}
+    for item in doc["spec"]["template"]["spec"]["containers"][0].get("env", []):
+        source = item.get("valueFrom", {})
+        if "fieldRef" in source:  # before `value`: pingsource-mt-adapter has both, `value: ''` and a fieldRef
+            env[item["name"]] = fields.get(source["fieldRef"]["fieldPath"], "0")
+        elif "configMapKeyRef" in source:
+            ref = source["configMapKeyRef"]
+            env[item["name"]] = configmaps.get(ref["name"], {}).get(ref["key"], "")
+        elif "value" in item:
+            env[item["name"]] = str(item["value"])
+    return env
+
+
+def post_event(url: str) -> str:
+    """POST one CloudEvent (binary mode) and say what came back."""
+    request = urllib.request.Request(url, data=b'{"scanId": "s-1"}', method="POST", headers={
+        "Content-Type": "application/json", "ce-specversion": "1.0", "ce-id": "check-1",
+        "ce-source": "/aifn/check", "ce-type": "dev.aifn.digits.scanned"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return f"POST {url}: {response.status}"
+    except urllib.error.HTTPError as failed:
+        return f"POST {url}: {failed.code} {failed.read()[:200]!r}"
+    except OSError as failed:
+        return f"POST {url}: {failed}"
+
+
 def error_lines(log: Path) -> list[str]:
     lines = []
     for line in log.read_text(errors="replace").splitlines():
@@ -174,12 +222,13 @@ def image_root(command: str, workdir: Path, plane: ControlPlane) -> tuple[Path, 
     return root, dict(item.split("=", 1) for item in spec.env)
 
 
-def start(plane: ControlPlane, command: str, workdir: Path, tzdata: bool, tag: str = "") -> tuple[subprocess.Popen, Path]:
+def start(plane: ControlPlane, command: str, workdir: Path, tzdata: bool, tag: str = "",
+          env: dict[str, str] | None = None) -> tuple[subprocess.Popen, Path]:
     """Run the command from its image: chroot into the unpacked layer as 65532:65532, with the image's
     Env and what the Deployment sets (`tzdata=False`: without the image's ZONEINFO)."""
     name = eventing.binary_name(command)
     root, image_env = image_root(command, workdir, plane)
-    env = {**command_env(command, workdir), **image_env, "HOME": "/"}
+    env = {**(env if env is not None else command_env(command, workdir)), **image_env, "HOME": "/"}
     if not tzdata:
         env.pop("ZONEINFO", None)
     log = workdir / f"{name}{tag}.log"
@@ -248,23 +297,27 @@ def live_check(docs: list[dict], seconds: int) -> list[str]:
     workdir = Path(tempfile.mkdtemp(prefix="aifn-eventing-live-"))
     crds, rest = eventing.split_crds(docs)
     extra = []
-    for doc in rest:  # webhook Services point at the host processes instead of pods
+    for doc in rest:  # Services of processes run here point at LIVE_ADDRESS instead of pods
         name = doc["metadata"]["name"]
-        if doc["kind"] == "Service" and name in WEBHOOKS:
-            doc["spec"].pop("selector", None)
-            port = WEBHOOKS[name][2]
-            extra.append({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                          "metadata": {"name": f"{name}-local", "namespace": eventing.NAMESPACE,
-                                       "labels": {"kubernetes.io/service-name": name,
-                                                  "endpointslice.kubernetes.io/managed-by": "aifn-check"}},
-                          "addressType": "IPv4",
-                          "endpoints": [{"addresses": [LIVE_ADDRESS], "conditions": {"ready": True}}],
-                          "ports": [{"name": doc["spec"]["ports"][0].get("name", ""), "port": port, "protocol": "TCP"}]})
-            extra.append({"apiVersion": "v1", "kind": "Endpoints",
-                          "metadata": {"name": name, "namespace": eventing.NAMESPACE},
-                          "subsets": [{"addresses": [{"ip": LIVE_ADDRESS}],
-                                       "ports": [{"name": doc["spec"]["ports"][0].get("name", ""), "port": port}]}]})
-            doc["spec"]["ports"][0]["targetPort"] = port
+        if doc["kind"] != "Service" or name not in POINTED:
+            continue
+        doc["spec"].pop("selector", None)  # else the endpoints controller empties what follows
+        ports = []
+        for item in doc["spec"]["ports"]:
+            if name in WEBHOOKS:
+                item["targetPort"] = WEBHOOKS[name][2]
+            target = item.get("targetPort", item["port"])
+            ports.append({"name": item.get("name", ""), "port": int(target)})
+        extra.append({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                      "metadata": {"name": f"{name}-local", "namespace": eventing.NAMESPACE,
+                                   "labels": {"kubernetes.io/service-name": name,
+                                              "endpointslice.kubernetes.io/managed-by": "aifn-check"}},
+                      "addressType": "IPv4",
+                      "endpoints": [{"addresses": [LIVE_ADDRESS], "conditions": {"ready": True}}],
+                      "ports": [dict(port, protocol="TCP") for port in ports]})
+        extra.append({"apiVersion": "v1", "kind": "Endpoints",
+                      "metadata": {"name": name, "namespace": eventing.NAMESPACE},
+                      "subsets": [{"addresses": [{"ip": LIVE_ADDRESS}], "ports": ports}]})
     children = rendered_children()
     broker = eventing.default_broker("default")
     bad_zone = next(dict(doc, spec=dict(doc["spec"], timezone="Europe/Nowhere"))
@@ -356,6 +409,22 @@ def live_check(docs: list[dict], seconds: int) -> list[str]:
                                       for c in conditions], sep="\n    ")
         made = plane.kubectl("get", "inmemorychannels,subscriptions,deployments,leases", "-A", "--no-headers", check=False)
         print("  objects after the run:", *made.stdout.splitlines(), sep="\n    ")
+        # 4. The data plane, one at a time (each listens on 8080), with its Deployment's environment.
+        for command, deployment in DATA_PLANE.items():
+            env = deployment_env(docs, deployment)
+            process, dlog = start(plane, command, workdir, True, env=env)
+            answer = ""
+            try:
+                time.sleep(8)
+                if command == "broker/ingress":
+                    answer = post_event(f"http://127.0.0.1:{env.get('INGRESS_PORT', '8080')}/default/default")
+            finally:
+                early = stop(process)
+            lines = error_lines(dlog)
+            print(f"  {command} ({deployment}'s env): {'exited ' + str(early) if early is not None else 'ran 8 s'}, "
+                  f"{len(lines)} error lines{'; ' + answer if answer else ''}", *sorted(set(lines))[:5], sep="\n    ")
+            if early is not None:
+                errors.append(f"{command} exited early ({early}): {dlog.read_text()[-800:]}")
     shutil.rmtree(workdir / "rootfs", ignore_errors=True)  # the unpacked images (~60 MB each); logs stay
     print(f"  logs: {workdir}")
     return errors
