@@ -29,6 +29,7 @@ Exit 1 on any unexpected error. Usage: .venv/bin/python hack/check-eventing.py [
 from __future__ import annotations
 
 import argparse
+import http.server
 import json
 import os
 import shutil
@@ -36,6 +37,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -46,7 +48,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from support.cluster import eventing  # noqa: E402
+from support.cluster import eventing, knative  # noqa: E402
 from support.controlplane import ControlPlane, Network  # noqa: E402
 
 LIVE_ADDRESS = "10.99.0.1"  # on the private namespace's loopback: an endpoint address may not be 127/8
@@ -61,10 +63,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--live", action="store_true", help="also run webhook and controllers against a control plane")
     parser.add_argument("--seconds", type=int, default=30, help="how long the controllers run together (--live)")
+    parser.add_argument("--flow", action="store_true",
+                        help="with --live, also send a CloudEvent through ingress -> channel -> filter -> a subscriber")
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inside:
-        errors = inside(args.live, args.seconds)
+        errors = inside(args.live, args.seconds, args.flow)
         print(f"inside: {len(errors)} error(s)" if errors else "inside: no errors")
         for error in errors:
             print(f"  {error}")
@@ -104,7 +108,8 @@ def main() -> int:
 
     print("inside unshare --net:", flush=True)
     inner = subprocess.run(["unshare", "--net", sys.executable, __file__, "--inside",
-                            "--seconds", str(args.seconds), *(["--live"] if args.live else [])])
+                            "--seconds", str(args.seconds), *(["--live"] if args.live else []),
+                            *(["--flow"] if args.flow else [])])
     print(f"{len(errors)} error(s) outside" if errors else "no errors outside")
     for error in errors:
         print(f"  {error}")
@@ -189,6 +194,133 @@ def post_event(url: str) -> str:
         return f"POST {url}: {failed}"
 
 
+# --flow: each Service a name on its own address, port 80 DNAT-ed (iptables, this namespace only) to
+# the process behind it, as kube-proxy would; names resolved by /etc/hosts in each image's root.
+FLOW = {  # DNS name -> (address, port of the process on LIVE_ADDRESS)
+    "broker-ingress.knative-eventing.svc.cluster.local": ("10.99.0.2", 8081),
+    "broker-filter.knative-eventing.svc.cluster.local": ("10.99.0.3", 8082),
+    "imc-dispatcher.knative-eventing.svc.cluster.local": ("10.99.0.4", 8080),
+    "default-kne-trigger-kn-channel.default.svc.cluster.local": ("10.99.0.4", 8080),
+    "digit-events.default.svc.cluster.local": ("10.99.0.5", 8090),
+}
+
+
+class _Subscriber(http.server.BaseHTTPRequestHandler):
+    """The function's stand-in: records each CloudEvent it is sent."""
+
+    received: list[dict] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        _Subscriber.received.append({"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body.decode(errors="replace")})
+        self.send_response(202)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+FLOW_DEPLOYMENTS = {"in_memory/channel_dispatcher": "imc-dispatcher", "broker/ingress": "mt-broker-ingress",
+                    "broker/filter": "mt-broker-filter", "webhook": "eventing-webhook",
+                    "controller": "eventing-controller", "in_memory/channel_controller": "imc-controller",
+                    "mtchannel_broker": "mt-broker-controller"}
+
+
+def service_account_kubeconfig(plane: ControlPlane, docs: list[dict], deployment: str) -> Path:
+    """A kubeconfig that authenticates as the Deployment's ServiceAccount (so its RBAC applies, and
+    Eventing's webhooks see the user they expect: the IMC webhook refuses subscriber changes by anyone
+    but eventing-controller)."""
+    doc = next(doc for doc in docs if doc["kind"] == "Deployment" and doc["metadata"]["name"] == deployment)
+    account = doc["spec"]["template"]["spec"].get("serviceAccountName", "default")
+    return plane.client_kubeconfig(f"sa-{account}", f"system:serviceaccount:{eventing.NAMESPACE}:{account}",
+                                   ("system:serviceaccounts", f"system:serviceaccounts:{eventing.NAMESPACE}"))
+
+
+def event_flow(plane: ControlPlane, docs: list[dict], workdir: Path, children: list[dict]) -> list[str]:
+    """A CloudEvent POSTed to the broker's ingress reaches the Trigger's subscriber through the IMC
+    dispatcher and the broker filter, everything from its image; the subscriber is a Knative Service
+    whose status says it is Ready at http://digit-events.default.svc.cluster.local (Serving's CRD only)."""
+    errors: list[str] = []
+    started = time.monotonic()
+    for address, port in set(FLOW.values()):
+        subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", "lo"], check=False)
+        subprocess.run(["iptables", "-t", "nat", "-A", "OUTPUT", "-d", address, "-p", "tcp", "--dport", "80",
+                        "-j", "DNAT", "--to-destination", f"{LIVE_ADDRESS}:{port}"], check=True)
+    hosts = "127.0.0.1 localhost\n" + "".join(f"{address} {name}\n" for name, (address, _) in FLOW.items())
+    trigger = next(doc for doc in children if doc["kind"] == "Trigger")
+    function = trigger["spec"]["subscriber"]["ref"]["name"]
+    ksvc_crd = next(doc for doc in knative.split_crds(knative.core_manifests())[0]
+                    if doc["metadata"]["name"] == "services.serving.knative.dev")
+    plane.kubectl("apply", "--server-side", "-f", "-", input=eventing.dump([ksvc_crd]))
+    plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/services.serving.knative.dev", timeout=70)
+    plane.kubectl("apply", "-f", "-", input=eventing.dump([{
+        "apiVersion": "serving.knative.dev/v1", "kind": "Service", "metadata": {"name": function, "namespace": "default"},
+        "spec": {"template": {"spec": {"containers": [{"image": "dev.local/aifn/none:0"}]}}}}]))
+    url = f"http://{function}.default.svc.cluster.local"
+    plane.kubectl("patch", f"services.serving.knative.dev/{function}", "-n", "default", "--subresource=status",
+                  "--type=merge", "-p", json.dumps({"status": {
+                      "observedGeneration": 1, "url": url, "address": {"url": url},
+                      "conditions": [{"type": "Ready", "status": "True"}]}}))
+    server = http.server.ThreadingHTTPServer((LIVE_ADDRESS, FLOW[f"{function}.default.svc.cluster.local"][1]), _Subscriber)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    ports = {"INGRESS_PORT": "8081", "INGRESS_PORT_HTTPS": "8543", "FILTER_PORT": "8082", "FILTER_PORT_HTTPS": "8544"}
+    processes: list[tuple[str, subprocess.Popen, Path]] = []
+    try:
+        # The dispatcher first: its data port is 8080, which the others' probe servers also want.
+        for command, deployment in (("in_memory/channel_dispatcher", "imc-dispatcher"),
+                                    ("broker/ingress", "mt-broker-ingress"), ("broker/filter", "mt-broker-filter")):
+            env = {**deployment_env(docs, deployment), **ports,
+                   "PROFILING_PORT": str(8108 + eventing.COMMANDS.index(command))}
+            process, log = start(plane, command, workdir, True, "-flow", env=env,
+                                 kubeconfig=service_account_kubeconfig(plane, docs, deployment))
+            processes.append((command, process, log))
+        time.sleep(2)
+        # The dispatcher also holds 8443 (its HTTPS port): Eventing's webhook moves to 8445.
+        plane.kubectl("patch", "endpoints/eventing-webhook", "-n", eventing.NAMESPACE, "--type=json", "-p",
+                      json.dumps([{"op": "replace", "path": "/subsets/0/ports/0/port", "value": 8445}]))
+        plane.kubectl("patch", "endpointslice/eventing-webhook-local", "-n", eventing.NAMESPACE, "--type=json", "-p",
+                      json.dumps([{"op": "replace", "path": "/ports/0/port", "value": 8445}]))
+        for command in ("webhook", "controller", "in_memory/channel_controller", "mtchannel_broker"):
+            env = {**command_env(command, workdir), **({"WEBHOOK_PORT": "8445"} if command == "webhook" else {})}
+            process, log = start(plane, command, workdir, True, "-flow", env=env,
+                                 kubeconfig=service_account_kubeconfig(plane, docs, FLOW_DEPLOYMENTS[command]))
+            processes.append((command, process, log))
+        for root in (workdir / "rootfs").iterdir():
+            (root / "etc").mkdir(exist_ok=True)
+            (root / "etc" / "hosts").write_text(hosts)
+        ready = False
+        while time.monotonic() - started < 90 and not ready:
+            got = plane.kubectl("get", "trigger", trigger["metadata"]["name"], "-n", "default", "-o", "json", check=False)
+            conditions = json.loads(got.stdout or "{}").get("status", {}).get("conditions", [])
+            ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+            time.sleep(2)
+        print(f"  flow: Trigger {trigger['metadata']['name']} Ready={ready} after {time.monotonic() - started:.1f} s")
+        if not ready:
+            errors.append(f"flow: the Trigger never became Ready: {conditions}")
+            return errors
+        answer, sent = "", time.monotonic()
+        while time.monotonic() - sent < 30 and not _Subscriber.received:
+            answer = post_event("http://10.99.0.2/default/default")
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and not _Subscriber.received:
+                time.sleep(0.2)
+        if _Subscriber.received:
+            event = _Subscriber.received[0]
+            print(f"  flow: {answer}; the subscriber got it {time.monotonic() - sent:.1f} s later: "
+                  f"ce-type {event['headers'].get('ce-type')}, ce-id {event['headers'].get('ce-id')}, body {event['body'][:80]}")
+        else:
+            errors.append(f"flow: the subscriber got nothing ({answer})")
+    finally:
+        server.shutdown()
+        for command, process, log in processes:
+            early = stop(process)
+            lines = [line for line in error_lines(log) if "address already in use" not in line
+                     and "authentication-oidc feature is disabled" not in line]
+            print(f"  flow {command}: {'exited ' + str(early) if early is not None else 'ran'}, {len(lines)} error lines",
+                  *sorted(set(lines))[:4], sep="\n    ")
+    return errors
+
+
 def error_lines(log: Path) -> list[str]:
     lines = []
     for line in log.read_text(errors="replace").splitlines():
@@ -204,7 +336,8 @@ def error_lines(log: Path) -> list[str]:
     return lines
 
 
-def image_root(command: str, workdir: Path, plane: ControlPlane) -> tuple[Path, dict[str, str]]:
+def image_root(command: str, workdir: Path, plane: ControlPlane,
+               kubeconfig: Path | None = None) -> tuple[Path, dict[str, str]]:
     """The image's file system unpacked (its one layer) with the admin kubeconfig at /kubeconfig, and its Env."""
     spec = eventing.image_spec(command)
     archive = eventing.build_archive(spec)
@@ -217,17 +350,17 @@ def image_root(command: str, workdir: Path, plane: ControlPlane) -> tuple[Path, 
             manifest = json.load(blob(index["manifests"][0]["digest"]))
             with tarfile.open(fileobj=blob(manifest["layers"][0]["digest"])) as layer:
                 layer.extractall(root, filter="tar")
-    (root / "kubeconfig").write_bytes(plane.kubeconfig.read_bytes())
+    (root / "kubeconfig").write_bytes((kubeconfig or plane.kubeconfig).read_bytes())
     (root / "kubeconfig").chmod(0o644)  # readable by the image's user 65532
     return root, dict(item.split("=", 1) for item in spec.env)
 
 
 def start(plane: ControlPlane, command: str, workdir: Path, tzdata: bool, tag: str = "",
-          env: dict[str, str] | None = None) -> tuple[subprocess.Popen, Path]:
+          env: dict[str, str] | None = None, kubeconfig: Path | None = None) -> tuple[subprocess.Popen, Path]:
     """Run the command from its image: chroot into the unpacked layer as 65532:65532, with the image's
     Env and what the Deployment sets (`tzdata=False`: without the image's ZONEINFO)."""
     name = eventing.binary_name(command)
-    root, image_env = image_root(command, workdir, plane)
+    root, image_env = image_root(command, workdir, plane, kubeconfig)
     env = {**(env if env is not None else command_env(command, workdir)), **image_env, "HOME": "/"}
     if not tzdata:
         env.pop("ZONEINFO", None)
@@ -259,7 +392,7 @@ def what(doc: dict) -> str:
     return f"{doc['kind']} {doc['metadata'].get('namespace', '')}/{doc['metadata']['name']}"
 
 
-def inside(live: bool, seconds: int) -> list[str]:
+def inside(live: bool, seconds: int, flow: bool = False) -> list[str]:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     subprocess.run(["ip", "addr", "add", f"{LIVE_ADDRESS}/32", "dev", "lo"], check=True)
     errors: list[str] = []
@@ -288,11 +421,11 @@ def inside(live: bool, seconds: int) -> list[str]:
         print(f"  dry run: {len(others) - failed} of {len(others)} objects accepted "
               f"({time.monotonic() - started:.1f} s)")
     if live:
-        errors += live_check(docs, seconds)
+        errors += live_check(docs, seconds, flow)
     return errors
 
 
-def live_check(docs: list[dict], seconds: int) -> list[str]:
+def live_check(docs: list[dict], seconds: int, flow: bool = False) -> list[str]:
     errors: list[str] = []
     workdir = Path(tempfile.mkdtemp(prefix="aifn-eventing-live-"))
     crds, rest = eventing.split_crds(docs)
@@ -425,6 +558,8 @@ def live_check(docs: list[dict], seconds: int) -> list[str]:
                   f"{len(lines)} error lines{'; ' + answer if answer else ''}", *sorted(set(lines))[:5], sep="\n    ")
             if early is not None:
                 errors.append(f"{command} exited early ({early}): {dlog.read_text()[-800:]}")
+        if flow:
+            errors += event_flow(plane, docs, workdir, children)
     shutil.rmtree(workdir / "rootfs", ignore_errors=True)  # the unpacked images (~60 MB each); logs stay
     print(f"  logs: {workdir}")
     return errors
