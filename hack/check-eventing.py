@@ -20,10 +20,18 @@
      (its own webhook on another port) and mt-broker-controller run together for a while (their
      error lines, the Broker's, Trigger's and PingSource's conditions, what they created); then the
      data plane (broker ingress and filter, IMC dispatcher, mtping) one at a time with its
-     Deployment's environment, a CloudEvent POSTed to the broker's ingress.
+     Deployment's environment, a CloudEvent POSTed to the broker's ingress;
+   - with --flow (and --live), the event path for real: each Service's name on an address of its
+     own (/etc/hosts in every image root), port 80 DNAT-ed with iptables (this namespace only) to the
+     process behind it, as kube-proxy would; Serving's Service CRD and a Knative Service `digit-events`
+     whose status says Ready at http://digit-events.default.svc.cluster.local (a Python server here);
+     the webhook, the three controllers, the IMC dispatcher and the broker's ingress and filter run
+     together from their images, each as its Deployment's ServiceAccount (client certificates for
+     system:serviceaccount:knative-eventing:<name>, so the manifests' RBAC applies); once the
+     Trigger is Ready, a CloudEvent POSTed to the ingress must reach the subscriber.
 
 Needs `make tools` (kubectl, kube-apiserver, etcd), `bash hack/build-eventing.sh`, and root.
-Exit 1 on any unexpected error. Usage: .venv/bin/python hack/check-eventing.py [--live] [--seconds N]
+Exit 1 on any unexpected error. Usage: .venv/bin/python hack/check-eventing.py [--live [--flow]] [--seconds N]
 """
 
 from __future__ import annotations
