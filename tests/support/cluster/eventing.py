@@ -29,10 +29,9 @@ and every top-level file of the broker's directory; they are restored from the f
 
 from __future__ import annotations
 
-import copy
 import re
 import subprocess
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,7 @@ from typing import Any
 import yaml
 
 from .images import ImageFile, ImageSpec, build_archive
-from .knative import KnativeError, dump, module_dir, split_crds
+from .knative import KnativeError, dump, module_dir, resolve_ko_images, split_crds, strings
 
 __all__ = [
     "COMMANDS", "CONFIG_DIRS", "EventingError", "ManifestFile", "build_images", "cluster_settings",
@@ -225,27 +224,6 @@ def config_files(tools_module: Path = TOOLS_MODULE) -> list[ManifestFile]:
     return found
 
 
-def _walk_strings(value: Any, replace) -> Any:
-    if isinstance(value, dict):
-        return {key: _walk_strings(item, replace) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_walk_strings(item, replace) for item in value]
-    if isinstance(value, str):
-        return replace(value)
-    return value
-
-
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, dict):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
-    elif isinstance(value, str):
-        yield value
-
-
 def _resolve_reference(value: str) -> str:
     if not value.startswith("ko://"):
         return value
@@ -268,24 +246,10 @@ def _set_version_labels(value: Any) -> None:
             _set_version_labels(item)
 
 
-def _pod_spec(doc: dict) -> dict | None:
-    if doc.get("kind") in ("Deployment", "DaemonSet", "StatefulSet", "Job"):
-        return doc.get("spec", {}).get("template", {}).get("spec")
-    return None
-
-
 def resolve(doc: dict) -> dict:
     """One document with ko:// references, pull policies and version labels as installed here."""
-    original = doc
-    doc = _walk_strings(copy.deepcopy(doc), _resolve_reference)
+    doc = resolve_ko_images(doc, _resolve_reference)
     _set_version_labels(doc)
-    pod = _pod_spec(doc)
-    if pod is not None:
-        before = _pod_spec(original) or {}
-        for kind in ("initContainers", "containers"):
-            for container, was in zip(pod.get(kind, []), before.get(kind, []), strict=True):
-                if str(was.get("image", "")).startswith("ko://"):
-                    container["imagePullPolicy"] = "IfNotPresent"
     return doc
 
 
@@ -303,7 +267,7 @@ def manifests(tools_module: Path = TOOLS_MODULE, settings: bool = True) -> list[
             if not isinstance(doc, dict) or "kind" not in doc:
                 raise EventingError(f"{item.directory}/{item.relative} ({item.source}) holds a document that is no object")
             docs.append(resolve(doc))
-    unresolved = sorted({ref for ref in _strings(docs) if ref.startswith("ko://")})
+    unresolved = sorted({ref for ref in strings(docs) if ref.startswith("ko://")})
     if unresolved:
         raise EventingError(f"unresolved image references: {unresolved}")
     if settings:

@@ -36,7 +36,7 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -202,18 +202,24 @@ def _pod_spec(doc: dict) -> dict | None:
     return None
 
 
-def resolve(doc: dict) -> dict:
-    """One document of config/core with ko:// references, pull policies and labels as installed here."""
-    original = doc
-    doc = _walk_strings(copy.deepcopy(doc), _resolve_reference)
-    _set_version_labels(doc)
-    pod = _pod_spec(doc)
+def resolve_ko_images(doc: dict, resolve_reference: Callable[[str], str]) -> dict:
+    """A copy of `doc` with every ko:// reference replaced by `resolve_reference`, and imagePullPolicy
+    IfNotPresent on the containers whose image was one (no node ever pulls a local image)."""
+    resolved = _walk_strings(copy.deepcopy(doc), resolve_reference)
+    pod = _pod_spec(resolved)
     if pod is not None:
-        before = _pod_spec(original) or {}
+        before = _pod_spec(doc) or {}
         for kind in ("initContainers", "containers"):
             for container, was in zip(pod.get(kind, []), before.get(kind, []), strict=True):
                 if str(was.get("image", "")).startswith("ko://"):
                     container["imagePullPolicy"] = "IfNotPresent"
+    return resolved
+
+
+def resolve(doc: dict) -> dict:
+    """One document of config/core with ko:// references, pull policies and labels as installed here."""
+    doc = resolve_ko_images(doc, _resolve_reference)
+    _set_version_labels(doc)
     if doc.get("kind") == "ConfigMap" and doc["metadata"]["name"] == "config-deployment":
         doc.setdefault("data", {})["registries-skipping-tag-resolving"] = ",".join(SKIP_TAG_RESOLVING)
     return doc
@@ -226,19 +232,19 @@ def core_manifests(tools_module: Path = TOOLS_MODULE) -> list[dict]:
         for doc in yaml.safe_load_all(item.source.read_text()):
             if doc:
                 docs.append(resolve(doc))
-    unresolved = [ref for ref in _strings(docs) if ref.startswith("ko://")]
+    unresolved = [ref for ref in strings(docs) if ref.startswith("ko://")]
     if unresolved:
         raise KnativeError(f"unresolved image references: {sorted(set(unresolved))}")
     return docs
 
 
-def _strings(value: Any) -> Iterator[str]:
+def strings(value: Any) -> Iterator[str]:
     if isinstance(value, dict):
         for item in value.values():
-            yield from _strings(item)
+            yield from strings(item)
     elif isinstance(value, list):
         for item in value:
-            yield from _strings(item)
+            yield from strings(item)
     elif isinstance(value, str):
         yield value
 
