@@ -137,7 +137,11 @@ def test_handler_and_triggers_become_owned_children_and_readiness_aggregates(kub
     mark_eventing_ready(kube, "Trigger", namespace, FN_UPLOADS, "False", "BrokerDoesNotExist", 'Broker "default" does not exist')
     fn = function_where(kube, namespace, "fn", lambda f: state(f, "Ready") == ("False", "BrokerDoesNotExist"), "Ready False BrokerDoesNotExist")
     assert condition(fn, "TriggersReady")["message"] == f'Trigger {FN_UPLOADS}: Broker "default" does not exist'
-    assert 'aifn_functions{ready="False",reason="BrokerDoesNotExist"} 1.0' in op.metrics()
+    # The gauge moves after the pass that wrote the status returns (runtime.reconcile), so a scrape
+    # right after seeing the status can come first: wait for it (a CI run caught that race).
+    wanted = 'aifn_functions{ready="False",reason="BrokerDoesNotExist"} 1.0'
+    wait_for("the aifn_functions gauge to count the function as BrokerDoesNotExist",
+             lambda: wanted in op.metrics(), PROMPT, on_timeout=op.metrics)
 
 
 def test_child_drift_is_restored_and_unwanted_children_are_pruned(kube: TestClient, namespace: str, start_operator: Any) -> None:
