@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-.PHONY: conformance-build conformance e2e-local setup tools test unit models demo dev-apiserver cluster cluster-down cluster-deps operator-image knative knative-check crds bench e2e images clean
+.PHONY: eventing eventing-check conformance-build conformance e2e-local setup tools test unit models demo dev-apiserver cluster cluster-down cluster-deps operator-image knative knative-check crds bench e2e images clean
 
 setup: $(VENV)/.installed ## create .venv and install the project editable with its dev extras
 
@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 tools: ## build kube-apiserver, etcd, kube-controller-manager, helm, ksvc-check into ~/.cache/aifn and link them in bin/
 	bash hack/build-tools.sh
 
-test: setup tools knative conformance-build cluster-deps ## the whole suite (unit, Triton, control plane, cluster, e2e on the local cluster; root)
+test: setup tools knative eventing conformance-build cluster-deps ## the whole suite (unit, Triton, control plane, cluster, e2e on the local cluster; root)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 unit: setup ## unit tests only
@@ -45,7 +45,7 @@ dev-apiserver: setup tools ## a real control plane in the foreground; kubeconfig
 cluster-deps: ## install what the cluster's nodes run (containerd, runc, CNI plugins, ...) from Debian if missing
 	bash hack/cluster-deps.sh
 
-cluster: setup tools knative cluster-deps ## a real cluster (2 nodes, one a GPU worker) with Knative Serving, its networking layer and the operator, in the foreground; kubeconfig and gateway address in .aifn/cluster/
+cluster: setup tools knative eventing cluster-deps ## a real cluster (2 nodes, one a GPU worker) with Knative Serving, its networking layer, Knative Eventing (broker, in-memory channel) and the operator, in the foreground; kubeconfig and gateway address in .aifn/cluster/
 	$(PY) hack/cluster.py up
 
 cluster-down: ## remove the cluster (or what a killed run left): processes, containers, mounts, interfaces, iptables rules
@@ -56,6 +56,12 @@ operator-image: setup cluster-deps ## the operator image without Docker or a reg
 
 knative: ## build Knative Serving 1.23's five binaries into ~/.cache/aifn/bin, linked in bin/knative/ (make cluster installs them)
 	bash hack/build-knative.sh
+
+eventing: ## build Knative Eventing 1.22 (core, in-memory channel, MT channel broker) into ~/.cache/aifn/bin, linked in bin/knative-eventing/ (make cluster installs it)
+	bash hack/build-eventing.sh
+
+eventing-check: setup tools eventing ## Eventing's images and resolved manifests against a throwaway control plane; a CloudEvent through broker and channel, all from the images
+	$(PY) hack/check-eventing.py --live --flow
 
 knative-check: setup tools knative ## Knative's images and resolved manifests against a throwaway control plane, its webhook live
 	$(PY) hack/check-knative.py --live

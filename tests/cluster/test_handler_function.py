@@ -14,7 +14,6 @@ when the stack's release does not set it (the chart's default), this test sets i
 
 from __future__ import annotations
 
-import copy
 import http.client
 import json
 import time
@@ -23,88 +22,18 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pytest
-import yaml
 from sklearn.datasets import load_digits
 
-from support.cluster import images
-from support.cluster.handler_image import HANDLER_IMAGE, handler_image_archive
-from support.cluster.layout import MODEL_REPO_LINK, NODES
-from support.cluster.stack import (CHART, GATEWAY_FILE, OPERATOR_NAMESPACE, OPERATOR_RELEASE, revision_image,
-                                   tag_for_revisions)
-from support.helm import helm
+from support.cluster.stack import GATEWAY_FILE
 
 from .conftest import ClusterClient
+from .functions import HANDLER_EXAMPLES, REVISION_IMAGE, condition, diagnose, example_function, handler_ready, model_volume
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-ROOT = CHART.parents[1]
-EXAMPLE = ROOT / "examples" / "handlers" / "digits"
+EXAMPLE = HANDLER_EXAMPLES / "digits"
 NAME = "digits-handler"
-CLAIM = "aifn-models"
-REVISION_IMAGE = revision_image(HANDLER_IMAGE)  # dev.local/aifn/aifn-handler:0.1.0
 READY_TIMEOUT = 300.0  # the example's startupTimeout (5m); about 35 s on this cluster
-
-
-def import_handler_image(log: list[str]) -> None:
-    """The handler image in every node's containerd, under its localhost/ and dev.local/ names (idempotent)."""
-    archive = handler_image_archive(log=log.append)  # cached; a first build takes about 2 minutes
-    for node in NODES:
-        if images.import_archive(archive, HANDLER_IMAGE, node.containerd_socket):
-            log.append(f"imported {HANDLER_IMAGE} into {node.name}")
-        tag_for_revisions(HANDLER_IMAGE, node.containerd_socket)
-
-
-def operator_handler_image(cluster: ClusterClient) -> str | None:
-    """AIFN_HANDLER_IMAGE of the release's operator container (None: unset)."""
-    deployments = cluster.get("deployments", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/name=aifunction-operator")
-    assert len(deployments["items"]) == 1, f"one operator Deployment expected in {OPERATOR_NAMESPACE}"
-    container = deployments["items"][0]["spec"]["template"]["spec"]["containers"][0]
-    return next((e.get("value") for e in container.get("env") or [] if e["name"] == "AIFN_HANDLER_IMAGE"), None)
-
-
-def ensure_operator_handler_image(cluster: ClusterClient, log: list[str]) -> None:
-    """The operator runs handlers from the dev.local image; set it only where the stack left the chart's default."""
-    current = operator_handler_image(cluster)
-    chart_default = yaml.safe_load((CHART / "values.yaml").read_text())["operator"]["handlerImage"]
-    if current in (None, chart_default):
-        log.append(f"the stack's release has AIFN_HANDLER_IMAGE={current}: helm upgrade --set "
-                   f"operator.handlerImage={REVISION_IMAGE}")
-        helm("upgrade", OPERATOR_RELEASE, str(CHART), "--namespace", OPERATOR_NAMESPACE, "--reuse-values",
-             "--set", f"operator.handlerImage={REVISION_IMAGE}", "--wait", "--timeout", "3m",
-             kubeconfig=cluster.kubeconfig, timeout=240)
-        current = operator_handler_image(cluster)
-    assert current is not None and current.startswith("dev.local/"), (
-        f"the operator's AIFN_HANDLER_IMAGE is {current!r}: Knative Revisions on this cluster need a dev.local/ "
-        f"image (the nodes hold the handler image as {REVISION_IMAGE}); install the operator with "
-        f"`--set operator.handlerImage={REVISION_IMAGE}` (support.cluster.stack.install_operator)")
-
-
-def model_volume(namespace: str) -> list[dict[str, Any]]:
-    """A hostPath PV on the nodes' model repository, pre-bound to the PVC the example reads (as tests/e2e)."""
-    return [
-        {"apiVersion": "v1", "kind": "PersistentVolume",
-         "metadata": {"name": f"{CLAIM}-{namespace}", "labels": {"aifn.dev/test": "handler-function"}},
-         "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadOnlyMany"], "storageClassName": "",
-                  "persistentVolumeReclaimPolicy": "Retain",
-                  "hostPath": {"path": str(MODEL_REPO_LINK), "type": "Directory"},
-                  "claimRef": {"namespace": namespace, "name": CLAIM}}},
-        {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-         "metadata": {"name": CLAIM, "namespace": namespace},
-         "spec": {"accessModes": ["ReadOnlyMany"], "storageClassName": "", "volumeName": f"{CLAIM}-{namespace}",
-                  "resources": {"requests": {"storage": "1Gi"}}}},
-    ]
-
-
-def function_manifest(namespace: str) -> dict[str, Any]:
-    """examples/handlers/digits/digits-handler.yaml in `namespace`, 500m of CPU (what the CPU worker has left)."""
-    manifest = copy.deepcopy(yaml.safe_load((EXAMPLE / "digits-handler.yaml").read_text()))
-    manifest["metadata"] = {"name": NAME, "namespace": namespace}  # without the `aifn run` annotations
-    manifest["spec"]["resources"]["cpu"] = "500m"
-    return manifest
-
-
-def condition(function: dict[str, Any], kind: str) -> dict[str, Any]:
-    return next((c for c in (function.get("status") or {}).get("conditions", []) if c["type"] == kind), {})
 
 
 def post(gateway: str, host: str, body: bytes) -> tuple[int, bytes]:
@@ -118,22 +47,8 @@ def post(gateway: str, host: str, body: bytes) -> tuple[int, bytes]:
         connection.close()
 
 
-def diagnose(cluster: ClusterClient, namespace: str) -> str:
-    out = [cluster.kubectl("get", "aifunction,ksvc,revision,pods", "-n", namespace, "-o", "wide", check=False).stdout,
-           cluster.kubectl("get", "events", "-n", namespace, "--sort-by=.lastTimestamp", check=False).stdout[-3000:]]
-    for container in ("handler", "triton", "queue-proxy"):
-        logs = cluster.kubectl("logs", "-n", namespace, "-l", f"serving.knative.dev/service={NAME}", "-c", container,
-                               "--tail=30", check=False)
-        out.append(f"--- {container}:\n{logs.stdout}{logs.stderr}")
-    return "\n".join(out)
-
-
 def test_handler_function_is_ready_and_answers_through_the_gateway(cluster: ClusterClient, namespace: str) -> None:
-    log: list[str] = []
-    began = time.monotonic()
-    import_handler_image(log)
-    ensure_operator_handler_image(cluster, log)
-    print("\n".join([*log, f"handler image and operator setting checked in {time.monotonic() - began:.0f}s"]))
+    handler_ready(cluster)
     gateway = GATEWAY_FILE.read_text().strip()
     volume = model_volume(namespace)
     try:
@@ -142,7 +57,7 @@ def test_handler_function_is_ready_and_answers_through_the_gateway(cluster: Clus
         cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": NAME, "namespace": namespace},
                        "data": {"handler.py": code}})
         started = time.monotonic()
-        cluster.apply(function_manifest(namespace))
+        cluster.apply(example_function(EXAMPLE / "digits-handler.yaml", namespace))
 
         def ready() -> dict[str, Any] | None:
             function = cluster.get("aifunction", NAME, "-n", namespace)
@@ -150,7 +65,7 @@ def test_handler_function_is_ready_and_answers_through_the_gateway(cluster: Clus
                 function.get("status", {}).get("url") else None
 
         function = cluster.wait_for(f"AIFunction {namespace}/{NAME} Ready", ready, READY_TIMEOUT,
-                                    lambda: diagnose(cluster, namespace))
+                                    lambda: diagnose(cluster, namespace, NAME))
         to_ready = time.monotonic() - started
 
         # The Knative Service as rendered: the handler serves, Triton is the second container, probed.
@@ -188,7 +103,7 @@ def test_handler_function_is_ready_and_answers_through_the_gateway(cluster: Clus
             time.sleep(1)
         first_answer = time.monotonic() - started
         assert status == 200, f"POST / through {gateway} (Host {host}): {status} {body[:500]!r}\n" + \
-            diagnose(cluster, namespace)
+            diagnose(cluster, namespace, NAME)
         answer = json.loads(body)
         assert answer["label"] == int(digits.target[picks[0]]) and 0.5 < answer["confidence"] <= 1.0, answer
 

@@ -72,5 +72,8 @@ def test_digit_events_classifies_structured_and_binary_events(start_handler, dig
         "Content-Type": "application/json", "ce-specversion": "1.0", "ce-id": "e-2", "ce-source": "/scanner/7",
         "ce-type": "dev.aifn.digits.scanned"})
     assert binary.status == 200 and binary.json()["eventId"] == "e-2" and binary.json()["label"] == truth[30]
+    reply = {k.lower(): v for k, v in binary.headers.items() if k.lower().startswith("ce-")}
+    assert reply == {"ce-specversion": "1.0", "ce-id": "e-2-classified", "ce-source": "/aifn/functions/digits-fn",
+                     "ce-type": "dev.aifn.digits.classified"}, reply
     plain = request(f"{server.url}/", json.dumps(data).encode(), {"Content-Type": "application/json"})
     assert plain.status == 400 and "CloudEvent" in plain.json()["error"]

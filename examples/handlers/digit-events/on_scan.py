@@ -2,8 +2,10 @@
 
 A Trigger (spec.triggers.events) subscribes the function to CloudEvents of type
 `dev.aifn.digits.scanned` on the broker; each event's data is {"scanId": ..., "pixels":
-[64 numbers 0..16]}. The handler answers with the label. The event's attributes (id,
-source, type, time, extensions) are in event["cloudEvent"]; binary and structured content
+[64 numbers 0..16]}. The handler answers with the label as a reply CloudEvent of type
+`dev.aifn.digits.classified` (binary mode: ce-* headers, JSON data), which the broker publishes
+like any other event, so other functions can subscribe to the results. The event's attributes
+(id, source, type, time, extensions) are in event["cloudEvent"]; binary and structured content
 modes arrive the same way.
 """
 
@@ -33,4 +35,14 @@ def lambda_handler(event, context):
         "confidence": round(float(outputs["probabilities"][0, label]), 4),
     }
     print(json.dumps(result), flush=True)  # the function's log is the audit trail here
-    return result
+    return {
+        "statusCode": 200,
+        "headers": {  # a reply event: the broker delivers it to Triggers on its type
+            "ce-specversion": "1.0",
+            "ce-id": f"{attributes['id']}-classified",
+            "ce-source": f"/aifn/functions/{context.function_name}",
+            "ce-type": "dev.aifn.digits.classified",
+            "content-type": "application/json",
+        },
+        "body": json.dumps(result),
+    }

@@ -3,8 +3,8 @@
 `Cluster().start()` checks the host, cleans what a killed run left, sets up the network, starts
 every component, imports the images every node needs, waits until both nodes are Ready (the GPU
 worker with its nvidia.com/gpu allocatable) and CoreDNS answers, and writes the admin kubeconfig to
-.aifn/cluster/kubeconfig. With `stack=True` it then installs Knative Serving, the networking layer
-and the operator (support.cluster.stack). `stop()` removes everything it made (cleanup.clean).
+.aifn/cluster/kubeconfig. With `stack=True` it then installs Knative Serving, the networking layer,
+Knative Eventing and the operator (support.cluster.stack). `stop()` removes everything it made (cleanup.clean).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import yaml
 
 from ..controlplane import BIN, ControlPlane, Network
 from ..processes import Component, http_ok, wait_until
-from . import addons, cleanup, gateway, host, images, knative, node as nodes, stack as stacks
+from . import addons, cleanup, eventing, gateway, host, images, knative, node as nodes, stack as stacks
 from .layout import (
     APISERVER_PORT,
     CONTROL_PLANE_IP,
@@ -327,6 +327,8 @@ class Cluster:
             for component, archive in knative.build_images().items():
                 archives[knative.image_name(component)] = archive
             archives[gateway.ENVOY_IMAGE] = images.build_archive(gateway.envoy_image_spec())
+            for command, archive in eventing.build_images().items():
+                archives[eventing.image_name(command)] = archive
         return archives
 
     def _start_node(self, node: NodeSpec, archives: dict[str, Path]) -> None:
@@ -338,6 +340,8 @@ class Cluster:
         wait_until(f"containerd of {node.name}",
                    lambda: subprocess.run(ctr, capture_output=True).returncode == 0, 60, containerd)
         for name, archive in archives.items():
+            if node.gpus and name.startswith(eventing.IMAGE_REPOSITORY):
+                continue  # Eventing's pods do not tolerate the GPU worker's taint
             if images.import_archive(archive, name, node.containerd_socket):
                 self.log(f"cluster: imported {name} into {node.name}")
             if stacks.revision_image(name) != name:
@@ -384,6 +388,7 @@ class Cluster:
 
         self._step("Knative Serving", lambda: stacks.install_knative(self.kubectl, self.log))
         url = self._step("networking layer", lambda: stacks.install_gateway(self.kubectl, OPERATOR_IMAGE))
+        self._step("Knative Eventing", lambda: stacks.install_eventing(self.kubectl, self.log))
         self._step("operator (helm)", lambda: stacks.install_operator(
             lambda *args: helm(*args, kubeconfig=self.kubeconfig, timeout=240), OPERATOR_IMAGE, TRITON_IMAGE,
             HANDLER_IMAGE))

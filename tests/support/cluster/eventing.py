@@ -1,6 +1,6 @@
 """Knative Eventing 1.22 for the local cluster: images built here and Knative's own manifests, resolved.
 
-Groundwork for issue 13; nothing imports this module yet (docs/eventing.md says what remains).
+support.cluster.stack installs it on `make cluster` (docs/eventing.md).
 
 Every command that Eventing's release manifests for the core, the in-memory channel and the MT
 channel-based broker name with `ko://` is built from the Go module `knative.dev/eventing` v0.49.2
@@ -29,6 +29,7 @@ and every top-level file of the broker's directory; they are restored from the f
 
 from __future__ import annotations
 
+import copy
 import re
 import subprocess
 from collections.abc import Iterable
@@ -44,7 +45,7 @@ from .knative import KnativeError, dump, module_dir, resolve_ko_images, split_cr
 __all__ = [
     "COMMANDS", "CONFIG_DIRS", "EventingError", "ManifestFile", "build_images", "cluster_settings",
     "config_files", "default_broker", "dump", "image_name", "image_names", "image_spec", "manifests",
-    "resolve", "split_crds",
+    "resolve", "split_crds", "with_local_cpu_requests",
 ]
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -324,6 +325,31 @@ def shipped_settings_differ(tools_module: Path = TOOLS_MODULE) -> dict[str, list
             if yaml.safe_load(shipped.get(name, {}).get(key, "") or "null") != yaml.safe_load(value):
                 differ.setdefault(name, []).append(key)
     return differ
+
+
+LOCAL_CPU_REQUEST = "10m"
+
+
+def with_local_cpu_requests(docs: Iterable[dict], cpu: str = LOCAL_CPU_REQUEST) -> list[dict]:
+    """The workloads with each container's CPU request set to `cpu` where it had one (limits kept).
+
+    The local cluster's two nodes share the host's 2 vCPUs and every Eventing pod lands on the CPU
+    worker; Eventing's 625m of requests (750m while a PingSource exists) would leave less than the
+    `cpu: "1"` an example function asks for. Requests are the scheduler's bookkeeping here, not a
+    reservation any pod can use, so this cluster keeps them small (docs/eventing.md). A request is
+    lowered rather than removed: Kubernetes would default a removed request to the CPU limit.
+    """
+    out = []
+    for doc in docs:
+        if doc.get("kind") in ("Deployment", "StatefulSet", "DaemonSet"):
+            doc = copy.deepcopy(doc)
+            pod = doc["spec"]["template"]["spec"]
+            for container in [*pod.get("initContainers", []), *pod.get("containers", [])]:
+                resources = container.get("resources") or {}
+                if "cpu" in (resources.get("requests") or {}) or "cpu" in (resources.get("limits") or {}):
+                    resources.setdefault("requests", {})["cpu"] = cpu
+        out.append(doc)
+    return out
 
 
 def default_broker(namespace: str, name: str = "default") -> dict:

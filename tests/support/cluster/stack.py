@@ -1,11 +1,13 @@
-"""What `make cluster` installs on the nodes: Knative Serving, its networking layer, the operator (helm).
+"""What `make cluster` installs on the nodes: Knative Serving, its networking layer, Knative Eventing, the operator.
 
 Each step drives the cluster with its admin kubectl (and helm), as a cluster admin following the
 README would:
 1. Knative Serving 1.23 from its own config/core (support.cluster.knative), then the settings the
    README gives admins plus this cluster's ingress class and domain, patched through Knative's webhook;
 2. the networking layer (support.cluster.gateway): aifn-ingress + Envoy, NodePort 31080;
-3. the operator with `helm install` of charts/aifunction-operator, the local operator image and
+3. Knative Eventing 1.22 (support.cluster.eventing): core, the in-memory channel and the MT
+   channel-based broker from its own config/, its images on the CPU worker;
+4. the operator with `helm install` of charts/aifunction-operator, the local operator image and
    `operator.tritonImage` / `operator.handlerImage` set to the local Triton and handler images.
 The gateway address is written to .aifn/cluster/gateway.
 """
@@ -18,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import gateway, knative
+from . import eventing, gateway, knative
 from .layout import USER_DIR
 
 Kubectl = Callable[..., subprocess.CompletedProcess]
@@ -75,6 +77,27 @@ def install_knative(kubectl: Kubectl, log: Callable[[str], None]) -> None:
                lambda cm=configmap, p=patch: kubectl("patch", f"configmap/{cm}", "-n", knative.NAMESPACE, "--type",
                                                      "merge", "-p", p, check=False), 120)
     log(f"cluster: Knative Serving {knative.RELEASE} configured (ingress class {gateway.INGRESS_CLASS})")
+
+
+def install_eventing(kubectl: Kubectl, log: Callable[[str], None]) -> None:
+    """Knative Eventing's core, in-memory channel and MT channel broker, every workload rolled out."""
+    crds, rest = eventing.split_crds(eventing.with_local_cpu_requests(eventing.manifests()))
+    _apply(kubectl, crds)
+    kubectl("wait", "crd", *[crd["metadata"]["name"] for crd in crds], "--for=condition=Established",
+            "--timeout=60s", timeout=70)
+    _apply(kubectl, rest)
+    for kind, name in eventing.deployments(rest):
+        kubectl("rollout", "status", "-n", eventing.NAMESPACE, f"{kind.lower()}/{name}", "--timeout=300s",
+                timeout=310)
+    log(f"cluster: Knative Eventing {eventing.RELEASE} ready (broker class {eventing.BROKER_CLASS} over InMemoryChannel)")
+
+
+def remove_eventing(kubectl: Kubectl) -> None:
+    """Delete what install_eventing applied (CRDs last: their deletion removes every Broker, Trigger, source)."""
+    crds, rest = eventing.split_crds(eventing.manifests())
+    for docs in (rest, crds):
+        kubectl("delete", "--ignore-not-found", "--wait=true", "-f", "-",
+                input="\n---\n".join(json.dumps(doc) for doc in docs), timeout=300)
 
 
 def install_gateway(kubectl: Kubectl, controller_image: str) -> str:
