@@ -8,11 +8,15 @@
 - ConfigMaps, PingSources and Triggers we manage -> reconcile their owner, as for Services.
   Without Knative Eventing's CRDs kopf leaves those watches unserved (a warning) and the
   operator runs on: functions without triggers do not need Eventing.
+- The CRDs of PingSource and Trigger becoming Established or going away (Eventing installed
+  or removed) -> re-check every function, so TriggersReady follows within seconds, not at
+  the next periodic resync.
 - Pods of our functions -> reconcile when a pod starts or stops waiting for a node.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import kopf
@@ -24,6 +28,8 @@ from .status import REASON_NOT_OWNED, SERVICE_READY, TRIGGERS_READY, condition
 
 # The function's children other than the Service: handler-code ConfigMaps, PingSources, Triggers.
 CHILD_WATCHES = (("", "v1", "configmaps"), ("sources.knative.dev", "v1", "pingsources"), ("eventing.knative.dev", "v1", "triggers"))
+log = logging.getLogger("aifn.operator")
+EVENTING_CRDS = frozenset(f"{plural}.{group}" for group, _, plural in CHILD_WATCHES[1:])
 MAX_BACKOFF = 60.0
 NOT_OWNED_RETRY = 15.0
 
@@ -99,6 +105,33 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
                 await runtime.reconcile(key)
             except ApiError as exc:
                 logger.warning("reconciling %s/%s after a pod event failed: %s", *key, exc)
+
+
+    crd_states: dict[str, str] = {}
+
+    @kopf.on.event("apiextensions.k8s.io", "v1", "customresourcedefinitions",
+                   when=lambda name, **_: name in EVENTING_CRDS, registry=registry)
+    async def eventing_crd_changed(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        name = body.metadata.name or ""
+        state = crd_state(event["type"], dict(body))
+        previous = crd_states.get(name)
+        crd_states[name] = state
+        if previous is None and event["type"] is None:
+            return  # the initial listing: the functions' own reconciles see the API as it is
+        if state != previous and state != "pending":  # pending: not served yet, nothing to act on
+            log.info("Knative Eventing's CRD %s is %s: re-checking every function", name, state)
+            await runtime.reconcile_all()
+
+
+def crd_state(event_type: str | None, crd: dict[str, Any]) -> str:
+    """`established`, `terminating`, `gone` or `pending` for a CRD watch event."""
+    if event_type == "DELETED":
+        return "gone"
+    if crd.get("metadata", {}).get("deletionTimestamp"):
+        return "terminating"
+    conditions = crd.get("status", {}).get("conditions") or []
+    established = any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+    return "established" if established else "pending"
 
 
 async def _reconcile(runtime: Runtime, key: Key, body: dict[str, Any], retry: int) -> None:

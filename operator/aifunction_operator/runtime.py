@@ -236,7 +236,7 @@ class Runtime:
         return problem is None
 
     async def reconcile_all(self) -> None:
-        """Re-check every known function (resync, Knative's settings changed), if this replica is the active one."""
+        """Re-check every known function (resync, Knative's settings or Eventing's CRDs changed), if this replica is the active one."""
         loop = asyncio.get_running_loop()
         if not await loop.run_in_executor(self._executor, self.gate.active):
             log.info("another replica is active; leaving the re-check to it")
@@ -244,7 +244,7 @@ class Runtime:
         self.children_known.clear()  # list children again, in case a watch event was missed
         results = await asyncio.gather(*(self.reconcile(key) for key in list(self.functions)), return_exceptions=True)
         for error in (r for r in results if isinstance(r, Exception)):
-            log.warning("re-check after a Knative settings change failed: %s", error)
+            log.warning("re-checking every function failed: %s", error)
 
     # --- Knative settings -----------------------------------------------------------------
     def start_knative_watch(self, loop: asyncio.AbstractEventLoop) -> threading.Thread:

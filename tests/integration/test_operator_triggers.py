@@ -283,6 +283,18 @@ def test_without_knative_eventing_functions_without_triggers_still_work(tmp_path
             assert "pingsources.sources.knative.dev" in message and "triggers.eventing.knative.dev" in message and "Knative Eventing" in message
             assert state(fn, "Ready") == ("False", "EventingNotInstalled")
             assert get_configmap(kube, namespace, child_name("timed", "handler")) is not None, "the handler code is still applied"
+
+            # Eventing installed later: its CRDs becoming Established make the operator re-check every
+            # function at once (the periodic resync is 300 s away), and so does their removal.
+            eventing_crds = [BIN / "knative-crds" / f"eventing-{kind}.yaml" for kind in ("pingsource", "trigger")]
+            plane.kubectl("apply", "--server-side", *[arg for path in eventing_crds for arg in ("-f", str(path))])
+            fn = function_where(kube, namespace, "timed", lambda f: state(f, "TriggersReady")[1] == "EventingNotReady",
+                                "EventingNotReady once Eventing's CRDs are there (no Eventing controller reports here)")
+            assert get_eventing(kube, "PingSource", namespace, child_name("timed", "nightly")) is not None
+            plane.kubectl("delete", "crd", "pingsources.sources.knative.dev", "triggers.eventing.knative.dev")
+            fn = function_where(kube, namespace, "timed", lambda f: state(f, "TriggersReady")[1] == "EventingNotInstalled",
+                                "EventingNotInstalled again once Eventing's CRDs are gone")
+            assert "re-checking every function" in op.log_tail(200_000)
             assert op.alive_or_fail()
         finally:
             op.stop()

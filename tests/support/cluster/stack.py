@@ -93,11 +93,12 @@ def install_eventing(kubectl: Kubectl, log: Callable[[str], None]) -> None:
 
 
 def remove_eventing(kubectl: Kubectl) -> None:
-    """Delete what install_eventing applied (CRDs last: their deletion removes every Broker, Trigger, source)."""
+    """Delete what install_eventing applied: the CRDs first, while Eventing's controllers still run to
+    finalize their Brokers, Triggers and sources (deleting a CRD deletes every object of it), then the rest."""
     crds, rest = eventing.split_crds(eventing.manifests())
-    for docs in (rest, crds):
-        kubectl("delete", "--ignore-not-found", "--wait=true", "-f", "-",
-                input="\n---\n".join(json.dumps(doc) for doc in docs), timeout=300)
+    for docs in (crds, rest):
+        kubectl("delete", "--ignore-not-found", "--wait=true", "--timeout=240s", "-f", "-",
+                input="\n---\n".join(json.dumps(doc) for doc in docs), timeout=260)
 
 
 def install_gateway(kubectl: Kubectl, controller_image: str) -> str:
