@@ -148,17 +148,21 @@ def delete_cluster() -> None:
 
 
 def install_knative(kube: Kube) -> None:
-    """Knative Serving + Kourier + Eventing at the pinned versions, configured as the README says."""
+    """Knative Serving + Kourier + Eventing (core, in-memory channel, MT broker) at the pinned versions, configured as the README says."""
     serving = [download(SERVING_URL.format(version=SERVING_VERSION, file=f)) for f in ("serving-crds.yaml", "serving-core.yaml")]
     kourier = download(KOURIER_URL.format(version=KOURIER_VERSION, file="kourier.yaml"))
-    eventing = [download(EVENTING_URL.format(version=EVENTING_VERSION, file=f)) for f in ("eventing-crds.yaml", "eventing-core.yaml")]
+    # Event triggers need a broker implementation besides the core: the MT channel-based broker over
+    # the in-memory channel, as on the local cluster (support.cluster.eventing).
+    eventing = [download(EVENTING_URL.format(version=EVENTING_VERSION, file=f))
+                for f in ("eventing-crds.yaml", "eventing-core.yaml", "in-memory-channel.yaml", "mt-channel-broker.yaml")]
     kube.kubectl("apply", "-f", str(serving[0]))
     kube.kubectl("wait", "crd", "--all", "--for=condition=Established", "--timeout=120s")
     kube.kubectl("apply", "-f", str(serving[1]))
     kube.kubectl("apply", "-f", str(kourier))
     kube.kubectl("apply", "-f", str(eventing[0]))
     kube.kubectl("wait", "crd", "--all", "--for=condition=Established", "--timeout=120s")
-    kube.kubectl("apply", "-f", str(eventing[1]))
+    for manifest in eventing[1:]:
+        kube.kubectl("apply", "-f", str(manifest))
     kube.kubectl("patch", "service/kourier", "-n", "kourier-system", "-p", json.dumps(
         {"spec": {"type": "NodePort", "ports": [{"name": "http2", "port": 80, "protocol": "TCP", "targetPort": 8080, "nodePort": KOURIER_NODE_PORT}]}}))
     for namespace in ("knative-serving", "kourier-system", "knative-eventing"):
