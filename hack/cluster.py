@@ -3,9 +3,11 @@
 up (default): start it in the foreground until Ctrl-C (or SIGTERM), then remove everything it made.
       Every node gets the images pods here use: pause, CoreDNS, busybox, the operator image
       (localhost/aifn/aifunction-operator:dev), Triton (localhost/aifn/tritonserver:2.51-cpu; Revisions
-      name it dev.local/aifn/tritonserver:2.51-cpu), Knative Serving's and Envoy's. Then it installs
-      Knative Serving 1.23, the networking layer (aifn-ingress + Envoy, NodePort 31080) and the
-      operator (helm), and writes the gateway's address to .aifn/cluster/gateway.
+      name it dev.local/aifn/tritonserver:2.51-cpu), the handler runtime, Knative Serving's and
+      Envoy's; the CPU worker also Knative Eventing's. Then it installs Knative Serving 1.23, the
+      networking layer (aifn-ingress + Envoy, NodePort 31080), Knative Eventing 1.22 (core,
+      in-memory channel, MT channel broker) and the operator (helm), and writes the gateway's
+      address to .aifn/cluster/gateway.
 down: remove a cluster (or what a killed run left) from this host: processes, containers, mounts,
       network namespaces and interfaces, iptables rules, cgroups. `--purge` also drops the nodes'
       image stores (a cache).
