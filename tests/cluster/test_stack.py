@@ -1,5 +1,6 @@
 """What `make cluster` installs on the nodes: Knative Serving configured as the README says, the
-networking layer with its address in .aifn/cluster/gateway, and a Knative Service answering there.
+networking layer with its address in .aifn/cluster/gateway, a Knative Service answering there, and
+Knative Eventing (its workloads up on the CPU worker, Brokers defaulting to the MT channel broker).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from support.cluster import gateway, knative
+from support.cluster import eventing, gateway, knative
 from support.cluster.cluster import BUSYBOX_IMAGE
 from support.cluster.stack import GATEWAY_FILE, revision_image
 from support.cluster_session import gateway_url
@@ -29,6 +30,24 @@ def test_knative_runs_configured_as_the_readme_says(cluster: ClusterClient) -> N
     for configmap, data in knative.cluster_settings(gateway.INGRESS_CLASS).items():
         live = cluster.get("configmap", configmap, "-n", knative.NAMESPACE).get("data") or {}
         assert {key: live.get(key) for key in data} == data, configmap
+
+
+def test_eventing_runs_on_the_cpu_worker_with_the_brokers_the_examples_need(cluster: ClusterClient) -> None:
+    workloads = eventing.deployments(eventing.manifests())
+    live = {(d["kind"], d["metadata"]["name"]): d for kind in ("deployments", "statefulsets")
+            for d in cluster.get(kind, "-n", eventing.NAMESPACE)["items"]}
+    assert set(live) == set(workloads), sorted(set(live) ^ set(workloads))
+    for (kind, name), workload in live.items():
+        if name != "pingsource-mt-adapter":  # 0 replicas until a PingSource exists
+            assert workload["status"].get("readyReplicas", 0) == workload["spec"].get("replicas", 1), (kind, name)
+        requests = [c.get("resources", {}).get("requests", {}).get("cpu")
+                    for c in workload["spec"]["template"]["spec"]["containers"]]
+        assert set(requests) <= {None, eventing.LOCAL_CPU_REQUEST}, (name, requests)
+    pods = cluster.get("pods", "-n", eventing.NAMESPACE)["items"]
+    assert {p["spec"]["nodeName"] for p in pods if p["status"].get("phase") == "Running"} == {"aifn-worker"}
+    for configmap, data in eventing.cluster_settings().items():
+        live_data = cluster.get("configmap", configmap, "-n", eventing.NAMESPACE).get("data") or {}
+        assert {key: live_data.get(key) for key in data} == data, configmap
 
 
 def test_the_gateway_address_is_written_for_the_host(cluster: ClusterClient) -> None:
