@@ -1,4 +1,9 @@
-"""Stage 3 of the pipeline and the operator's only Kubernetes I/O.
+"""Stage 3 of the pipeline: the Kubernetes client of the operator's own code.
+
+Every read, write and watch that the operator's code makes (reconcile, children, runtime, peering)
+goes through `Kube` here. It is not all of the operator's Kubernetes I/O: kopf makes its own calls
+(the watches that start the handlers, its bookkeeping annotations and finalizer on AIFunctions, its
+peering), and aifn-ingress (ingress/controller.py) has a client of its own.
 
 Server-side apply with field manager `aifn-operator` (forced: the operator owns every field it
 renders), get, find, delete, status merge-patches and core Events, generic over the few kinds the

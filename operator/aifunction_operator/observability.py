@@ -107,7 +107,12 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(fmt: str, verbose: bool = False) -> None:
-    """Root logging in `text` or `json`; kopf's own chatter stays at WARNING unless verbose."""
+    """Root logging in `text` or `json` at INFO, DEBUG when verbose.
+
+    kopf logs at INFO (DEBUG when verbose) except its per-object lines (`kopf.objects`: handler
+    started, succeeded, retried), which stay at WARNING unless verbose; the HTTP and Kubernetes
+    client libraries and aiohttp's access log stay at WARNING even when verbose.
+    """
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()

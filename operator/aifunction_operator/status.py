@@ -216,6 +216,6 @@ def summary(status: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def conditions_by_type(status: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """Conditions keyed by type, for tests and the CLI."""
+    """Conditions keyed by type; only the tests use it (the operator looks one up with `condition`)."""
     items: Sequence[Mapping[str, Any]] = status.get("conditions") or []
     return {str(c.get("type")): c for c in items}
