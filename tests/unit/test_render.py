@@ -5,13 +5,18 @@ tests/unit/cases/. Regenerate them after an intended change with:
 
     UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_render.py
 
-and review the diff like code.
+and review the diff like code. A run with UPDATE_GOLDEN fails for every file it rewrote, naming it
+(as pytest-regressions does when it regenerates), so it never reports success for a comparison it
+did not make; run again without it to see them pass.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,15 +48,53 @@ def render_path(path: Path) -> list[dict[str, Any]]:
 def test_golden(path: Path) -> None:
     rendered = dump_yaml_stream(render_path(path))
     golden = GOLDEN / f"{path.stem}.yaml"
-    if os.environ.get("UPDATE_GOLDEN"):
+    if os.environ.get("UPDATE_GOLDEN") and (not golden.exists() or golden.read_text() != rendered):
         golden.write_text(rendered)
-    assert golden.exists(), f"missing golden file {golden}; run with UPDATE_GOLDEN=1"
-    assert rendered == golden.read_text()
+        pytest.fail(f"UPDATE_GOLDEN: rewrote {golden.relative_to(ROOT)}; review its diff, then run again without "
+                    "UPDATE_GOLDEN", pytrace=False)
+    assert golden.exists(), f"missing golden file {golden.relative_to(ROOT)}; run with UPDATE_GOLDEN=1"
+    assert rendered == golden.read_text(), f"{path.name} no longer renders as {golden.relative_to(ROOT)}"
+
+
+def test_every_golden_file_has_an_input() -> None:
+    """A golden file whose input was renamed or removed is compared with nothing (other tiers still apply it)."""
+    orphans = sorted(g.name for g in GOLDEN.glob("*.yaml") if g.stem not in {p.stem for p in INPUTS})
+    assert not orphans, f"golden files without an input in examples/ or tests/unit/cases/: {orphans}"
+
+
+# Renders every input in a fresh interpreter and prints {path: YAML stream} as JSON, as test_golden renders.
+RENDER_ALL = """
+import json, sys
+from pathlib import Path
+import yaml
+from aifunction_operator.commands.render import dump_yaml_stream
+from aifunction_operator.config import OperatorConfig
+from aifunction_operator.render import render
+from aifunction_operator.spec import parse_function
+json.dump({p: dump_yaml_stream(render(parse_function(yaml.safe_load(Path(p).read_text())), OperatorConfig()))
+           for p in sys.argv[1:]}, sys.stdout)
+"""
+HASH_SEEDS = ("1", "2")  # two different string hash orders, so set and dict-of-set iteration show up
+
+
+@pytest.fixture(scope="module")
+def fresh_renders() -> dict[str, dict[str, str]]:
+    """For each hash seed, every input rendered by a fresh interpreter: {seed: {path: YAML stream}}."""
+    renders = {}
+    for seed in HASH_SEEDS:
+        result = subprocess.run([sys.executable, "-c", RENDER_ALL, *map(str, INPUTS)], capture_output=True, text=True,
+                                timeout=120, cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": seed})
+        assert result.returncode == 0, result.stderr[-3000:]
+        renders[seed] = json.loads(result.stdout)
+    return renders
 
 
 @pytest.mark.parametrize("path", INPUTS, ids=lambda p: p.stem)
-def test_render_is_deterministic(path: Path) -> None:
-    assert dump_yaml_stream(render_path(path)) == dump_yaml_stream(render_path(path))
+def test_render_is_deterministic(path: Path, fresh_renders: dict[str, dict[str, str]]) -> None:
+    """The same bytes here and in fresh interpreters with other hash seeds (one process could only agree with itself)."""
+    here = dump_yaml_stream(render_path(path))
+    for seed, renders in fresh_renders.items():
+        assert renders[str(path)] == here, f"{path.name} renders differently with PYTHONHASHSEED={seed}"
 
 
 def service(doc: str) -> dict[str, Any]:
