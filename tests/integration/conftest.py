@@ -1,7 +1,8 @@
 """Fixtures for tests against a real control plane (etcd + kube-apiserver + kube-controller-manager).
 
 One control plane per test session; each test gets its own namespace. When a test fails, the
-components' recent logs and the namespace's events are printed with the failure.
+components' recent logs and the namespace's events are printed with the failure. `kube` and
+`start_operator` serve the operator's tests (`aifn operator` as a child process).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from support.controlplane import Binaries, ControlPlane, Identity, MissingBinaries
+from support.kube_client import TestClient
+from support.operator_process import OperatorProcess
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -77,3 +80,34 @@ def sa_identity(control_plane: ControlPlane, namespace: str) -> Callable[..., Id
         return control_plane.service_account_identity(in_namespace or namespace, name)
 
     return make
+
+
+@pytest.fixture
+def kube(control_plane: ControlPlane) -> TestClient:
+    """An admin client for arranging and inspecting objects."""
+    return TestClient(control_plane.kubeconfig)
+
+
+@pytest.fixture
+def start_operator(control_plane: ControlPlane, namespace: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., OperatorProcess]]:
+    """Factory: start `aifn operator` watching the test's namespace, with Knative's ConfigMaps read from it too.
+
+    Using the test namespace as the "Knative namespace" keeps each test's feature flags its own.
+    Every operator started is stopped at the end; on failure its log is printed.
+    """
+    started: list[OperatorProcess] = []
+
+    def start(*extra: str, kubeconfig: Path | None = None, wait_ready: bool = True, scope: tuple[str, ...] | None = None) -> OperatorProcess:
+        namespaces = (namespace,) if scope is None else scope
+        args = [*(f"--namespace={ns}" for ns in namespaces), f"--knative-namespace={namespace}", *extra]
+        if not any(a.startswith("--peering") or a == "--standalone" for a in extra):
+            args.append("--standalone")
+        op = OperatorProcess(kubeconfig or control_plane.kubeconfig, tmp_path / f"operator-{len(started)}.log", args)
+        started.append(op)
+        return op.start(wait_ready=wait_ready)
+
+    yield start
+    for op in started:
+        op.stop()
+        if _failed(request):
+            print(op.log_tail())

@@ -17,7 +17,6 @@ from aifunction_operator.reconcile import covers
 from aifunction_operator.render import render
 from aifunction_operator.spec import parse_function
 from support.kube_client import TestClient, condition, function
-from support.operator_fixtures import kube, start_operator  # noqa: F401  (fixtures)
 from support.operator_process import OperatorProcess, wait_for
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,6 @@ from aifunction_operator.apply import CONFIGMAPS, ApiError, Kube, load_api_clien
 from aifunction_operator.children import replaced
 from aifunction_operator.render.metadata import child_name
 from support.kube_client import TestClient, condition, function
-from support.operator_fixtures import kube, start_operator  # noqa: F401  (fixtures)
 from support.operator_process import wait_for
 
 from .test_operator_triggers import CODE, EVENTING, function_where, get_configmap, get_eventing, lambda_spec, state

@@ -18,7 +18,6 @@ import yaml
 from support.controlplane import BIN, ROOT, ControlPlane
 from support.kube_client import TestClient, condition, function
 from support.logs import rbac_denials
-from support.operator_fixtures import kube, start_operator  # noqa: F401  (fixtures)
 from support.operator_process import wait_for
 
 pytestmark = pytest.mark.integration

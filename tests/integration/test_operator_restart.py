@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from support.kube_client import TestClient, function
-from support.operator_fixtures import kube, start_operator  # noqa: F401  (fixtures)
 from support.operator_process import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -22,7 +22,6 @@ from aifunction_operator.config import OperatorConfig
 from aifunction_operator.observability import Metrics
 from aifunction_operator.runtime import Runtime
 from support.kube_client import TestClient, function
-from support.operator_fixtures import kube  # noqa: F401  (fixture)
 from support.operator_process import wait_for
 
 pytestmark = pytest.mark.integration

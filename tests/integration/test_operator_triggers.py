@@ -26,7 +26,6 @@ from aifunction_operator.spec import parse_function
 from support.controlplane import BIN, ROOT, ControlPlane
 from support.kube_client import TestClient, condition, function
 from support.logs import rbac_denials
-from support.operator_fixtures import kube, start_operator  # noqa: F401  (fixtures)
 from support.operator_process import OperatorProcess, wait_for
 
 pytestmark = pytest.mark.integration
