@@ -55,6 +55,20 @@ runs in its own namespace (--namespace, default aifn-bench, with a hostPath PV/P
    pod the kubelet's Ready (its readiness probe runs every 10 s; the activator probes the
    pod itself and forwards earlier).
 
+3. Event delivery (benchmarks/cluster_events.py, in its own namespace, --event-namespace, default
+   aifn-bench-events): examples/handlers/digit-events at one replica behind a Broker `default`
+   (MT channel broker over the in-memory channel), its handler wrapped to stamp its start and end
+   into the reply event, a recorder Pod subscribed to the replies. CloudEvents at fixed rates
+   (--event-rates, --event-seconds each, open loop) on two paths, interleaved in rounds:
+     broker       the Broker's ingress -> channel -> broker filter -> internal Envoy -> activator
+                  -> queue-proxy -> handler -> Triton; the reply back through the broker to the
+                  recorder
+     http         the same CloudEvent POSTed to the function through the internal Envoy (what the
+                  Trigger's subscriber URI resolves to): the same hops from Envoy on
+   p50/p99 of send -> handler start, send -> handler end (Broker -> handler -> Triton), send ->
+   reply (recorder, or the client's round trip), delivered/sent and events/s, the broker/http
+   ratios of send -> handler end. Skipped (saying so) where the cluster has no Eventing.
+
 Two vCPUs are shared by the cluster (control plane, Envoy, activator, other people's tests),
 the servers and the load generator: compare paths within one run, not runs with each other.
 """
@@ -101,8 +115,11 @@ def main() -> int:
     parser.add_argument("--cpu", default="20m", help="CPU request of the Triton containers (no limit is set; keep it small on a shared cluster)")
     parser.add_argument("--skip-cold", action="store_true", help="only the throughput table")
     parser.add_argument("--skip-warm", action="store_true", help="only the cold starts")
+    parser.add_argument("--skip-events", action="store_true", help="no event delivery part")
     parser.add_argument("--keep", action="store_true", help="leave the namespace (and digits-cold; digits-warm is deleted before the cold starts)")
     parser.add_argument("--if-cluster", action="store_true", help="exit 0 instead of 2 when there is no cluster (for `make bench`)")
+    import cluster_events  # noqa: PLC0415 (it imports this module)
+    cluster_events.add_arguments(parser)
     args = parser.parse_args()
 
     problem = _cluster_problem()
@@ -144,6 +161,8 @@ def main() -> int:
             print(f"\nkept namespace {args.namespace}")
         else:
             kube.teardown()
+    if not args.skip_events:
+        cluster_events.run(args)
     print(f"\nenvironment: {os.cpu_count()} CPUs; load average {_load(load_start)} at start, {_load(os.getloadavg())} at end; "
           f"logs in {workdir}")
     return 0
