@@ -36,7 +36,8 @@ from aifunction_operator.render import render  # noqa: E402
 from aifunction_operator.spec import parse_function  # noqa: E402
 from support.controlplane import ControlPlane  # noqa: E402
 from support.kube_client import KS_GROUP, KS_PLURAL, KS_VERSION, TestClient, function  # noqa: E402
-from support.operator_process import OperatorProcess, wait_for  # noqa: E402
+from support.operator_process import OperatorProcess  # noqa: E402
+from support.processes import wait_until  # noqa: E402
 
 THREADS = 8
 
@@ -129,9 +130,9 @@ def bench(plane: ControlPlane, kube: TestClient, n: int, workdir: Path) -> Run:
     cpu_before = cpu_seconds(operator.pid)
     first = time.monotonic()
     create_seconds = in_parallel(bodies, create)
-    wait_for(f"{n} Services", lambda: len(services.seen) >= n, timeout=60 + n * 0.5, interval=0.2, on_timeout=operator.log_tail)
+    wait_until(f"{n} Services", lambda: len(services.seen) >= n, timeout=60 + n * 0.5, interval=0.2, diagnose=operator.log_tail)
     all_services = max(services.seen.values()) - first
-    wait_for(f"{n} statuses", lambda: all((f.get("status") or {}).get("observedGeneration") == 1 for f in kube.list_functions(namespace)), timeout=60 + n * 0.5, interval=0.5)
+    wait_until(f"{n} statuses", lambda: all((f.get("status") or {}).get("observedGeneration") == 1 for f in kube.list_functions(namespace)), timeout=60 + n * 0.5, interval=0.5)
     all_status = time.monotonic() - first
     latencies = [services.seen[name] - created[name] for name in created]
     rss = peak_rss_mib(operator.pid)

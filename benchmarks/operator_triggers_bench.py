@@ -31,7 +31,8 @@ from aifunction_operator.render import render  # noqa: E402
 from aifunction_operator.spec import parse_function  # noqa: E402
 from support.controlplane import ControlPlane  # noqa: E402
 from support.kube_client import TestClient, function  # noqa: E402
-from support.operator_process import OperatorProcess, wait_for  # noqa: E402
+from support.operator_process import OperatorProcess  # noqa: E402
+from support.processes import wait_until  # noqa: E402
 
 THREADS = 8
 CODE = "def handle(event, context):\n    return {'statusCode': 200, 'body': 'ok'}\n"
@@ -70,8 +71,8 @@ def through_operator(plane: ControlPlane, kube: TestClient, op: OperatorProcess,
     before = passes(op)
     started = time.monotonic()
     in_parallel(list(range(n)), lambda i: kube.create_function(namespace, function(f"fn-{i}", spec)))
-    wait_for(f"{n} functions' children", lambda: all(count(kube, namespace, g, p) == n for g, p in kinds), 600, interval=0.2)
-    wait_for(f"{n} statuses", lambda: all_have_status(kube, namespace, n), 600, interval=0.2)
+    wait_until(f"{n} functions' children", lambda: all(count(kube, namespace, g, p) == n for g, p in kinds), 600, interval=0.2)
+    wait_until(f"{n} statuses", lambda: all_have_status(kube, namespace, n), 600, interval=0.2)
     return time.monotonic() - started, passes(op) - before
 
 

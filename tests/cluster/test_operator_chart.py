@@ -16,7 +16,7 @@ from support.cluster.operator_image import OPERATOR_IMAGE
 from support.cluster.stack import OPERATOR_NAMESPACE as RELEASE_NAMESPACE, OPERATOR_RELEASE as RELEASE
 from support.helm import helm
 from support.kube_client import TestClient, function
-from support.operator_process import wait_for
+from support.processes import wait_until
 
 from .conftest import ClusterClient
 
@@ -51,13 +51,13 @@ def test_the_operator_pod_reconciles_a_function(
 ) -> None:
     kube = TestClient(cluster.kubeconfig)
     kube.create_function(namespace, function("digits"))
-    service = wait_for("the Knative Service the operator pod applies", lambda: kube.get_service(namespace, "digits"),
-                       60)
+    service = wait_until("the Knative Service the operator pod applies", lambda: kube.get_service(namespace, "digits"),
+                         60)
     assert service["metadata"]["ownerReferences"][0]["kind"] == "AIFunction"
     managers = {entry["manager"] for entry in service["metadata"]["managedFields"]}
     assert "aifn-operator" in managers, managers
-    fn = wait_for("the function's status from the operator pod",
-                  lambda: (f := kube.get_function(namespace, "digits")) and f.get("status", {}).get("conditions") and f,
-                  60)
+    fn = wait_until("the function's status from the operator pod",
+                    lambda: (f := kube.get_function(namespace, "digits")) and f.get("status", {}).get("conditions") and f,
+                    60)
     assert {c["type"] for c in fn["status"]["conditions"]} >= {"Ready"}
     print(json.dumps(fn["status"], indent=1)[:1500])

@@ -17,18 +17,19 @@ from aifunction_operator.reconcile import covers
 from aifunction_operator.render import render
 from aifunction_operator.spec import parse_function
 from support.kube_client import TestClient, condition, function
-from support.operator_process import OperatorProcess, wait_for
+from support.operator_process import OperatorProcess
+from support.processes import wait_until
 
 pytestmark = pytest.mark.integration
 PROMPT = 10.0  # seconds: "within seconds"
 
 
 def service(kube: TestClient, namespace: str, name: str, timeout: float = PROMPT) -> dict[str, Any]:
-    return wait_for(f"Knative Service {namespace}/{name}", lambda: kube.get_service(namespace, name), timeout)
+    return wait_until(f"Knative Service {namespace}/{name}", lambda: kube.get_service(namespace, name), timeout)
 
 
 def function_where(kube: TestClient, namespace: str, name: str, check: Any, what: str, timeout: float = PROMPT) -> dict[str, Any]:
-    return wait_for(f"AIFunction {namespace}/{name}: {what}", lambda: (fn := kube.get_function(namespace, name)) is not None and check(fn) and fn, timeout, on_timeout=lambda: str((kube.get_function(namespace, name) or {}).get("status")))
+    return wait_until(f"AIFunction {namespace}/{name}: {what}", lambda: (fn := kube.get_function(namespace, name)) is not None and check(fn) and fn, timeout, diagnose=lambda: str((kube.get_function(namespace, name) or {}).get("status")))
 
 
 def reconcile_count(op: OperatorProcess) -> float:
@@ -95,7 +96,7 @@ def test_spec_update_updates_the_service_and_observes_the_generation(kube: TestC
     function_where(kube, namespace, "fn", lambda f: ready_reason(f)[0] == "True", "Ready")
 
     kube.patch_function(namespace, "fn", {"spec": {"scaling": {"maxReplicas": 7}, "timeoutSeconds": 45}})
-    svc = wait_for("the Service to carry max-scale 7", lambda: (s := kube.get_service(namespace, "fn")) and s["spec"]["template"]["metadata"]["annotations"].get("autoscaling.knative.dev/max-scale") == "7" and s, PROMPT)
+    svc = wait_until("the Service to carry max-scale 7", lambda: (s := kube.get_service(namespace, "fn")) and s["spec"]["template"]["metadata"]["annotations"].get("autoscaling.knative.dev/max-scale") == "7" and s, PROMPT)
     assert svc["spec"]["template"]["spec"]["timeoutSeconds"] == 45
     fn = function_where(kube, namespace, "fn", lambda f: (f.get("status") or {}).get("observedGeneration") == 2, "observedGeneration 2")
     # Knative has not seen the new Service generation yet: not Ready until it has.
@@ -114,16 +115,16 @@ def test_edited_and_deleted_services_are_restored(kube: TestClient, namespace: s
         {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "attacker/image:1"},
         {"op": "replace", "path": "/spec/template/metadata/annotations/autoscaling.knative.dev~1min-scale", "value": "9"},
     ])
-    restored = wait_for("the edited Service restored", lambda: (s := kube.get_service(namespace, "fn")) and s["spec"]["template"]["spec"]["containers"][0]["image"] == image and s, PROMPT)
+    restored = wait_until("the edited Service restored", lambda: (s := kube.get_service(namespace, "fn")) and s["spec"]["template"]["spec"]["containers"][0]["image"] == image and s, PROMPT)
     assert restored["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"] == "0"
 
     # Stripping the owner reference and our labels is drift too (the Service leaves the watched selection).
     kube.patch_service(namespace, "fn", [{"op": "remove", "path": "/metadata/ownerReferences"}, {"op": "remove", "path": "/metadata/labels/app.kubernetes.io~1managed-by"}])
-    restored = wait_for("the owner reference and labels restored", lambda: (s := kube.get_service(namespace, "fn")) and s["metadata"].get("ownerReferences") and s["metadata"]["labels"].get("app.kubernetes.io/managed-by") == "aifn-operator" and s, PROMPT)
+    restored = wait_until("the owner reference and labels restored", lambda: (s := kube.get_service(namespace, "fn")) and s["metadata"].get("ownerReferences") and s["metadata"]["labels"].get("app.kubernetes.io/managed-by") == "aifn-operator" and s, PROMPT)
 
     uid = restored["metadata"]["uid"]
     kube.delete_service(namespace, "fn")
-    recreated = wait_for("the deleted Service recreated", lambda: (s := kube.get_service(namespace, "fn")) and s["metadata"]["uid"] != uid and s, PROMPT)
+    recreated = wait_until("the deleted Service recreated", lambda: (s := kube.get_service(namespace, "fn")) and s["metadata"]["uid"] != uid and s, PROMPT)
     assert recreated["spec"]["template"]["spec"]["containers"][0]["image"] == image
 
 
@@ -132,8 +133,8 @@ def test_deleting_the_function_garbage_collects_its_service(kube: TestClient, na
     kube.create_function(namespace, function("fn"))
     service(kube, namespace, "fn")
     kube.delete_function(namespace, "fn")
-    wait_for("the AIFunction gone (no finalizer holds it)", lambda: kube.get_function(namespace, "fn") is None, PROMPT)
-    wait_for("the Service garbage-collected", lambda: kube.get_service(namespace, "fn") is None, 60)
+    wait_until("the AIFunction gone (no finalizer holds it)", lambda: kube.get_function(namespace, "fn") is None, PROMPT)
+    wait_until("the Service garbage-collected", lambda: kube.get_service(namespace, "fn") is None, 60)
 
 
 def test_invalid_spec_is_reported_once_and_not_retried(kube: TestClient, namespace: str, start_operator: Any) -> None:
@@ -143,7 +144,7 @@ def test_invalid_spec_is_reported_once_and_not_retried(kube: TestClient, namespa
     fn = function_where(kube, namespace, "bad", lambda f: ready_reason(f) == ("False", "InvalidSpec"), "Ready False InvalidSpec")
     assert "spec.model.repository" in condition(fn, "Ready")["message"]
     assert condition(fn, "SpecValid")["status"] == "False"
-    events = wait_for("an InvalidSpec Event", lambda: [e for e in kube.events_for(namespace, "bad") if e.reason == "InvalidSpec"], PROMPT)
+    events = wait_until("an InvalidSpec Event", lambda: [e for e in kube.events_for(namespace, "bad") if e.reason == "InvalidSpec"], PROMPT)
     assert events[0].type == "Warning" and "spec.model.repository" in events[0].message
     assert kube.get_service(namespace, "bad") is None
 
@@ -180,7 +181,7 @@ def test_disabled_knative_features_are_explained_and_rechecked_on_change(kube: T
     # A settings change that does not concern the function re-checks it without writing anything.
     before = writes(op)
     kube.put_configmap(namespace, "config-features", {"kubernetes.podspec-nodeselector": "enabled", "kubernetes.podspec-tolerations": "Enabled", "kubernetes.podspec-dnspolicy": "enabled"})
-    wait_for("the re-check", lambda: reconcile_count(op) > before["reconciles"], PROMPT)
+    wait_until("the re-check", lambda: reconcile_count(op) > before["reconciles"], PROMPT)
     time.sleep(0.5)
     assert writes(op) == {**before, "reconciles": reconcile_count(op)}, "an unchanged Service is not re-applied"
 
@@ -241,5 +242,5 @@ def test_a_service_of_the_same_name_made_by_someone_else_is_left_alone(kube: Tes
 
     # Once the name is free, the retry (every 15 s) creates the function's own Service.
     kube.delete_service(namespace, "taken")
-    ours = wait_for("the function's own Service", lambda: (s := kube.get_service(namespace, "taken")) and s["metadata"].get("ownerReferences") and s, 40)
+    ours = wait_until("the function's own Service", lambda: (s := kube.get_service(namespace, "taken")) and s["metadata"].get("ownerReferences") and s, 40)
     assert ours["metadata"]["ownerReferences"][0]["name"] == "taken"

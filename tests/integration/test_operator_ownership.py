@@ -19,7 +19,7 @@ from aifunction_operator.apply import CONFIGMAPS, ApiError, Kube, load_api_clien
 from aifunction_operator.children import replaced
 from aifunction_operator.render.metadata import child_name
 from support.kube_client import TestClient, condition, function
-from support.operator_process import wait_for
+from support.processes import wait_until
 
 from .test_operator_triggers import CODE, EVENTING, function_where, get_configmap, get_eventing, lambda_spec, state
 
@@ -69,9 +69,9 @@ def test_a_users_configmap_under_the_handler_name_is_left_untouched_and_reported
 
     # Once the name is free, the retry creates the function's own ConfigMap and Service.
     kube.core.delete_namespaced_config_map(name, namespace)
-    ours = wait_for("the function's own ConfigMap", lambda: (c := get_configmap(kube, namespace, name)) and c["metadata"].get("ownerReferences") and c, RETRY, on_timeout=op.log_tail)
+    ours = wait_until("the function's own ConfigMap", lambda: (c := get_configmap(kube, namespace, name)) and c["metadata"].get("ownerReferences") and c, RETRY, diagnose=op.log_tail)
     assert ours["data"] == {"app.py": CODE}
-    wait_for("the Service", lambda: kube.get_service(namespace, "fn"), PROMPT, on_timeout=op.log_tail)
+    wait_until("the Service", lambda: kube.get_service(namespace, "fn"), PROMPT, diagnose=op.log_tail)
 
 
 def test_a_users_configmap_named_like_the_old_handler_name_is_never_touched(kube: TestClient, namespace: str, start_operator: Any) -> None:
@@ -80,11 +80,11 @@ def test_a_users_configmap_named_like_the_old_handler_name_is_never_touched(kube
     theirs = users_configmap(kube, namespace, "fn-handler")
     start_operator()
     kube.create_function(namespace, function("fn", lambda_spec(schedules=[], events=[], handler={"entrypoint": "app:handle", "configMap": {"name": "fn-handler", "key": "app.py"}})))
-    wait_for("the Service", lambda: kube.get_service(namespace, "fn"), PROMPT)
+    wait_until("the Service", lambda: kube.get_service(namespace, "fn"), PROMPT)
     kube.patch_function(namespace, "fn", {"spec": {"handler": {"configMap": None, "code": CODE}}})
-    wait_for("the operator's own ConfigMap", lambda: get_configmap(kube, namespace, child_name("fn", "handler")), PROMPT)
+    wait_until("the operator's own ConfigMap", lambda: get_configmap(kube, namespace, child_name("fn", "handler")), PROMPT)
     kube.patch_function(namespace, "fn", {"spec": {"handler": {"code": None, "configMap": {"name": "fn-handler", "key": "app.py"}}}})
-    wait_for("the operator's ConfigMap pruned", lambda: get_configmap(kube, namespace, child_name("fn", "handler")) is None, PROMPT)
+    wait_until("the operator's ConfigMap pruned", lambda: get_configmap(kube, namespace, child_name("fn", "handler")) is None, PROMPT)
     untouched(get_configmap(kube, namespace, "fn-handler"), theirs)
 
 
@@ -97,13 +97,13 @@ def test_a_users_pingsource_or_trigger_under_a_child_name_is_left_untouched_and_
     fn = function_where(kube, namespace, "fn", lambda f: state(f, "TriggersReady") == ("False", "NotOwned"), "TriggersReady False NotOwned")
     assert f"{kind} {name} already exists and is not controlled by this AIFunction" in condition(fn, "TriggersReady")["message"]
     assert state(fn, "Ready") == ("False", "NotOwned")
-    wait_for("the Service (the function still serves requests)", lambda: kube.get_service(namespace, "fn"), PROMPT)
+    wait_until("the Service (the function still serves requests)", lambda: kube.get_service(namespace, "fn"), PROMPT)
     time.sleep(2)
     untouched(get_eventing(kube, kind, namespace, name), theirs)
 
     group, version, plural = EVENTING[kind]
     kube.custom.delete_namespaced_custom_object(group, version, namespace, plural, name)
-    wait_for(f"the function's own {kind}", lambda: (o := get_eventing(kube, kind, namespace, name)) and o["metadata"].get("ownerReferences"), RETRY)
+    wait_until(f"the function's own {kind}", lambda: (o := get_eventing(kube, kind, namespace, name)) and o["metadata"].get("ownerReferences"), RETRY)
 
 
 def test_two_functions_whose_readable_child_names_are_equal_do_not_fight(kube: TestClient, namespace: str, start_operator: Any) -> None:
@@ -116,7 +116,7 @@ def test_two_functions_whose_readable_child_names_are_equal_do_not_fight(kube: T
     def pings() -> dict[str, dict[str, Any]]:
         return {p["metadata"]["name"]: p for p in kube.custom.list_namespaced_custom_object(group, version, namespace, plural)["items"]}
 
-    found = wait_for("two PingSources", lambda: len(p := pings()) == 2 and p, PROMPT)
+    found = wait_until("two PingSources", lambda: len(p := pings()) == 2 and p, PROMPT)
     owners = {name: p["metadata"]["ownerReferences"][0]["name"] for name, p in found.items()}
     assert owners == {child_name("a", "b-c"): "a", child_name("a-b", "c"): "a-b"}
     time.sleep(3)  # two functions fighting over one object rewrite it on every pass

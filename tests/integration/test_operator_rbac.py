@@ -18,7 +18,7 @@ import yaml
 from support.controlplane import BIN, ROOT, ControlPlane
 from support.kube_client import TestClient, condition, function
 from support.logs import rbac_denials
-from support.operator_process import wait_for
+from support.processes import wait_until
 
 pytestmark = pytest.mark.integration
 CHART = ROOT / "charts" / "aifunction-operator"
@@ -75,16 +75,16 @@ def test_operator_works_with_only_the_charts_rbac(mode: str, control_plane: Cont
     extra = [f"--peering={release}"] if mode == "docs" else []  # the documented peering rules, creating the object
     op = start_operator(*extra, kubeconfig=identity.kubeconfig, scope=() if mode in ("cluster", "docs") else None)
     kube.create_function(namespace, function("fn"))
-    wait_for("the Service", lambda: kube.get_service(namespace, "fn"), 15, on_timeout=op.log_tail)
+    wait_until("the Service", lambda: kube.get_service(namespace, "fn"), 15, diagnose=op.log_tail)
     kube.mark_service_ready(namespace, "fn")
-    wait_for("Ready", lambda: condition(kube.get_function(namespace, "fn"), "Ready").get("status") == "True", 15, on_timeout=op.log_tail)
+    wait_until("Ready", lambda: condition(kube.get_function(namespace, "fn"), "Ready").get("status") == "True", 15, diagnose=op.log_tail)
 
     kube.delete_service(namespace, "fn")  # drift: watch + re-create
-    wait_for("the Service recreated", lambda: kube.get_service(namespace, "fn"), 15, on_timeout=op.log_tail)
+    wait_until("the Service recreated", lambda: kube.get_service(namespace, "fn"), 15, diagnose=op.log_tail)
     kube.create_function(namespace, function("bad", {"model": {"name": "m", "repository": "./local"}}))  # status + Event
-    wait_for("an InvalidSpec Event", lambda: [e for e in kube.events_for(namespace, "bad") if e.reason == "InvalidSpec"], 15, on_timeout=op.log_tail)
+    wait_until("an InvalidSpec Event", lambda: [e for e in kube.events_for(namespace, "bad") if e.reason == "InvalidSpec"], 15, diagnose=op.log_tail)
     kube.create_function(namespace, function("gpu", {"model": {"name": "m", "repository": "s3://b/r"}, "resources": {"gpu": {"count": 1, "product": "NVIDIA-L4"}}}))  # ConfigMap read
-    wait_for("KnativeFeatureDisabled", lambda: condition(kube.get_function(namespace, "gpu"), "Ready").get("reason") == "KnativeFeatureDisabled", 15, on_timeout=op.log_tail)
+    wait_until("KnativeFeatureDisabled", lambda: condition(kube.get_function(namespace, "gpu"), "Ready").get("reason") == "KnativeFeatureDisabled", 15, diagnose=op.log_tail)
 
     log = op.log_tail(200_000)
     assert not rbac_denials(log), log
@@ -155,7 +155,7 @@ def test_under_the_charts_admission_policy_the_operator_can_touch_only_what_func
         as_operator = TestClient(identity.kubeconfig)
         objects = users_objects(kube, namespace)
         # The policy takes effect once the API server has loaded it (about a second).
-        wait_for("the policy refusing the operator's patch of a user's ConfigMap", lambda: status_of(lambda: objects["configmaps"][1](as_operator)) == 403, 20)
+        wait_until("the policy refusing the operator's patch of a user's ConfigMap", lambda: status_of(lambda: objects["configmaps"][1](as_operator)) == 403, 20)
         for plural, (version_of, patch, delete) in objects.items():
             before = version_of(kube)
             assert status_of(lambda: patch(as_operator)) == 403, f"the operator's ServiceAccount patched a user's {plural}"
@@ -169,9 +169,9 @@ def test_under_the_charts_admission_policy_the_operator_can_touch_only_what_func
         from aifunction_operator.render.metadata import child_name
 
         kube.custom.patch_namespaced_custom_object(group, version, namespace, plural, child_name("fn", "uploads"), {"spec": {"filter": {"attributes": {"type": "edited"}}}})
-        wait_for("the Trigger's drift reverted under the policy", lambda: (t := get_eventing(kube, "Trigger", namespace, child_name("fn", "uploads"))) and t["spec"]["filter"]["attributes"]["type"] == "dev.aifn.image.uploaded", 15, on_timeout=op.log_tail)
+        wait_until("the Trigger's drift reverted under the policy", lambda: (t := get_eventing(kube, "Trigger", namespace, child_name("fn", "uploads"))) and t["spec"]["filter"]["attributes"]["type"] == "dev.aifn.image.uploaded", 15, diagnose=op.log_tail)
         kube.patch_function(namespace, "fn", {"spec": {"triggers": {"schedules": None}, "handler": {"code": None, "configMap": {"name": "theirs", "key": "k"}}}})
-        wait_for("its own PingSource and ConfigMap pruned under the policy", lambda: get_eventing(kube, "PingSource", namespace, child_name("fn", "nightly")) is None and get_configmap(kube, namespace, child_name("fn", "handler")) is None, 15, on_timeout=op.log_tail)
+        wait_until("its own PingSource and ConfigMap pruned under the policy", lambda: get_eventing(kube, "PingSource", namespace, child_name("fn", "nightly")) is None and get_configmap(kube, namespace, child_name("fn", "handler")) is None, 15, diagnose=op.log_tail)
         assert get_configmap(kube, namespace, "theirs") is not None
         log = op.log_tail(200_000)
         assert not rbac_denials(log), log

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from support.kube_client import TestClient, function
-from support.operator_process import wait_for
+from support.processes import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 COUNT = 200
@@ -24,7 +24,7 @@ def test_killed_operator_converges_after_restart(kube: TestClient, namespace: st
     names = [f"fn-{i:03d}" for i in range(COUNT)]
     with ThreadPoolExecutor(max_workers=8) as pool:
         creations = [pool.submit(kube.create_function, namespace, function(name)) for name in names]
-        wait_for("the first Services", lambda: len(kube.list_services(namespace)) >= 20, 60)
+        wait_until("the first Services", lambda: len(kube.list_services(namespace)) >= 20, 60)
         first.kill()  # mid-flight: no clean-up, no peering goodbye, in-progress handlers lost
         uids = {f.result()["metadata"]["name"]: f.result()["metadata"]["uid"] for f in creations}
     before_restart = len(kube.list_services(namespace))
@@ -37,7 +37,7 @@ def test_killed_operator_converges_after_restart(kube: TestClient, namespace: st
         functions = kube.list_functions(namespace)
         return len(functions) == COUNT and all((f.get("status") or {}).get("observedGeneration") == 1 for f in functions) and len(kube.list_services(namespace)) == COUNT
 
-    wait_for(f"all {COUNT} functions converged (had {before_restart} Services at the kill)", converged, 180, interval=1.0)
+    wait_until(f"all {COUNT} functions converged (had {before_restart} Services at the kill)", converged, 180, interval=1.0)
     print(f"{before_restart}/{COUNT} Services existed at the kill; converged {time.monotonic() - started:.1f}s after the restart")
 
     services = kube.list_services(namespace)

@@ -22,7 +22,7 @@ from aifunction_operator.config import OperatorConfig
 from aifunction_operator.observability import Metrics
 from aifunction_operator.runtime import Runtime
 from support.kube_client import TestClient, function
-from support.operator_process import wait_for
+from support.processes import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +67,7 @@ def test_a_function_deleted_while_its_pass_runs_is_not_put_back_nor_its_service_
         await runtime.reconcile(key, created)
         assert key not in runtime.functions, "the deleted function was put back in the cache"
         assert key not in runtime.readiness and 'aifn_functions{ready="Unknown",reason="Deploying"} 1.0' not in runtime.metrics.exposition().decode()
-        await asyncio.to_thread(wait_for, "the Service garbage-collected", lambda: kube.get_service(namespace, "fn") is None, 60)
+        await asyncio.to_thread(wait_until, "the Service garbage-collected", lambda: kube.get_service(namespace, "fn") is None, 60)
         runtime.observe_service(key, None)  # what the Service watch reports
         await runtime.reconcile_all()  # the periodic resync
         await asyncio.sleep(1)
@@ -118,7 +118,7 @@ def test_the_knative_settings_thread_outlives_a_non_api_error(api: Any, kube: Te
         thread = runtime.start_knative_watch(asyncio.get_running_loop())
         await asyncio.to_thread(runtime.knative_loaded.wait, 10)
         kube.put_configmap(namespace, "config-features", {"kubernetes.podspec-tolerations": "enabled"})
-        await asyncio.to_thread(wait_for, "the settings followed after the error", lambda: (runtime.knative.features or {}).get("kubernetes.podspec-tolerations") == "enabled", 20)
+        await asyncio.to_thread(wait_until, "the settings followed after the error", lambda: (runtime.knative.features or {}).get("kubernetes.podspec-tolerations") == "enabled", 20)
         assert thread.is_alive() and runtime.liveness_problem() is None
 
     try:

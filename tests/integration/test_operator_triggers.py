@@ -26,7 +26,8 @@ from aifunction_operator.spec import parse_function
 from support.controlplane import BIN, ROOT, ControlPlane
 from support.kube_client import TestClient, condition, function
 from support.logs import rbac_denials
-from support.operator_process import OperatorProcess, wait_for
+from support.operator_process import OperatorProcess
+from support.processes import wait_until
 
 pytestmark = pytest.mark.integration
 PROMPT = 10.0
@@ -68,7 +69,7 @@ def mark_eventing_ready(kube: TestClient, kind: str, namespace: str, name: str, 
 
 
 def function_where(kube: TestClient, namespace: str, name: str, check: Any, what: str, timeout: float = PROMPT) -> dict[str, Any]:
-    return wait_for(f"AIFunction {namespace}/{name}: {what}", lambda: (fn := kube.get_function(namespace, name)) is not None and check(fn) and fn, timeout, on_timeout=lambda: str((kube.get_function(namespace, name) or {}).get("status")))
+    return wait_until(f"AIFunction {namespace}/{name}: {what}", lambda: (fn := kube.get_function(namespace, name)) is not None and check(fn) and fn, timeout, diagnose=lambda: str((kube.get_function(namespace, name) or {}).get("status")))
 
 
 def state(fn: dict[str, Any], type_: str) -> tuple[str, str]:
@@ -77,7 +78,7 @@ def state(fn: dict[str, Any], type_: str) -> tuple[str, str]:
 
 
 def children_exist(kube: TestClient, namespace: str, name: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    return wait_for(
+    return wait_until(
         "the ConfigMap, PingSource and Trigger",
         lambda: all(found := (get_configmap(kube, namespace, child_name(name, "handler")), get_eventing(kube, "PingSource", namespace, child_name(name, "nightly")), get_eventing(kube, "Trigger", namespace, child_name(name, "uploads")))) and found,
         PROMPT,
@@ -89,7 +90,7 @@ def revert_trigger_edit(kube: TestClient, namespace: str) -> None:
     group, version, plural = EVENTING["Trigger"]
     broker = (get_eventing(kube, "Trigger", namespace, FN_UPLOADS) or {})["spec"]["broker"]
     kube.custom.patch_namespaced_custom_object(group, version, namespace, plural, FN_UPLOADS, {"spec": {"filter": {"attributes": {"type": "edited"}}}})
-    wait_for("the Trigger's filter restored", lambda: (t := get_eventing(kube, "Trigger", namespace, FN_UPLOADS)) and t["spec"]["filter"]["attributes"]["type"] == "dev.aifn.image.uploaded" and t["spec"]["broker"] == broker, PROMPT)
+    wait_until("the Trigger's filter restored", lambda: (t := get_eventing(kube, "Trigger", namespace, FN_UPLOADS)) and t["spec"]["filter"]["attributes"]["type"] == "dev.aifn.image.uploaded" and t["spec"]["broker"] == broker, PROMPT)
 
 
 def ksvc_check(service: dict[str, Any]) -> subprocess.CompletedProcess[str]:
@@ -107,7 +108,7 @@ def test_handler_and_triggers_become_owned_children_and_readiness_aggregates(kub
     created = kube.create_function(namespace, function("fn", lambda_spec()))
     uid = created["metadata"]["uid"]
     config_map, ping, trigger = children_exist(kube, namespace, "fn")
-    svc = wait_for("the Knative Service", lambda: kube.get_service(namespace, "fn"), PROMPT)
+    svc = wait_until("the Knative Service", lambda: kube.get_service(namespace, "fn"), PROMPT)
 
     owner = [{"apiVersion": "aifn.dev/v1alpha1", "kind": "AIFunction", "name": "fn", "uid": uid, "controller": True, "blockOwnerDeletion": True}]
     for child in (config_map, ping, trigger):
@@ -139,8 +140,8 @@ def test_handler_and_triggers_become_owned_children_and_readiness_aggregates(kub
     # The gauge moves after the pass that wrote the status returns (runtime.reconcile), so a scrape
     # right after seeing the status can come first: wait for it (a CI run caught that race).
     wanted = 'aifn_functions{ready="False",reason="BrokerDoesNotExist"} 1.0'
-    wait_for("the aifn_functions gauge to count the function as BrokerDoesNotExist",
-             lambda: wanted in op.metrics(), PROMPT, on_timeout=op.metrics)
+    wait_until("the aifn_functions gauge to count the function as BrokerDoesNotExist",
+               lambda: wanted in op.metrics(), PROMPT, diagnose=op.metrics)
 
 
 def test_child_drift_is_restored_and_unwanted_children_are_pruned(kube: TestClient, namespace: str, start_operator: Any) -> None:
@@ -151,28 +152,28 @@ def test_child_drift_is_restored_and_unwanted_children_are_pruned(kube: TestClie
     # An edited schedule is reverted.
     group, version, plural = EVENTING["PingSource"]
     kube.custom.patch_namespaced_custom_object(group, version, namespace, plural, FN_NIGHTLY, {"spec": {"schedule": "* * * * *"}})
-    wait_for("the PingSource's schedule restored", lambda: (p := get_eventing(kube, "PingSource", namespace, FN_NIGHTLY)) and p["spec"]["schedule"] == "0 3 * * *", PROMPT)
+    wait_until("the PingSource's schedule restored", lambda: (p := get_eventing(kube, "PingSource", namespace, FN_NIGHTLY)) and p["spec"]["schedule"] == "0 3 * * *", PROMPT)
     # An edited Trigger is reverted (this also shows the operator's Trigger watch is live: kopf
     # may still be (re)connecting it, and a deletion before that is seen only at the resync);
     # a deleted Trigger is recreated; a ConfigMap stripped of our label is restored.
     revert_trigger_edit(kube, namespace)
     group, version, plural = EVENTING["Trigger"]
     kube.custom.delete_namespaced_custom_object(group, version, namespace, plural, FN_UPLOADS)
-    wait_for("the Trigger recreated", lambda: (t := get_eventing(kube, "Trigger", namespace, FN_UPLOADS)) and t["metadata"]["uid"] != trigger["metadata"]["uid"], PROMPT)
+    wait_until("the Trigger recreated", lambda: (t := get_eventing(kube, "Trigger", namespace, FN_UPLOADS)) and t["metadata"]["uid"] != trigger["metadata"]["uid"], PROMPT)
     kube.core.patch_namespaced_config_map(FN_HANDLER, namespace, [{"op": "remove", "path": "/metadata/labels/app.kubernetes.io~1managed-by"}])
-    wait_for("the ConfigMap's label restored", lambda: (c := get_configmap(kube, namespace, FN_HANDLER)) and c["metadata"]["labels"].get("app.kubernetes.io/managed-by") == "aifn-operator", PROMPT)
+    wait_until("the ConfigMap's label restored", lambda: (c := get_configmap(kube, namespace, FN_HANDLER)) and c["metadata"]["labels"].get("app.kubernetes.io/managed-by") == "aifn-operator", PROMPT)
 
     # Removing the schedule deletes its PingSource; the Trigger stays.
     kube.patch_function(namespace, "fn", {"spec": {"triggers": {"schedules": None}}})
-    wait_for("the PingSource deleted", lambda: get_eventing(kube, "PingSource", namespace, FN_NIGHTLY) is None, PROMPT)
+    wait_until("the PingSource deleted", lambda: get_eventing(kube, "PingSource", namespace, FN_NIGHTLY) is None, PROMPT)
     assert get_eventing(kube, "Trigger", namespace, FN_UPLOADS) is not None
 
     # Inline code replaced by a user's ConfigMap: ours goes, theirs is mounted and left alone.
     theirs = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="shared-code"), data={"app.py": CODE})
     kube.core.create_namespaced_config_map(namespace, theirs)
     kube.patch_function(namespace, "fn", {"spec": {"handler": {"code": None, "configMap": {"name": "shared-code", "key": "app.py"}}}})
-    wait_for("the handler ConfigMap deleted", lambda: get_configmap(kube, namespace, FN_HANDLER) is None, PROMPT)
-    svc = wait_for("the Service mounting shared-code", lambda: (s := kube.get_service(namespace, "fn")) and any((v.get("configMap") or {}).get("name") == "shared-code" for v in s["spec"]["template"]["spec"]["volumes"]) and s, PROMPT)
+    wait_until("the handler ConfigMap deleted", lambda: get_configmap(kube, namespace, FN_HANDLER) is None, PROMPT)
+    svc = wait_until("the Service mounting shared-code", lambda: (s := kube.get_service(namespace, "fn")) and any((v.get("configMap") or {}).get("name") == "shared-code" for v in s["spec"]["template"]["spec"]["volumes"]) and s, PROMPT)
     assert svc is not None and get_configmap(kube, namespace, "shared-code") is not None
     assert not (get_configmap(kube, namespace, "shared-code") or {})["metadata"].get("ownerReferences")
 
@@ -189,8 +190,8 @@ def test_a_child_deleted_while_a_pass_runs_is_recreated(kube: TestClient, namesp
         kube.custom.patch_namespaced_custom_object(group, version, namespace, plural, FN_NIGHTLY, {"spec": {"schedule": f"{attempt} * * * *"}})
         group, version, plural = EVENTING["Trigger"]
         kube.custom.delete_namespaced_custom_object(group, version, namespace, plural, FN_UPLOADS)
-        wait_for(f"the Trigger recreated (attempt {attempt})", lambda: (t := get_eventing(kube, "Trigger", namespace, FN_UPLOADS)) and t["metadata"]["uid"] != trigger["metadata"]["uid"], PROMPT)
-        wait_for("the schedule restored", lambda: (get_eventing(kube, "PingSource", namespace, FN_NIGHTLY) or {}).get("spec", {}).get("schedule") == "0 3 * * *", PROMPT)
+        wait_until(f"the Trigger recreated (attempt {attempt})", lambda: (t := get_eventing(kube, "Trigger", namespace, FN_UPLOADS)) and t["metadata"]["uid"] != trigger["metadata"]["uid"], PROMPT)
+        wait_until("the schedule restored", lambda: (get_eventing(kube, "PingSource", namespace, FN_NIGHTLY) or {}).get("spec", {}).get("schedule") == "0 3 * * *", PROMPT)
 
 
 def test_deleting_the_function_garbage_collects_every_child(kube: TestClient, namespace: str, start_operator: Any) -> None:
@@ -198,7 +199,7 @@ def test_deleting_the_function_garbage_collects_every_child(kube: TestClient, na
     kube.create_function(namespace, function("fn", lambda_spec()))
     children_exist(kube, namespace, "fn")
     kube.delete_function(namespace, "fn")
-    wait_for(
+    wait_until(
         "the Service, ConfigMap, PingSource and Trigger garbage-collected",
         lambda: kube.get_service(namespace, "fn") is None and get_configmap(kube, namespace, FN_HANDLER) is None
         and get_eventing(kube, "PingSource", namespace, FN_NIGHTLY) is None and get_eventing(kube, "Trigger", namespace, FN_UPLOADS) is None,
@@ -245,13 +246,13 @@ def test_with_only_the_charts_rbac_a_function_with_triggers_is_reconciled(mode: 
     revert_trigger_edit(kube, namespace)
     group, version, plural = EVENTING["Trigger"]
     kube.custom.delete_namespaced_custom_object(group, version, namespace, plural, FN_UPLOADS)
-    wait_for("the Trigger recreated (watch + apply)", lambda: get_eventing(kube, "Trigger", namespace, FN_UPLOADS), PROMPT, on_timeout=op.log_tail)
+    wait_until("the Trigger recreated (watch + apply)", lambda: get_eventing(kube, "Trigger", namespace, FN_UPLOADS), PROMPT, diagnose=op.log_tail)
     # Edited while the operator is down: on resume it lists the function's children and prunes.
     assert op.stop() == 0
     kube.patch_function(namespace, "fn", {"spec": {"triggers": {"schedules": None}, "handler": {"code": None, "configMap": {"name": "shared", "key": "app.py"}}}})
     logs = [op.log_tail(200_000)]
     op = start_operator(kubeconfig=identity.kubeconfig, scope=scope)
-    wait_for("pruned on resume with the chart's RBAC", lambda: get_eventing(kube, "PingSource", namespace, FN_NIGHTLY) is None and get_configmap(kube, namespace, FN_HANDLER) is None, PROMPT, on_timeout=op.log_tail)
+    wait_until("pruned on resume with the chart's RBAC", lambda: get_eventing(kube, "PingSource", namespace, FN_NIGHTLY) is None and get_configmap(kube, namespace, FN_HANDLER) is None, PROMPT, diagnose=op.log_tail)
     log = "\n".join([*logs, op.log_tail(200_000)])
     assert not rbac_denials(log), log
     assert op.stop() == 0
@@ -271,7 +272,7 @@ def test_without_knative_eventing_functions_without_triggers_still_work(tmp_path
         op = OperatorProcess(plane.kubeconfig, tmp_path / "operator.log", [f"--namespace={namespace}", f"--knative-namespace={namespace}", "--standalone"]).start()
         try:
             kube.create_function(namespace, function("plain"))
-            wait_for("the plain function's Service", lambda: kube.get_service(namespace, "plain"), PROMPT, on_timeout=op.log_tail)
+            wait_until("the plain function's Service", lambda: kube.get_service(namespace, "plain"), PROMPT, diagnose=op.log_tail)
             kube.mark_service_ready(namespace, "plain")
             fn = function_where(kube, namespace, "plain", lambda f: state(f, "Ready") == ("True", "Ready"), "Ready True without Eventing")
             assert state(fn, "TriggersReady") == ("True", "NoTriggers")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from .cluster import Cluster, ClusterRunning, HostProblem
 from .cluster.layout import KUBECONFIG, NODES
 from .cluster.stack import GATEWAY_FILE
 from .controlplane import BIN
+from .processes import wait_until
 
 
 class ClusterClient:
@@ -50,15 +50,8 @@ class ClusterClient:
 
     def wait_for(self, what: str, probe: Callable[[], Any], timeout: float = 120.0,
                  diagnose: Callable[[], str] | None = None) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = probe()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                detail = diagnose() if diagnose else ""
-                raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{detail}")
-            time.sleep(0.5)
+        """`wait_until` (support.processes), polling every 0.5 s as suits kubectl."""
+        return wait_until(what, probe, timeout, interval=0.5, diagnose=diagnose)
 
     def pod(self, namespace: str, name: str) -> dict[str, Any]:
         return self.get("pod", name, "-n", namespace)

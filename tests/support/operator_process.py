@@ -1,4 +1,4 @@
-"""`aifn operator` as a child process, as a user runs it, plus small waiting helpers for tests."""
+"""`aifn operator` as a child process, as a user runs it."""
 
 from __future__ import annotations
 
@@ -6,29 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
 
-from .processes import free_port
-
-T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 20.0, interval: float = 0.1, on_timeout: Callable[[], str] | None = None) -> T:
-    """Poll `probe` until it returns something truthy; fail with `what` (and diagnostics) after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    detail = f"\n{on_timeout()}" if on_timeout else ""
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r}){detail}")
+from .processes import free_port, wait_until
 
 
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
@@ -66,7 +49,8 @@ class OperatorProcess:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
         if wait_ready:
-            wait_for("the operator's /readyz", lambda: self.alive_or_fail() and http_get(self.url("/readyz"))[0] == 200, timeout, on_timeout=self.log_tail)
+            wait_until("the operator's /readyz", lambda: self.alive_or_fail() and http_get(self.url("/readyz"))[0] == 200, timeout,
+                       diagnose=self.log_tail)
         return self
 
     def alive_or_fail(self) -> bool:

@@ -1,4 +1,8 @@
-"""Child processes of a local control plane: free ports, log files, readiness waits, clean stops."""
+"""Child processes of the tests: free ports, log files, clean stops, and the one polling wait.
+
+`free_port` and `wait_until` are the suite's only helpers of their kind; every tier imports them
+from here rather than keeping a copy.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 _PR_SET_PDEATHSIG = 1
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -86,8 +92,15 @@ class Component:
         return data[-max_bytes:].decode("utf-8", errors="replace")
 
 
-def wait_until(what: str, check: Callable[[], bool], timeout: float, component: Component | None = None) -> None:
-    """Poll `check` until it is true; fail early if `component` exits, with its log tail."""
+def wait_until(what: str, probe: Callable[[], T], timeout: float, component: Component | None = None, *,
+               interval: float = 0.1, diagnose: Callable[[], str] | None = None) -> T:
+    """Call `probe` every `interval` seconds until it returns something truthy, and return that.
+
+    The probe runs at least once. After `timeout` seconds raise TimeoutError naming `what`, the
+    probe's last value (unless None or False) and what `diagnose()` says. With `component`, raise
+    RuntimeError with its log tail as soon as it exits, and add the tail to a timeout too. The probe's
+    own exceptions propagate, so a probe can fail at once (e.g. when the process it waits on died).
+    """
     deadline = time.monotonic() + timeout
     while True:
         if component is not None and component.exit_code() is not None:
@@ -95,12 +108,20 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float, component: 
                 f"{component.name} exited with status {component.exit_code()} while waiting for {what}; "
                 f"last output:\n{component.log_tail()}"
             )
-        if check():
-            return
+        value = probe()
+        if value:
+            return value
         if time.monotonic() > deadline:
-            tail = f"; last output of {component.name}:\n{component.log_tail()}" if component else ""
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}{tail}")
-        time.sleep(0.1)
+            message = f"timed out after {timeout:.0f}s waiting for {what}"
+            if value is not None and value is not False:
+                last = repr(value)
+                message += f" (last: {last[:500]}{'...' if len(last) > 500 else ''})"
+            if diagnose is not None:
+                message += f"\n{diagnose()}"
+            if component is not None:
+                message += f"\nlast output of {component.name}:\n{component.log_tail()}"
+            raise TimeoutError(message)
+        time.sleep(interval)
 
 
 def http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
