@@ -17,7 +17,7 @@ import secrets
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ import yaml
 
 from support.helm import CHART, by_kind, helm, helm_binary, one, render
 from support.logs import rbac_denials
-from support.processes import free_port, http_ok
+from support.processes import free_port, http_ok, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [
@@ -373,17 +373,6 @@ def operator_command(deployment: dict[str, Any], health_port: int, metrics_port:
     return [str(program), *entrypoint[1:], *args], env
 
 
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, log: Path | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    tail = log.read_text()[-4000:] if log and log.exists() else ""
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\noperator log:\n{tail}")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["cluster", "namespaced"])
 def test_operator_with_exactly_the_charts_rbac_reconciles_a_function(
@@ -406,15 +395,21 @@ def test_operator_with_exactly_the_charts_rbac_reconciles_a_function(
     process_env = {**os.environ, **env, "KUBECONFIG": str(identity.kubeconfig)}
     with open(log_path, "wb") as log:
         operator = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=process_env, start_new_session=True)
+    def operator_log() -> str:
+        return f"operator log:\n{log_path.read_text()[-4000:]}"
+
     try:
-        wait_for(lambda: operator.poll() is not None or http_ok(f"http://127.0.0.1:{health}/readyz"), 180, "/readyz", log_path)
+        wait_until("/readyz", lambda: operator.poll() is not None or http_ok(f"http://127.0.0.1:{health}/readyz"), 180,
+                   interval=0.5, diagnose=operator_log)
         assert operator.poll() is None, f"the operator exited ({operator.returncode}):\n{log_path.read_text()}"
 
         control_plane.kubectl("apply", "-n", functions, "-f", str(ROOT / "examples" / "digits.yaml"))
-        service = wait_for(lambda: _get(control_plane, "services.serving.knative.dev", "digits", functions), 120, "the Knative Service", log_path)
+        service = wait_until("the Knative Service", lambda: _get(control_plane, "services.serving.knative.dev", "digits", functions),
+                             120, interval=0.5, diagnose=operator_log)
         assert service["metadata"]["ownerReferences"][0]["kind"] == "AIFunction"
         assert service["spec"]["template"]["spec"]["volumes"][1]["persistentVolumeClaim"]["claimName"] == "aifn-models"
-        function = wait_for(lambda: _with_status(control_plane, functions), 120, "the AIFunction's status", log_path)
+        function = wait_until("the AIFunction's status", lambda: _with_status(control_plane, functions), 120, interval=0.5,
+                              diagnose=operator_log)
         reasons = {c["type"]: c.get("reason") for c in function["status"]["conditions"]}
         assert reasons, function["status"]
         assert not any("Forbidden" in (c.get("message") or "") for c in function["status"]["conditions"]), function["status"]
@@ -485,22 +480,21 @@ def wait_for_watch_caches(plane: "ControlPlane", crds: tuple[str, ...], deadline
     """Wait until kube-apiserver serves an unpaginated list of each CRD's instances (its watch cache is ready)."""
     deadline = time.monotonic() + deadline_s
     for crd in crds:
-        while (result := plane.kubectl("get", "--raw", CRD_LISTS[crd], check=False)).returncode != 0:
-            if time.monotonic() > deadline:
-                pytest.fail(f"the watch cache for {crd} was not ready within {deadline_s}s: {result.stderr}")
-            time.sleep(0.2)
+        raw = ("get", "--raw", CRD_LISTS[crd])
+        wait_until(f"the watch cache for {crd}", lambda raw=raw: plane.kubectl(*raw, check=False).returncode == 0,
+                   max(0.0, deadline - time.monotonic()), interval=0.2,
+                   diagnose=lambda raw=raw: plane.kubectl(*raw, check=False).stderr)
 
 
 def wait_until_gone(plane: "ControlPlane", crds: tuple[str, ...], deadline_s: float) -> None:
     """Wait for CRD deletion (the apiserver's instance clean-up finalizer); on timeout show why."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        left = [c for c in crds if plane.kubectl("get", "crd", c, check=False).returncode == 0]
-        if not left:
-            return
-        time.sleep(1)
-    states = {c: plane.kubectl("get", "crd", c, "-o", "jsonpath={.status.conditions}", check=False).stdout for c in left}
-    pytest.fail(f"CRDs not deleted within {deadline_s}s: {states}")
+    def left() -> list[str]:
+        return [c for c in crds if plane.kubectl("get", "crd", c, check=False).returncode == 0]
+
+    def states() -> str:
+        return str({c: plane.kubectl("get", "crd", c, "-o", "jsonpath={.status.conditions}", check=False).stdout for c in left()})
+
+    wait_until("the CRDs deleted", lambda: not left(), deadline_s, interval=1.0, diagnose=states)
 
 
 @pytest.mark.slow

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from support.controlplane import ROOT, ControlPlane, Identity
+from support.processes import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -20,14 +20,6 @@ def _pinned(module_dir: str, module: str) -> str:
     match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)} (v[^\s]+)", text, re.MULTILINE)
     assert match, f"{module} not required in hack/tools/{module_dir}/go.mod"
     return match.group(1)
-
-
-def _eventually(what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.25)
 
 
 def test_apiserver_reports_the_pinned_kubernetes_version(control_plane: ControlPlane) -> None:
@@ -61,7 +53,7 @@ def test_owner_reference_garbage_collection(control_plane: ControlPlane, namespa
     def child_gone() -> bool:
         return control_plane.kubectl("get", "configmap", "child", "-n", namespace, check=False).returncode != 0
 
-    _eventually("the garbage collector to delete the owned ConfigMap", child_gone)
+    wait_until("the garbage collector to delete the owned ConfigMap", child_gone, 60, interval=0.25)
 
 
 def test_namespace_deletion_finalizes(control_plane: ControlPlane, namespace: str) -> None:
@@ -78,7 +70,7 @@ def test_new_namespaces_get_a_default_service_account(control_plane: ControlPlan
     def has_default() -> bool:
         return control_plane.kubectl("get", "serviceaccount", "default", "-n", namespace, check=False).returncode == 0
 
-    _eventually("the serviceaccount controller to create `default`", has_default)
+    wait_until("the serviceaccount controller to create `default`", has_default, 60, interval=0.25)
 
 
 def test_service_account_identity_holds_only_its_rbac(

@@ -25,7 +25,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from support.processes import free_port, http_ok
+from support.processes import free_port, http_ok, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / "hack" / "operator-image-requirements.txt"
@@ -149,9 +149,8 @@ def started_entrypoint(image_venv: Path, control_plane: object, tmp_path: Path) 
 @pytest.mark.slow
 def test_entrypoint_starts_serves_health_and_metrics_and_stops_on_sigterm(started_entrypoint: tuple[subprocess.Popen[bytes], int, int, Path]) -> None:
     process, health, metrics, log_path = started_entrypoint
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and process.poll() is None and not http_ok(f"http://127.0.0.1:{health}/readyz"):
-        time.sleep(0.5)
+    wait_until("the entrypoint's /readyz", lambda: process.poll() is not None or http_ok(f"http://127.0.0.1:{health}/readyz"),
+               180, interval=0.5, diagnose=lambda: log_path.read_text()[-4000:])
     assert process.poll() is None, f"the entrypoint exited ({process.returncode}):\n{log_path.read_text()}"
     assert http_ok(f"http://127.0.0.1:{health}/healthz") and http_ok(f"http://127.0.0.1:{health}/readyz"), log_path.read_text()
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5) as response:
