@@ -12,10 +12,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -25,6 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
+from support.processes import free_port, wait_until
 
 from aifunction_operator.local.tritonserver import child_pids, process_group_pids
 
@@ -48,12 +47,6 @@ def digits_repo_or_skip() -> Path:
     if not (MODEL_REPO / "digits" / "config.pbtxt").is_file() or not (MODEL_REPO / "digits" / "1" / "model.pt").is_file():
         pytest.skip("model_repo/digits is not built (run `make models`)")
     return MODEL_REPO
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -80,16 +73,6 @@ def digits_request(images: list[list[list[float]]]) -> bytes:
     """A KServe v2 JSON inference request for the digits model."""
     flat = [float(v) for image in images for row in image for v in row]
     return json.dumps({"inputs": [{"name": "image", "shape": [len(images), 8, 8], "datatype": "FP32", "data": flat}]}).encode()
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 @dataclass
@@ -198,7 +181,7 @@ def run_function(tmp_path: Path) -> Iterator[Callable[..., LocalRun]]:
             except OSError:
                 return False
 
-        wait_for(live, 30, "the gateway to answer /v2/health/live")
+        wait_until("the gateway to answer /v2/health/live", live, 30, diagnose=lambda: run.log()[-3000:])
         return run
 
     yield start

@@ -26,8 +26,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support.processes import free_port, wait_until
 
-from .conftest import MODEL_REPO, digits_request, free_port, wait_for
+from .conftest import MODEL_REPO, digits_request
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -100,7 +101,7 @@ def test_slow_clients_are_cut_and_connections_are_capped(run_function) -> None:
     assert b"--max-connections" in refused and b"application/json" in refused, refused
     for sock in held:
         sock.close()
-    wait_for(lambda: run.get("/v2/health/live").status == 200, 10, "the gateway to serve again")
+    wait_until("the gateway to serve again", lambda: run.get("/v2/health/live").status == 200, 10)
     assert run.post(INFER, digits_request([IMAGE])).status == 200
 
 

@@ -13,10 +13,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from support.processes import wait_until
 
 from aifunction_operator.local.tritonserver import process_group_pids
 
-from .conftest import TEST_MODELS, digits_request, wait_for
+from .conftest import TEST_MODELS, digits_request
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -79,7 +80,7 @@ def test_crashed_replica_fails_in_flight_requests_and_is_replaced(run_function) 
 
     with ThreadPoolExecutor(max_workers=3) as pool:
         futures = [pool.submit(run.post, "/v2/models/slow/infer", body, None, 30.0) for _ in range(3)]
-        wait_for(lambda: run.status()["in_flight"] == 3, 10, "3 requests in flight")
+        wait_until("3 requests in flight", lambda: run.status()["in_flight"] == 3, 10)
         killed_at = time.monotonic()
         os.kill(replica["pid"], signal.SIGKILL)
         responses = [f.result() for f in futures]
@@ -88,7 +89,8 @@ def test_crashed_replica_fails_in_flight_requests_and_is_replaced(run_function) 
         assert 500 <= response.status < 600, response.status
         assert "replica" in response.json()["error"]
 
-    wait_for(lambda: not process_group_pids(replica["pid"]), 10, "the crashed replica's python backend stubs to be killed")
+    wait_until("the crashed replica's python backend stubs to be killed",
+               lambda: not process_group_pids(replica["pid"]), 10)
     again = run.post("/v2/models/slow/infer", body)
     assert again.status == 200, again.body
     (new_replica,) = run.status()["replicas"]
@@ -99,7 +101,7 @@ def test_crashed_replica_fails_in_flight_requests_and_is_replaced(run_function) 
 
 def test_ctrl_c_stops_gateway_and_every_replica(run_function) -> None:
     run = run_function(scaling={"minReplicas": 1, "maxReplicas": 2}, args=("--idle-timeout", "60s"))
-    pids = wait_for(run.triton_pids, 60, "minReplicas 1 to start a replica without any request")
+    pids = wait_until("minReplicas 1 to start a replica without any request", run.triton_pids, 60)
     assert run.post(INFER, digits_request([IMAGE])).status == 200
     stubs = {pid: process_group_pids(pid) for pid in pids}
     assert all(len(members) >= 2 for members in stubs.values()), f"expected Triton plus a python stub: {stubs}"
@@ -119,7 +121,8 @@ def test_sigkilled_gateway_leaves_no_triton_behind(run_function) -> None:
     os.kill(run.proc.pid, signal.SIGKILL)  # the gateway alone, not its process group
     run.proc.wait(timeout=10)
     run.expected_exit = -signal.SIGKILL
-    wait_for(lambda: not process_group_pids(replica["pid"]), 60, f"replica group {replica['pid']} to exit after the gateway died")
+    wait_until(f"replica group {replica['pid']} to exit after the gateway died",
+               lambda: not process_group_pids(replica["pid"]), 60)
 
 
 def test_model_that_cannot_load_answers_503_naming_the_cause(run_function) -> None:
@@ -134,7 +137,7 @@ def test_model_that_cannot_load_answers_503_naming_the_cause(run_function) -> No
     assert "failed to load 'broken' version 1: Internal: RuntimeError: broken test model" in response.json()["error"]
     assert "the weights file is missing" in run.log()
     assert run.get("/v2/health/live").status == 200
-    wait_for(lambda: run.triton_pids() == [], 15, "the failed replica to be gone")
+    wait_until("the failed replica to be gone", lambda: run.triton_pids() == [], 15)
 
 
 def test_request_over_timeout_seconds_gets_504_and_the_replica_keeps_serving(run_function) -> None:

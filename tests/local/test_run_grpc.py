@@ -11,8 +11,7 @@ import subprocess
 import sys
 
 import pytest
-
-from .conftest import free_port, wait_for
+from support.processes import free_port, wait_until
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -73,4 +72,4 @@ def test_grpc_function_scales_from_zero_and_checks_requests(run_function) -> Non
     assert 'aifn_requests_total{code="OK",endpoint="grpc-ModelInfer",function="fn0"} 1.0' in metrics
     assert 'aifn_requests_total{code="NOT_FOUND",endpoint="grpc-ModelInfer",function="fn0"} 1.0' in metrics
     assert 'aifn_requests_total{code="INVALID_ARGUMENT",endpoint="grpc-ModelInfer",function="fn0"} 1.0' in metrics
-    wait_for(lambda: run.triton_pids() == [], 20, "Triton to stop after the idle timeout")
+    wait_until("Triton to stop after the idle timeout", lambda: run.triton_pids() == [], 20)

@@ -14,8 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
+from support.processes import wait_until
 
-from .conftest import digits_request, wait_for
+from .conftest import digits_request
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -55,10 +56,10 @@ def test_cold_start_from_zero_then_scale_to_zero(run_function) -> None:
     triton_metrics = run.get(f"/aifn/replicas/{replica_id}/metrics")
     assert triton_metrics.status == 200 and b"nv_inference_request_success" in triton_metrics.body
 
-    wait_for(lambda: run.triton_pids() == [], 20, "Triton to stop after the 3s idle timeout")
+    wait_until("Triton to stop after the 3s idle timeout", lambda: run.triton_pids() == [], 20)
     assert run.status()["replicas"] == []
     assert "cold start: spawn" in run.log()
-    wait_for(lambda: "replica 1 stopped" in run.log(), 10, "the gateway to log the stop")
+    wait_until("the gateway to log the stop", lambda: "replica 1 stopped" in run.log(), 10)
 
 
 def test_burst_scales_past_one_replica_and_every_request_is_answered(run_function) -> None:
@@ -87,7 +88,8 @@ def test_burst_scales_past_one_replica_and_every_request_is_answered(run_functio
     with ThreadPoolExecutor(max_workers=64) as pool:
         futures = [pool.submit(client) for _ in range(64)]
         try:
-            wait_for(lambda: serving_replicas() >= 2, 120, "a second replica to serve part of the burst", interval=0.5)
+            wait_until("a second replica to serve part of the burst",
+                       lambda: serving_replicas() >= 2, 120, interval=0.5)
             time.sleep(2.0)  # keep the load on across replicas for a moment
         finally:
             stop.set()
@@ -96,7 +98,7 @@ def test_burst_scales_past_one_replica_and_every_request_is_answered(run_functio
     assert set(codes) == {200}, {c: codes.count(c) for c in set(codes)}
     assert len(codes) >= 64
     assert 2 <= max_replicas_seen <= 3, f"{max_replicas_seen} replicas for 64 in flight with target 4 and max 3"
-    wait_for(lambda: run.triton_pids() == [], 30, "every replica to stop after the burst")
+    wait_until("every replica to stop after the burst", lambda: run.triton_pids() == [], 30)
 
 
 def test_full_queue_answers_503_with_retry_after(run_function) -> None:
@@ -126,7 +128,7 @@ def test_startup_timeout_answers_503_and_the_gateway_keeps_serving(run_function)
     message = json.loads(response.body)["error"]
     assert "startupTimeout" in message or "could not start" in message, message
     assert run.get("/v2/health/live").status == 200
-    wait_for(lambda: run.triton_pids() == [], 15, "the replica that missed its startup timeout to be stopped")
+    wait_until("the replica that missed its startup timeout to be stopped", lambda: run.triton_pids() == [], 15)
 
 
 def test_initial_replicas_start_before_any_request_and_rps_scales_on_the_arrival_rate(run_function) -> None:
@@ -134,9 +136,9 @@ def test_initial_replicas_start_before_any_request_and_rps_scales_on_the_arrival
         scaling={"maxReplicas": 2, "initialReplicas": 2, "metric": "rps", "targetRequestsPerSecond": 2},
         args=("--idle-timeout", "3s"),
     )
-    wait_for(lambda: len(run.triton_pids()) == 2, 90, "initialReplicas 2 to start without any request", interval=0.3)
+    wait_until("initialReplicas 2 to start without any request", lambda: len(run.triton_pids()) == 2, 90, interval=0.3)
     assert run.status()["policy"]["initial_replicas"] == 2
-    wait_for(lambda: run.triton_pids() == [], 60, "the initial replicas to stop when no request came", interval=0.3)
+    wait_until("the initial replicas to stop when no request came", lambda: run.triton_pids() == [], 60, interval=0.3)
 
     # One client, one request at a time: concurrency never exceeds 1, but the rate exceeds 2/s.
     images, _ = held_out_digits(1)
