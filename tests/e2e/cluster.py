@@ -1,9 +1,9 @@
 """kubectl/helm for the e2e tests (both providers), the kind cluster and its Knative installation, waits, diagnostics.
 
-`Kube`, `wait_until` and `dump_diagnostics` serve both providers (tests/e2e/providers.py); the
-rest builds the kind provider's cluster. Everything here drives real tools (docker, kind,
-kubectl, helm); nothing is simulated. Versions are pinned below and can be overridden by
-environment variables for a trial run.
+`Kube` and `dump_diagnostics` serve both providers (tests/e2e/providers.py); the rest builds the
+kind provider's cluster. Everything here drives real tools (docker, kind, kubectl, helm); nothing
+is simulated. Versions are pinned below and can be overridden by environment variables for a
+trial run.
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ import json
 import os
 import shutil
 import subprocess
-import time
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from support.processes import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKDIR = ROOT / ".aifn" / "e2e"
@@ -75,18 +74,6 @@ def run(argv: list[str], *, input: str | None = None, timeout: float = 600, chec
     if check and result.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 2.0) -> Any:
-    """Poll `condition` until it returns something truthy; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 @dataclass(frozen=True)
@@ -174,7 +161,8 @@ def install_knative(kube: Kube) -> None:
         "config-features": FEATURE_FLAGS,
     }
     for configmap, data in settings.items():
-        wait_until(lambda cm=configmap, d=data: _patch_configmap(kube, cm, d), 120, f"Knative's webhook to accept the {configmap} patch")
+        wait_until(f"Knative's webhook to accept the {configmap} patch",
+                   lambda cm=configmap, d=data: _patch_configmap(kube, cm, d), 120, interval=2.0)
 
 
 def _patch_configmap(kube: Kube, name: str, data: dict[str, str]) -> bool:
@@ -214,7 +202,9 @@ def advertise_fake_gpu(kube: Kube, count: int = 1) -> str:
     node = nodes[0]["metadata"]["name"]
     patch = [{"op": "add", "path": f"/status/{field}/nvidia.com~1gpu", "value": str(count)} for field in ("capacity", "allocatable")]
     kube.kubectl("patch", "node", node, "--subresource=status", "--type=json", "-p", json.dumps(patch))
-    wait_until(lambda: (kube.get("node", node)["status"].get("allocatable") or {}).get("nvidia.com/gpu") == str(count), 60, "the fake GPU to be allocatable")
+    wait_until("the fake GPU to be allocatable",
+               lambda: (kube.get("node", node)["status"].get("allocatable") or {}).get("nvidia.com/gpu") == str(count),
+               60, interval=2.0)
     return node
 
 

@@ -42,7 +42,6 @@ from .cluster import (
     prepull,
     run,
     tool,
-    wait_until,
 )
 from .providers import OPERATOR_NAMESPACE, PROVIDERS, RELEASE, Provider, kind_provider, local_provider
 
@@ -168,8 +167,9 @@ def functions(provider: Provider) -> Iterator[tuple[Provider, str]]:
     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": {"aifn.dev/e2e": "true"}}})
     volumes = provider.model_volume(namespace)
     kube.apply(volumes)
-    wait_until(lambda: (kube.get("pvc", "aifn-models", namespace) or {}).get("status", {}).get("phase") == "Bound",
-               120, "the PVC to bind")
+    wait_until("the PVC to bind",
+               lambda: (kube.get("pvc", "aifn-models", namespace) or {}).get("status", {}).get("phase") == "Bound",
+               120, interval=2.0)
     yield provider, namespace
     kube.kubectl("delete", "aifunctions", "--all", "-n", namespace, "--wait=true", "--timeout=120s", timeout=150, check=False)
     kube.kubectl("delete", "namespace", namespace, "--wait=false", check=False)

@@ -20,7 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .cluster import GATEWAY, GPU_NODE_LABEL, GPU_PRODUCT, Kube, advertise_fake_gpu, wait_until
+from support.processes import wait_until
+
+from .cluster import GATEWAY, GPU_NODE_LABEL, GPU_PRODUCT, Kube, advertise_fake_gpu
 
 OPERATOR_NAMESPACE = "aifn-system"
 RELEASE = "aifn"
@@ -54,7 +56,8 @@ class Provider:
             allocatable = int((nodes[0]["status"].get("allocatable") or {}).get("nvidia.com/gpu", "0"))
             return nodes[0]["metadata"]["name"] if allocatable >= count else None
 
-        return wait_until(node, 60, f"the device plugin to advertise {count} nvidia.com/gpu on the GPU worker")
+        return wait_until(f"the device plugin to advertise {count} nvidia.com/gpu on the GPU worker",
+                          node, 60, interval=2.0)
 
     def model_volume(self, namespace: str, claim: str = "aifn-models") -> list[dict[str, Any]]:
         """A PV on the nodes' model repository, pre-bound to the PVC `claim` that examples/digits.yaml reads."""

@@ -38,8 +38,9 @@ import tritonclient.http as httpclient
 import yaml
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
+from support.processes import wait_until
 
-from .cluster import GPU_PRODUCT, ROOT, Kube, wait_until
+from .cluster import GPU_PRODUCT, ROOT, Kube
 from .providers import OPERATOR_DEPLOYMENT, OPERATOR_NAMESPACE, RELEASE, Provider, patch_features
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -100,7 +101,7 @@ def wait_ready(kube: Kube, namespace: str, name: str, timeout: float = READY_TIM
         ok = condition(function, "Ready").get("status") == "True" and (function or {}).get("status", {}).get("url")
         return function if ok else None
 
-    return wait_until(ready, timeout, f"AIFunction {namespace}/{name} to be Ready with a URL", interval=2)
+    return wait_until(f"AIFunction {namespace}/{name} to be Ready with a URL", ready, timeout, interval=2)
 
 
 def wait_reason(kube: Kube, namespace: str, name: str, kind: str, reason: str, timeout: float = 180) -> dict[str, Any]:
@@ -109,7 +110,7 @@ def wait_reason(kube: Kube, namespace: str, name: str, kind: str, reason: str, t
         found = condition(kube.get("aifunction", name, namespace), kind)
         return found if found.get("reason") == reason else None
 
-    return wait_until(probe, timeout, f"{kind} reason {reason} on AIFunction {namespace}/{name}", interval=2)
+    return wait_until(f"{kind} reason {reason} on AIFunction {namespace}/{name}", probe, timeout, interval=2)
 
 
 def host_of(function: dict[str, Any]) -> str:
@@ -219,10 +220,11 @@ def test_scales_to_zero(functions: tuple[Provider, str]) -> None:
     provider, namespace = functions
     kube = provider.kube
     since = last_request.get("digits", time.monotonic())
-    wait_until(lambda: (kube.get("deployment", "digits-00001-deployment", namespace) or {}).get("spec", {}).get("replicas") == 0,
-               SCALE_TO_ZERO_TIMEOUT, "Knative to scale digits-00001 to 0 replicas", interval=2)
+    wait_until("Knative to scale digits-00001 to 0 replicas",
+               lambda: (kube.get("deployment", "digits-00001-deployment", namespace) or {}).get("spec", {}).get("replicas") == 0,
+               SCALE_TO_ZERO_TIMEOUT, interval=2)
     figures["last request -> 0 replicas"] = time.monotonic() - since
-    wait_until(lambda: not function_pods(kube, namespace, "digits"), 180, "the last digits pod to be gone", interval=2)
+    wait_until("the last digits pod to be gone", lambda: not function_pods(kube, namespace, "digits"), 180, interval=2)
     figures["last request -> no pod left"] = time.monotonic() - since
     sks = kube.get("serverlessservices.networking.internal.knative.dev", "digits-00001", namespace)
     assert sks["spec"]["mode"] == "Proxy", "at zero the activator is in the path"
@@ -250,7 +252,7 @@ def test_scales_from_zero_through_the_activator(functions: tuple[Provider, str])
         pod = kube.get("pod", name, namespace)
         return pod if pod and pod_condition_time(pod, "Ready") else None
 
-    pod = wait_until(ready_pod, 60, f"pod {name} to be Ready")
+    pod = wait_until(f"pod {name} to be Ready", ready_pod, 60, interval=2.0)
     created = timestamp(pod["metadata"]["creationTimestamp"])
     scheduled, ready = pod_condition_time(pod, "PodScheduled"), pod_condition_time(pod, "Ready")
     assert scheduled and ready, pod["status"]
@@ -365,10 +367,13 @@ def test_delete_cleans_up(functions: tuple[Provider, str]) -> None:
     started = time.monotonic()
     kube.kubectl("delete", "aifunctions", *names, "-n", namespace, "--wait=true", "--timeout=180s", timeout=200)
     for name in names:
-        wait_until(lambda name=name: kube.get("ksvc", name, namespace) is None, 180, f"the Knative Service {name} to be deleted")
-        wait_until(lambda name=name: not (kube.get("revisions", namespace=namespace, selector=f"serving.knative.dev/service={name}") or {}).get("items"),
-                   180, f"the revisions of {name} to be deleted")
-        wait_until(lambda name=name: not function_pods(kube, namespace, name), 300, f"the pods of {name} to be gone")
+        wait_until(f"the Knative Service {name} to be deleted",
+                   lambda name=name: kube.get("ksvc", name, namespace) is None, 180, interval=2.0)
+        wait_until(f"the revisions of {name} to be deleted",
+                   lambda name=name: not (kube.get("revisions", namespace=namespace, selector=f"serving.knative.dev/service={name}") or {}).get("items"),
+                   180, interval=2.0)
+        wait_until(f"the pods of {name} to be gone",
+                   lambda name=name: not function_pods(kube, namespace, name), 300, interval=2.0)
     figures["delete -> services, revisions, pods gone"] = time.monotonic() - started
     assert not (kube.get("aifunctions", namespace=namespace) or {}).get("items"), "every function of the test is gone"
     print(f"\ndeleted {names}: Services, revisions and pods gone after {figures['delete -> services, revisions, pods gone']:.1f}s")
