@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
@@ -21,14 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support.processes import free_port, wait_until
 from support.triton import serve_model
 
-from aifunction_operator.local.tritonserver import (
-    TritonProcess,
-    TritonUnavailable,
-    find_triton,
-    free_port,
-)
+from aifunction_operator.local.tritonserver import TritonInstall, TritonProcess, TritonUnavailable, find_triton
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_REPO = ROOT / "model_repo"
@@ -116,30 +111,38 @@ def launch_handler(code_dir: Path, entrypoint: str, triton_url: str, log_dir: Pa
     return HandlerServer(proc, port, log_path)
 
 
+def reply_while_running(proc: subprocess.Popen[bytes], url: str, log: Callable[[], str], timeout: float = 2.0) -> Reply | None:
+    """GET `url`: the reply, or None while nothing answers; fails with the log once `proc` has exited."""
+    if proc.poll() is not None:
+        raise AssertionError(f"the process that should answer {url} exited with {proc.returncode}:\n{log()[-3000:]}")
+    try:
+        return request(url, timeout=timeout)
+    except OSError:
+        return None
+
+
 def wait_ready(server: HandlerServer, timeout: float = HANDLER_START_TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise AssertionError(f"handler exited with {server.proc.returncode}:\n{server.log()[-3000:]}")
-        try:
-            if request(f"{server.url}/v2/health/ready", timeout=2).status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"handler not ready within {timeout:.0f}s:\n{server.log()[-3000:]}")
+    wait_until("the handler's /v2/health/ready",
+               lambda: (reply := reply_while_running(server.proc, f"{server.url}/v2/health/ready", server.log)) and reply.status == 200,
+               timeout, interval=0.2, diagnose=lambda: server.log()[-3000:])
 
 
 @pytest.fixture(scope="session")
-def digits_triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonProcess]:
-    """A real Triton serving model_repo/digits for the whole session (skips, saying why, without one)."""
+def triton_present() -> TritonInstall:
+    """A usable tritonserver and the built digits model (skips, saying why, without either)."""
     try:
         install = find_triton()
     except TritonUnavailable as exc:
         pytest.skip(f"no usable tritonserver on this machine: {exc}")
     if not (MODEL_REPO / "digits" / "1" / "model.pt").is_file():
         pytest.skip("model_repo/digits is not built (run `make models`)")
-    with serve_model(install, MODEL_REPO, "digits", tmp_path_factory.mktemp("triton")) as server:
+    return install
+
+
+@pytest.fixture(scope="session")
+def digits_triton(triton_present: TritonInstall, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonProcess]:
+    """A real Triton serving model_repo/digits for the whole session (skips, saying why, without one)."""
+    with serve_model(triton_present, MODEL_REPO, "digits", tmp_path_factory.mktemp("triton")) as server:
         yield server
 
 

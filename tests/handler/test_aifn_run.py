@@ -9,16 +9,16 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from support.processes import free_port, wait_until
 
-from aifunction_operator.local.tritonserver import TritonUnavailable, find_triton, free_port
+from aifunction_operator.local.tritonserver import TritonInstall
 
-from .conftest import MODEL_REPO, Reply, post_json, request
+from .conftest import MODEL_REPO, Reply, post_json, reply_while_running, request
 
 pytestmark = [pytest.mark.triton, pytest.mark.timeout(400)]
 
@@ -52,16 +52,9 @@ class Run:
                  "--idle-timeout", "30s"],
                 stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
             )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"aifn run exited {self.proc.returncode}:\n{self.log()}")
-            try:
-                if request(f"{self.url}/v2/health/live", timeout=1).status == 200:
-                    return
-            except OSError:
-                time.sleep(0.2)
-        raise AssertionError(f"aifn run did not answer:\n{self.log()}")
+        wait_until("aifn run to answer /v2/health/live",
+                   lambda: (reply := reply_while_running(self.proc, f"{self.url}/v2/health/live", self.log, timeout=1))
+                   and reply.status == 200, 60, interval=0.2, diagnose=self.log)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -91,17 +84,7 @@ def function_file(directory: Path, handler: dict, annotations: dict | None = Non
 
 
 @pytest.fixture
-def triton_present() -> None:
-    try:
-        find_triton()
-    except TritonUnavailable as exc:
-        pytest.skip(f"no usable tritonserver on this machine: {exc}")
-    if not (MODEL_REPO / "digits" / "1" / "model.pt").is_file():
-        pytest.skip("model_repo/digits is not built (run `make models`)")
-
-
-@pytest.fixture
-def outside_handler(tmp_path: Path, triton_present: None) -> Iterator[Run]:
+def outside_handler(tmp_path: Path, triton_present: TritonInstall) -> Iterator[Run]:
     code = tmp_path / "elsewhere"
     code.mkdir()
     (code / "mydigits.py").write_text(HANDLER)
@@ -134,7 +117,7 @@ def test_lambda_handler_through_aifn_run(outside_handler: Run, digits_data) -> N
     assert "Traceback" in outside_handler.log() and "KeyError" in outside_handler.log()
 
 
-def test_inline_code_through_aifn_run(tmp_path: Path, triton_present: None, digits_data) -> None:
+def test_inline_code_through_aifn_run(tmp_path: Path, triton_present: TritonInstall, digits_data) -> None:
     path = function_file(tmp_path, {"entrypoint": "inline_digits:lambda_handler", "code": HANDLER})
     run = Run(path, tmp_path / "run.log")
     try:
@@ -145,7 +128,7 @@ def test_inline_code_through_aifn_run(tmp_path: Path, triton_present: None, digi
         assert run.stop() == 0, run.log()[-3000:]
 
 
-def test_unloadable_handler_stops_aifn_run_with_a_clear_message(tmp_path: Path, triton_present: None) -> None:
+def test_unloadable_handler_stops_aifn_run_with_a_clear_message(tmp_path: Path, triton_present: TritonInstall) -> None:
     path = function_file(tmp_path, {"entrypoint": "broken:lambda_handler", "code": "import not_installed_anywhere\n"})
     done = subprocess.run([sys.executable, "-m", "aifunction_operator", "run", str(path), "--port", str(free_port())],
                           capture_output=True, text=True, timeout=60)

@@ -21,9 +21,9 @@ import time
 
 import pytest
 from support.http_fuzz import Case, cases, request, send
+from support.processes import free_port, wait_until
 
-from .conftest import ROOT, post_json
-from .test_aifn_run import triton_present  # noqa: F401 - the fixture
+from .conftest import ROOT, Reply, post_json
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -105,8 +105,6 @@ def test_malformed_requests_get_json_answers_and_the_handler_still_serves(start_
 
 def test_malformed_requests_to_a_handler_under_aifn_run(tmp_path, triton_present) -> None:
     """The same cases against `aifn run` serving the digits example's handler (the gateway's aiohttp server)."""
-    from aifunction_operator.local.tritonserver import free_port
-
     from .test_aifn_run import function_file
 
     path = function_file(tmp_path, {"entrypoint": "handler:lambda_handler"},
@@ -117,18 +115,21 @@ def test_malformed_requests_to_a_handler_under_aifn_run(tmp_path, triton_present
                                  "--read-timeout", "2s", "--idle-timeout", "300s"],
                                 stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
+
+    def log() -> str:
+        return (tmp_path / "run.log").read_text()[-3000:]
+
+    def classified() -> Reply | None:
+        if proc.poll() is not None:
+            raise AssertionError(f"aifn run exited with {proc.returncode}:\n{log()}")
+        try:
+            reply = post_json(url + "/", {"pixels": PIXELS})
+        except OSError:
+            return None
+        return reply if reply.status == 200 else None
+
     try:
-        deadline = time.monotonic() + 90
-        warm = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                warm = post_json(url + "/", {"pixels": PIXELS})
-                if warm.status == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.5)
-        assert warm is not None and warm.status == 200, (tmp_path / "run.log").read_text()[-3000:]
+        warm = wait_until("aifn run to classify a digit", classified, 90, interval=0.5, diagnose=log)
         _, _, problems, _ = fuzz(port, SEED + 1, uvicorn=False)
         assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems[:15])
         after = post_json(url + "/", {"pixels": PIXELS})

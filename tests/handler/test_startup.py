@@ -8,10 +8,9 @@ import subprocess
 import sys
 
 import pytest
+from support.processes import free_port, wait_until
 
-from aifunction_operator.local.tritonserver import free_port
-
-from .conftest import handler_env, launch_handler, request, wait_ready
+from .conftest import handler_env, launch_handler, reply_while_running, request, wait_ready
 
 pytestmark = [pytest.mark.triton, pytest.mark.timeout(300)]
 
@@ -53,18 +52,10 @@ def test_not_ready_without_triton_and_503_on_requests(tmp_path, tmp_path_factory
     dead_triton = f"127.0.0.1:{free_port()}"
     server = launch_handler(tmp_path, "app:lambda_handler", dead_triton, tmp_path_factory.mktemp("logs"))
     try:
-        live = None
-        for _ in range(300):
-            try:
-                live = request(f"{server.url}/v2/health/live", timeout=2)
-                break
-            except OSError:
-                if server.proc.poll() is not None:
-                    raise AssertionError(server.log())
-                import time
-
-                time.sleep(0.2)
-        assert live is not None and live.status == 200
+        live = wait_until("the handler to answer /v2/health/live",
+                          lambda: reply_while_running(server.proc, f"{server.url}/v2/health/live", server.log), 60,
+                          interval=0.2, diagnose=lambda: server.log()[-3000:])
+        assert live.status == 200
         ready = request(f"{server.url}/v2/health/ready")
         assert ready.status == 503 and "not ready" in ready.json()["error"]
         reply = request(f"{server.url}/", b"{}", {"Content-Type": "application/json"})
