@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,8 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
+
+from aifunction_operator.local.tritonserver import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_REPO = ROOT / "model_repo"
@@ -110,7 +111,7 @@ class Gateway:
     """`aifn run` in a subprocess on a free port, stopped with SIGINT on exit."""
 
     def __init__(self, function_file: Path, log_dir: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.function_file = function_file
         self.log_dir = log_dir
@@ -240,12 +241,6 @@ def _summary(latencies: list[float], elapsed: float) -> tuple[float, float, floa
 
 def _runs(values: list[float]) -> str:
     return "[" + ", ".join(f"{v:.2f}" for v in values) + "]"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 if __name__ == "__main__":

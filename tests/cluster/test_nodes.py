@@ -4,7 +4,6 @@ kubectl logs/exec/port-forward, GPUs counted by the real scheduler from a device
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 import urllib.request
@@ -15,6 +14,7 @@ import pytest
 from support.cluster.cluster import BUSYBOX_IMAGE
 from support.cluster.layout import GPU_LABELS, GPU_TAINT, NODES
 from support.controlplane import BIN
+from support.processes import free_port
 
 from .conftest import ClusterClient
 
@@ -114,9 +114,7 @@ def test_kubectl_logs_exec_and_port_forward(cluster: ClusterClient, namespace: s
     exec_out = cluster.kubectl("exec", "-n", namespace, "web", "--", "/bin/busybox", "id", "-u").stdout
     assert exec_out.strip() == "65534"
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        local_port = sock.getsockname()[1]
+    local_port = free_port()
     forward = subprocess.Popen(
         [str(BIN / "kubectl"), f"--kubeconfig={cluster.kubeconfig}", "port-forward", "-n", namespace, "pod/web",
          f"{local_port}:8080"],

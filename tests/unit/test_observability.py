@@ -5,17 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 import urllib.error
 import urllib.request
 
+from support.processes import free_port
+
 from aifunction_operator.observability import JsonFormatter, Metrics, health_app, metrics_app, serve
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_functions_move_between_reasons() -> None:

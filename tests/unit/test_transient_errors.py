@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import kopf
 import pytest
@@ -14,6 +13,7 @@ from aifunction_operator.config import OperatorConfig
 from aifunction_operator.handlers import _reconcile
 from aifunction_operator.observability import Metrics
 from aifunction_operator.runtime import Runtime
+from support.processes import free_port
 
 FUNCTION = {
     "apiVersion": "aifn.dev/v1alpha1",
@@ -25,10 +25,7 @@ FUNCTION = {
 
 def unreachable_kube() -> Kube:
     """A client for a port nothing listens on: every request fails at connect time."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    configuration = client.Configuration(host=f"https://127.0.0.1:{port}")
+    configuration = client.Configuration(host=f"https://127.0.0.1:{free_port()}")
     configuration.retries = 0
     return Kube(client.ApiClient(configuration), timeout=2)
 
