@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..processes import wait_until
 from . import images
 from .images import ImageFile, ImageSpec, build_archive
 from .layout import KUBECONFIG, NODES, ROOT, NodeSpec
@@ -481,11 +482,9 @@ def ensure_namespace(kubeconfig: Path = KUBECONFIG, namespace: str = NAMESPACE, 
     """The suite's namespace, created when missing, with its default ServiceAccount (the pods use it)."""
     if kubectl(kubeconfig, "get", "namespace", namespace).returncode != 0:
         kubectl(kubeconfig, "create", "namespace", namespace, check=True)
-    deadline = time.monotonic() + timeout
-    while kubectl(kubeconfig, "get", "serviceaccount", "default", "-n", namespace).returncode != 0:
-        if time.monotonic() > deadline:
-            raise ConformanceError(f"namespace {namespace} has no default ServiceAccount after {timeout:.0f} s")
-        time.sleep(0.5)
+    wait_until(f"the default ServiceAccount of namespace {namespace}",
+               lambda: kubectl(kubeconfig, "get", "serviceaccount", "default", "-n", namespace).returncode == 0,
+               timeout, interval=0.5)
 
 
 @dataclass
