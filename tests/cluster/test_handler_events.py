@@ -48,15 +48,19 @@ READY_TIMEOUT = 300.0  # the example's startupTimeout (5m)
 DELIVERY_TIMEOUT = 120.0
 
 RECORDER = """
-import json, time
+import json, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+LOCK = threading.Lock()  # one whole line per request, whatever the concurrency
 
 class Recorder(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        print(json.dumps({"at": time.time(), "path": self.path,
-                          "headers": {k.lower(): v for k, v in self.headers.items()},
-                          "body": body.decode("utf-8", "replace")}), flush=True)
+        line = json.dumps({"at": time.time(), "path": self.path,
+                           "headers": {k.lower(): v for k, v in self.headers.items()},
+                           "body": body.decode("utf-8", "replace")})
+        with LOCK:
+            print(line, flush=True)
         self.send_response(202)
         self.send_header("Content-Length", "0")
         self.end_headers()
