@@ -28,7 +28,7 @@ def at(*args: int) -> datetime:
         ("@daily", None, at(2026, 12, 31, 23, 0), at(2027, 1, 1, 0, 0)),
         ("@weekly", None, at(2026, 11, 28, 12, 0), at(2026, 11, 29, 0, 0)),  # Sunday
         ("0 9 * * MON-FRI", None, at(2026, 11, 28, 12, 0), at(2026, 11, 30, 9, 0)),  # Saturday -> Monday
-        ("0 9 * * 7", None, at(2026, 11, 28, 12, 0), at(2026, 11, 29, 9, 0)),  # 7 is Sunday
+        ("0 9 * * 0", None, at(2026, 11, 28, 12, 0), at(2026, 11, 29, 9, 0)),  # 0 is Sunday
         ("30 2 1,15 JAN,JUL *", None, at(2026, 1, 2, 0, 0), at(2026, 1, 15, 2, 30)),
         ("0 0 29 2 *", None, at(2026, 1, 1), at(2028, 2, 29)),
         ("0 12 13 * FRI", None, at(2026, 1, 1), at(2026, 1, 2, 12, 0)),  # both restricted: either matches
@@ -50,6 +50,7 @@ def test_next_after(expression: str, tz: str | None, after: datetime, expected: 
         ("* * 0 * *", None, "day of month field '0'"),
         ("* * * 13 *", None, "month field '13'"),
         ("* * * * MOON", None, "day of week field 'MOON'"),
+        ("0 9 * * 7", None, "day of week field '7': 7 is outside 0-6"),  # PingSource (robfig/cron) refuses 7
         ("*/0 * * * *", None, "step after '/' must be a positive number"),
         ("9-3 * * * *", None, "runs backwards"),
         ("* * * * *", "Nowhere/City", "timezone 'Nowhere/City'"),

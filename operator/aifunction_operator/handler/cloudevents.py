@@ -5,6 +5,9 @@ Content-Type. Structured mode: Content-Type `application/cloudevents+json` and t
 JSON object carrying the attributes and `data` (or `data_base64`). Either way the result is
 a `CloudEventData`: the attributes, and the data as text or base64, ready to become a
 Lambda event's `body`.
+Ours, not the `cloudevents` SDK (1.13.0, installed with kserve): its from_http adds a `time` the
+sender did not send, leaves ce-* values percent-encoded, reads a request missing ce-id as structured
+and blames specversion, and takes invalid data_base64 as no data (tests/unit/test_cloudevents_sdk.py).
 """
 
 from __future__ import annotations
