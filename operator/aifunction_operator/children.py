@@ -16,13 +16,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .apply import CONFIGMAPS, EVENTING_TRIGGERS, PING_SOURCES, ApiError, Kube, Resource, resource_of
-from .naming import LABEL_FUNCTION, LABEL_MANAGED_BY, MANAGED_BY
+from .naming import GROUP, LABEL_FUNCTION, LABEL_MANAGED_BY, MANAGED_BY
 
 Manifest = dict[str, Any]
 ChildKey = tuple[str, str]  # (kind, name)
 
 CHILD_RESOURCES: dict[str, Resource] = {"ConfigMap": CONFIGMAPS, "PingSource": PING_SOURCES, "Trigger": EVENTING_TRIGGERS}
 EVENTING_KINDS = ("PingSource", "Trigger")
+# The condition in which Eventing says it could not resolve where a child sends events (the function).
+SUBSCRIBER_CONDITIONS = {"Trigger": "SubscriberResolved", "PingSource": "SinkProvided"}
+SUBSCRIBER_ANNOTATION = f"{GROUP}/subscriber-address"
 EVENTING_INSTALL_HINT = "install Knative Eventing (its CRDs and core: eventing-crds.yaml, eventing-core.yaml) to run spec.triggers"
 
 
@@ -145,6 +148,45 @@ def prune_children(kube: Kube, desired: list[Manifest], uid: str | None, result:
         kube.delete(resource_of(obj), obj["metadata"].get("namespace"), obj["metadata"]["name"], uid=obj["metadata"].get("uid"))
         result.live.pop(child_key(obj), None)
         result.deleted += 1
+
+
+def to_nudge(live: Mapping[ChildKey, Manifest], address: str | None, uid: str | None) -> list[Manifest]:
+    """Our Triggers/PingSources that Eventing left unresolved although the function's Service has an address now.
+
+    Eventing resolves a subscriber when it reconciles the Trigger; one that failed because the
+    Service had no address yet is retried with a growing backoff, and the Service becoming
+    addressable does not wake it (knative/eventing#5374): a function that took minutes to become
+    Ready kept a Trigger `SubscriberResolved=False` for minutes more. Each such child is nudged
+    once per address (the annotation records it), so there is no loop.
+    """
+    if not address:
+        return []
+    stale = []
+    for obj in live.values():
+        kind_condition = SUBSCRIBER_CONDITIONS.get(str(obj.get("kind")))
+        if kind_condition is None or not controlled_by(obj, uid):
+            continue
+        conditions = (obj.get("status") or {}).get("conditions") or []
+        resolved = next((c for c in conditions if c.get("type") == kind_condition), {})
+        nudged = ((obj.get("metadata") or {}).get("annotations") or {}).get(SUBSCRIBER_ANNOTATION)
+        if resolved.get("status") == "False" and nudged != address:
+            stale.append(obj)
+    return stale
+
+
+def nudge_subscribers(kube: Kube, address: str | None, uid: str | None, result: ChildrenResult) -> None:
+    """Annotate each child of `to_nudge` with the address, which makes Eventing reconcile it now."""
+    for obj in to_nudge(result.live, address, uid):
+        meta = obj["metadata"]
+        patch = {"metadata": {"uid": meta.get("uid"), "annotations": {SUBSCRIBER_ANNOTATION: address}}}
+        try:
+            result.live[child_key(obj)] = kube.request(
+                "PATCH", resource_of(obj).path(meta.get("namespace"), meta["name"]), body=patch,
+                content_type="application/merge-patch+json")
+        except ApiError as exc:
+            if exc.transient:
+                raise
+            # Gone or replaced since the watch showed it: the next pass sees it as it is.
 
 
 def not_served_message(kinds: Iterable[str]) -> str:

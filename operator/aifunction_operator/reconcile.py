@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .apply import AIFUNCTIONS, KNATIVE_SERVICES, ApiError, Kube
-from .children import EVENTING_KINDS, ChildKey, ChildrenResult, apply_children, child_key, controlled_by, covers, label, list_children, not_served_message, prune_children, replaced
+from .children import EVENTING_KINDS, ChildKey, ChildrenResult, apply_children, child_key, controlled_by, covers, label, list_children, not_served_message, nudge_subscribers, prune_children, replaced
 from .config import OperatorConfig
 from .naming import FIELD_MANAGER
 from .preflight import find_blockers
@@ -125,6 +125,7 @@ def reconcile(
                         outcome.applied = observation["apply_error"] is None
                     apply_children(kube, [obj for obj in wanted_children if obj["kind"] != "ConfigMap"], meta.get("uid"), result)
                     prune_children(kube, wanted_children, meta.get("uid"), result)  # after the Service stops mounting old code
+                    nudge_subscribers(kube, _address(outcome.service or live_service), meta.get("uid"), result)
                 _record_children(outcome, observation, wanted_children, result)
     if outcome.service is None and not outcome.applied:
         outcome.service = live_service if live_service is not None else kube.get(KNATIVE_SERVICES, meta.get("namespace"), meta.get("name", ""))
@@ -143,6 +144,11 @@ def reconcile(
         kube.post_event(body, type_="Warning", reason=outcome.event[0], message=outcome.event[1])
     outcome.errors = list(observation["spec_errors"])
     return outcome
+
+
+def _address(service: Mapping[str, Any] | None) -> str | None:
+    """The Knative Service's in-cluster address (where Eventing sends), once Knative has set it."""
+    return (((service or {}).get("status") or {}).get("address") or {}).get("url")
 
 
 def _parse(body: Mapping[str, Any]) -> tuple[AIFunction | None, list[str]]:

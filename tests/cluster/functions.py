@@ -21,7 +21,6 @@ ROOT = CHART.parents[1]
 HANDLER_EXAMPLES = ROOT / "examples" / "handlers"
 CLAIM = "aifn-models"
 REVISION_IMAGE = revision_image(HANDLER_IMAGE)  # dev.local/aifn/aifn-handler:0.1.0
-FUNCTION_CPU = "500m"  # what the CPU worker has left next to Knative Serving, Eventing and the gateway
 
 
 def import_handler_image(log: list[str]) -> None:
@@ -84,10 +83,9 @@ def model_volume(namespace: str) -> list[dict[str, Any]]:
 
 
 def example_function(path: Path, namespace: str, name: str | None = None) -> dict[str, Any]:
-    """An example AIFunction in `namespace` (without its `aifn run` annotations), FUNCTION_CPU of CPU."""
+    """An example AIFunction as written, in `namespace` (without its `aifn run` annotations)."""
     manifest = copy.deepcopy(yaml.safe_load(path.read_text()))
     manifest["metadata"] = {"name": name or manifest["metadata"]["name"], "namespace": namespace}
-    manifest["spec"]["resources"]["cpu"] = FUNCTION_CPU
     return manifest
 
 

@@ -2,8 +2,7 @@
 
 Knative Eventing 1.22 (core, MT channel-based broker, in-memory channel; support.cluster.stack)
 runs on the cluster. In a fresh namespace the test creates what a user of the example would:
-the Broker `default`, the ConfigMap with `on_scan.py`, and the AIFunction (500m of CPU instead of
-the example's 1). The operator renders the Trigger; Eventing's controllers, broker ingress and
+the Broker `default`, the ConfigMap with `on_scan.py`, and the AIFunction. The operator renders the Trigger; Eventing's controllers, broker ingress and
 filter deliver events to the function through the networking layer's internal gateway.
 
 The Broker is configured the way this test documents and asserts (docs/handlers.md):

@@ -2,7 +2,7 @@
 
 The example's schedule (`*/5 * * * *`, timezone Europe/Berlin, JSON data) becomes `* * * * *` here
 so that two firings fit in a test; the timezone stays (the Eventing images carry a time-zone
-database for it, docs/eventing.md). 500m of CPU instead of the example's 1.
+database for it, docs/eventing.md).
 
 Each firing is recorded where an operator looks: the function's log (`canary passed: {...}` from
 canary.py at INFO, with the ping's time) and its metric `aifn_handler_requests_total{function=

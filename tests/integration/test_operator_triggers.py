@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import secrets
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,35 @@ def test_handler_and_triggers_become_owned_children_and_readiness_aggregates(kub
     wanted = 'aifn_functions{ready="False",reason="BrokerDoesNotExist"} 1.0'
     wait_until("the aifn_functions gauge to count the function as BrokerDoesNotExist",
                lambda: wanted in op.metrics(), PROMPT, diagnose=op.metrics)
+
+
+def test_a_trigger_eventing_could_not_resolve_is_nudged_once_the_service_has_an_address(kube: TestClient, namespace: str, start_operator: Any) -> None:
+    """knative/eventing#5374: Eventing does not re-resolve a subscriber that became addressable while
+    it backed off. Its status is written here as Eventing writes it (no Eventing controller runs)."""
+    op: OperatorProcess = start_operator()
+    kube.create_function(namespace, function("fn", lambda_spec()))
+    _, _, trigger = children_exist(kube, namespace, "fn")
+    group, version, plural = EVENTING["Trigger"]
+    unresolved = {"type": "SubscriberResolved", "status": "False", "reason": "Unable to get the Subscriber's URI",
+                  "message": "address not set for Kind = Service", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    kube.custom.patch_namespaced_custom_object_status(group, version, namespace, plural, FN_UPLOADS, {"status": {
+        "observedGeneration": trigger["metadata"]["generation"], "conditions": [unresolved, {**unresolved, "type": "Ready"}]}})
+    fn = function_where(kube, namespace, "fn", lambda f: state(f, "TriggersReady")[1] == "Unable to get the Subscriber's URI",
+                        "Eventing's reason in TriggersReady")
+    assert "aifn.dev/subscriber-address" not in (get_eventing(kube, "Trigger", namespace, FN_UPLOADS) or {})["metadata"].get("annotations", {}), \
+        "nudged before the Service had an address"
+    kube.mark_service_ready(namespace, "fn")  # Knative sets status.address
+    nudged = wait_until("the Trigger annotated with the Service's address", lambda: (
+        (get_eventing(kube, "Trigger", namespace, FN_UPLOADS) or {}).get("metadata", {}).get("annotations", {})
+        .get("aifn.dev/subscriber-address")), PROMPT, diagnose=op.log_tail)
+    assert nudged == f"http://fn.{namespace}.svc.cluster.local"
+    ping = get_eventing(kube, "PingSource", namespace, FN_NIGHTLY) or {}
+    assert "aifn.dev/subscriber-address" not in ping["metadata"].get("annotations", {}), "a PingSource Eventing did not fail on is left alone"
+    before = get_eventing(kube, "Trigger", namespace, FN_UPLOADS)["metadata"]["resourceVersion"]
+    kube.mark_service_ready(namespace, "fn", "True")  # another pass over the same address: no second write
+    time.sleep(2)
+    assert get_eventing(kube, "Trigger", namespace, FN_UPLOADS)["metadata"]["resourceVersion"] == before
+    assert op.alive_or_fail()
 
 
 def test_child_drift_is_restored_and_unwanted_children_are_pruned(kube: TestClient, namespace: str, start_operator: Any) -> None:
