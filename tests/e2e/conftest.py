@@ -29,6 +29,8 @@ import pytest
 import aifunction_operator
 from aifunction_operator.config import DEFAULT_TRITON_IMAGE
 
+from support.processes import wait_until
+
 from .cluster import (
     CLUSTER_NAME,
     ROOT,
