@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from kubernetes import client, watch  # noqa: E402
 
-from aifunction_operator.config import OperatorConfig  # noqa: E402
+from aifunction_operator.render.config import OperatorConfig  # noqa: E402
 from aifunction_operator.render import render  # noqa: E402
 from aifunction_operator.spec import parse_function  # noqa: E402
 from support.controlplane import ControlPlane  # noqa: E402

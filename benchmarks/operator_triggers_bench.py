@@ -25,8 +25,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from aifunction_operator.apply import Kube  # noqa: E402
-from aifunction_operator.config import OperatorConfig  # noqa: E402
+from aifunction_operator.controller.kube_client import KubeClient  # noqa: E402
+from aifunction_operator.render.config import OperatorConfig  # noqa: E402
 from aifunction_operator.render import render  # noqa: E402
 from aifunction_operator.spec import parse_function  # noqa: E402
 from support.controlplane import ControlPlane  # noqa: E402
@@ -86,7 +86,7 @@ def direct(plane: ControlPlane, kube: TestClient, namespace: str, n: int) -> flo
     objects: list[dict[str, Any]] = []
     for i in range(n):
         objects += render(parse_function(function(f"fn-{i}", WITH_TRIGGERS, namespace)), OperatorConfig())
-    api = Kube(kube.api)
+    api = KubeClient(kube.api)
     return in_parallel(objects, api.apply)
 
 

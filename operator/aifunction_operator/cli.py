@@ -35,11 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     selected = next((a for a in args_list if not a.startswith("-")), None)
     parser = build_parser(selected)
     args = parser.parse_args(args_list)
-    if not getattr(args, "handler", None):
+    if not getattr(args, "command", None):
         parser.print_help()
         return 2
     try:
-        return int(args.handler(args) or 0)
+        return int(args.command(args) or 0)
     except KeyboardInterrupt:
         return 130
 

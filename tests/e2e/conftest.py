@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 import aifunction_operator
-from aifunction_operator.config import DEFAULT_TRITON_IMAGE
+from aifunction_operator.triton_command import DEFAULT_TRITON_IMAGE
 
 from support.processes import wait_until
 

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from aiohttp import web
 
-from aifunction_operator.handler.local import LocalHandler, LocalHandlerError
-from aifunction_operator.handler.schedule import ManualClock
+from aifunction_operator.local.handler import LocalHandler, LocalHandlerError
+from aifunction_operator.local.schedule import ManualClock
 from aifunction_operator.spec import parse_function
 
 pytestmark = [pytest.mark.triton, pytest.mark.timeout(300)]

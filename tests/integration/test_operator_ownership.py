@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from aifunction_operator.apply import CONFIGMAPS, ApiError, Kube, load_api_client
-from aifunction_operator.children import replaced
+from aifunction_operator.controller.kube_client import CONFIGMAPS, ApiError, KubeClient, load_api_client
+from aifunction_operator.controller.children import replaced
 from aifunction_operator.render.metadata import child_name
 from support.kube_client import TestClient, condition, function
 from support.processes import wait_until
@@ -127,7 +127,7 @@ def test_uid_preconditions_refuse_a_replaced_object(control_plane: Any, kube: Te
     """apply.py's contract with the real apiserver: an apply or delete meant for one object does not
     touch another that took its name, and does not create one where the name is free."""
     monkeypatch.setenv("KUBECONFIG", str(control_plane.kubeconfig))
-    api = Kube(load_api_client())
+    api = KubeClient(load_api_client())
     ours = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm", "namespace": namespace}, "data": {"k": "ours"}}
     first = api.apply(ours)
     kube.core.delete_namespaced_config_map("cm", namespace)

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from aifunction_operator.config import OperatorConfig
+from aifunction_operator.render.config import OperatorConfig
 from aifunction_operator.render import render
 from aifunction_operator.render.metadata import child_name
 from aifunction_operator.spec import parse_function

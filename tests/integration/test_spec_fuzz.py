@@ -24,7 +24,7 @@ from support.kube_client import GROUP, PLURAL, VERSION, TestClient
 from support.spec_strategies import functions
 
 from aifunction_operator.commands.render import dump_yaml_stream
-from aifunction_operator.config import OperatorConfig
+from aifunction_operator.render.config import OperatorConfig
 from aifunction_operator.render import render
 from aifunction_operator.spec import InvalidSpec, parse_function
 from aifunction_operator.spec.metadata import name_errors

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import yaml
 
-from aifunction_operator.config import OperatorConfig
+from aifunction_operator.render.config import OperatorConfig
 from aifunction_operator.local.autoscaler import ScalingPolicy
 from aifunction_operator.local.metrics import GatewayMetrics
-from aifunction_operator.local.runtime import RunOptions, build_pool
+from aifunction_operator.local.serve import RunOptions, build_pool
 from aifunction_operator.local.tritonserver import TritonInstall
 from aifunction_operator.render import render
 from aifunction_operator.spec import parse_function

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aifunction_operator.local.repository import RepositoryError, cache_dir_for, download, resolve_repository
+from aifunction_operator.local.model_download import RepositoryError, cache_dir_for, download, resolve_repository
 from aifunction_operator.spec import parse_function
 
 from .conftest import TEST_MODELS
@@ -123,7 +123,7 @@ def test_aifn_run_on_a_busy_port_exits_3_naming_the_address() -> None:
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
 
 
-DOWNLOAD = "import sys; from pathlib import Path; from aifunction_operator.local.repository import download; print(download(sys.argv[1], Path(sys.argv[2])))"
+DOWNLOAD = "import sys; from pathlib import Path; from aifunction_operator.local.model_download import download; print(download(sys.argv[1], Path(sys.argv[2])))"
 
 
 @pytest.fixture

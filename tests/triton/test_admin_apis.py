@@ -25,10 +25,10 @@ from support.rawwire import RST_STREAM, grpc_unary, http1
 from support.triton import serving
 from tritonclient.utils import InferenceServerException
 
-from aifunction_operator.config import OperatorConfig
+from aifunction_operator.render.config import OperatorConfig
 from aifunction_operator.local.tritonserver import TritonInstall, TritonProcess
 from aifunction_operator.render import render
-from aifunction_operator.render.triton import UNSENDABLE_HEADER
+from aifunction_operator.triton_command import UNSENDABLE_HEADER
 from aifunction_operator.spec import parse_function
 
 pytestmark = pytest.mark.triton

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
-from aifunction_operator.config import DEFAULT_TRITON_IMAGE
+from aifunction_operator.triton_command import DEFAULT_TRITON_IMAGE
 from aifunction_operator.local import tritonserver
 from aifunction_operator.local.tritonserver import (
     TritonInstall,

@@ -134,7 +134,7 @@ def test_app_version_tracks_the_package() -> None:
 
 
 def test_default_images_match_the_operator_defaults() -> None:
-    from aifunction_operator.config import DEFAULT_HANDLER_IMAGE, DEFAULT_STORAGE_INITIALIZER_IMAGE, DEFAULT_TRITON_IMAGE
+    from aifunction_operator.render.config import DEFAULT_HANDLER_IMAGE, DEFAULT_STORAGE_INITIALIZER_IMAGE, DEFAULT_TRITON_IMAGE
 
     assert VALUES["operator"]["tritonImage"] == DEFAULT_TRITON_IMAGE
     assert VALUES["operator"]["handlerImage"] == DEFAULT_HANDLER_IMAGE

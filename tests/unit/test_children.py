@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from aifunction_operator.children import child_key, controlled_by, not_served_message, selector, to_apply, to_prune
-from aifunction_operator.config import OperatorConfig
+from aifunction_operator.controller.children import child_key, controlled_by, not_served_message, selector, to_apply, to_prune
+from aifunction_operator.render.config import OperatorConfig
 from aifunction_operator.render import render
 from aifunction_operator.render.metadata import child_name
 from aifunction_operator.spec import parse_function
@@ -68,25 +68,25 @@ def test_selector_and_install_hint() -> None:
 
 def test_a_pass_whose_view_predates_a_watch_event_is_not_cached() -> None:
     """A deletion seen by the watch while a pass ran must not be undone by that pass's older view."""
-    from aifunction_operator.observability import Metrics
-    from aifunction_operator.reconcile import Outcome
-    from aifunction_operator.runtime import Runtime
+    from aifunction_operator.controller.observability import Metrics
+    from aifunction_operator.controller.reconcile import Outcome
+    from aifunction_operator.controller.state import OperatorState
 
-    runtime = Runtime(None, OperatorConfig(), Metrics(), workers=1)  # type: ignore[arg-type]  # no API calls here
+    state = OperatorState(None, OperatorConfig(), Metrics(), workers=1)  # type: ignore[arg-type]  # no API calls here
     try:
         key = ("apps", "digits-lambda")
         wanted = {child_key(c): live_copy(c) for c in children()}
-        quiet = runtime.child_events[key]
-        runtime._merge_children(key, Outcome(status={}, children=dict(wanted)), quiet)
-        assert key in runtime.children_known and set(runtime.children[key]) == set(wanted)
+        quiet = state.child_events[key]
+        state._merge_children(key, Outcome(status={}, children=dict(wanted)), quiet)
+        assert key in state.children_known and set(state.children[key]) == set(wanted)
 
-        before = runtime.child_events[key]
-        runtime.observe_child(key, ("Trigger", UPLOADS), None)  # deleted during the next pass
-        runtime._merge_children(key, Outcome(status={}, children=dict(wanted)), before)
-        assert key not in runtime.children_known, "the next pass must list the children again"
-        assert ("Trigger", UPLOADS) not in runtime.children[key]
+        before = state.child_events[key]
+        state.observe_child(key, ("Trigger", UPLOADS), None)  # deleted during the next pass
+        state._merge_children(key, Outcome(status={}, children=dict(wanted)), before)
+        assert key not in state.children_known, "the next pass must list the children again"
+        assert ("Trigger", UPLOADS) not in state.children[key]
     finally:
-        runtime.stop()
+        state.stop()
 
 
 def test_a_service_deleted_while_a_pass_applied_it_stays_deleted_in_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,26 +96,26 @@ def test_a_service_deleted_while_a_pass_applied_it_stays_deleted_in_the_cache(mo
     real in a unit test; tests/integration/test_operator_triggers.py races it for children)."""
     import asyncio
 
-    import aifunction_operator.runtime as module
-    from aifunction_operator.observability import Metrics
-    from aifunction_operator.reconcile import Outcome
-    from aifunction_operator.runtime import Runtime
+    import aifunction_operator.controller.state as module
+    from aifunction_operator.controller.observability import Metrics
+    from aifunction_operator.controller.reconcile import Outcome
+    from aifunction_operator.controller.state import OperatorState
 
     key = ("apps", "fn")
     body = {"metadata": {"namespace": "apps", "name": "fn", "resourceVersion": "1"}}
-    runtime = Runtime(None, OperatorConfig(), Metrics(), workers=1)  # type: ignore[arg-type]  # no API calls here
+    state = OperatorState(None, OperatorConfig(), Metrics(), workers=1)  # type: ignore[arg-type]  # no API calls here
     applied = {"metadata": {"name": "fn", "resourceVersion": "5"}}
 
     def pass_during_which_the_service_is_deleted(*_: Any, **__: Any) -> Outcome:
-        runtime.observe_service(key, None)  # the watch reports the deletion while the pass runs
+        state.observe_service(key, None)  # the watch reports the deletion while the pass runs
         return Outcome(status={}, applied=True, service=applied)
 
     try:
         monkeypatch.setattr(module, "reconcile", pass_during_which_the_service_is_deleted)
-        asyncio.run(runtime.reconcile(key, body))
-        assert key not in runtime.services, "the next pass must see the Service as missing and recreate it"
+        asyncio.run(state.reconcile(key, body))
+        assert key not in state.services, "the next pass must see the Service as missing and recreate it"
         monkeypatch.setattr(module, "reconcile", lambda *_, **__: Outcome(status={}, applied=True, service=applied))
-        asyncio.run(runtime.reconcile(key, body))
-        assert runtime.services[key] == applied, "without a concurrent event the applied Service is cached"
+        asyncio.run(state.reconcile(key, body))
+        assert state.services[key] == applied, "without a concurrent event the applied Service is cached"
     finally:
-        runtime.stop()
+        state.stop()

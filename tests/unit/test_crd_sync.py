@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from aifunction_operator.crd import build_crd
+from aifunction_operator.spec.crd import build_crd
 from aifunction_operator.spec import model as m
 from aifunction_operator.spec.rules import RULES
 from aifunction_operator.spec.schema import spec_schema

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from aifunction_operator.handlers import EVENTING_CRDS, crd_state
+from aifunction_operator.controller.wiring import EVENTING_CRDS, crd_state
 
 ESTABLISHED = {"status": {"conditions": [{"type": "NamesAccepted", "status": "True"},
                                          {"type": "Established", "status": "True"}]}}

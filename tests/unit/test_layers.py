@@ -13,10 +13,27 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "aifunction_operator"
-PURE = ["spec", "render", "crd.py", "naming.py", "config.py", "status.py", "preflight.py",
+PURE = ["spec", "render", "constants.py", "triton_command.py", "controller/status.py", "controller/preflight.py",
         "ingress/kingress.py", "ingress/envoy.py", "ingress/status.py"]
 FORBIDDEN = ("kopf", "kubernetes", "aiohttp", "tritonclient", "kserve", "subprocess", "requests", "urllib", "http.server",
-             "aifunction_operator.apply", "aifunction_operator.local", "aifunction_operator.ingress.controller")
+             "aifunction_operator.controller.kube_client", "aifunction_operator.controller.state",
+             "aifunction_operator.controller.wiring", "aifunction_operator.local", "aifunction_operator.ingress.controller")
+# Who may import whom among the package's folders (the README's Layout section draws the same):
+# the shared stages know nothing of the programs built on them, and the programs not of each other.
+LAYERS = {
+    "spec": ("aifunction_operator.render", "aifunction_operator.controller", "aifunction_operator.local",
+             "aifunction_operator.handler", "aifunction_operator.ingress", "aifunction_operator.commands"),
+    "render": ("aifunction_operator.controller", "aifunction_operator.local", "aifunction_operator.handler",
+               "aifunction_operator.ingress", "aifunction_operator.commands"),
+    "controller": ("aifunction_operator.local", "aifunction_operator.handler", "aifunction_operator.ingress",
+                   "aifunction_operator.commands"),
+    "handler": ("aifunction_operator.controller", "aifunction_operator.local", "aifunction_operator.render",
+                "aifunction_operator.ingress", "aifunction_operator.commands"),
+    "local": ("aifunction_operator.controller", "aifunction_operator.render", "aifunction_operator.ingress",
+              "aifunction_operator.commands"),
+    "ingress": ("aifunction_operator.controller", "aifunction_operator.local", "aifunction_operator.handler",
+                "aifunction_operator.render", "aifunction_operator.spec", "aifunction_operator.commands"),
+}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -57,7 +74,19 @@ def test_pure_stage_has_no_io_imports(entry: str) -> None:
     assert not bad, f"pure stage {entry} imports I/O: {bad}"
 
 
-@pytest.mark.parametrize("module", [f for f in FORBIDDEN if f.startswith("aifunction_operator.")])
+@pytest.mark.parametrize(("folder", "forbidden"), sorted(LAYERS.items()))
+def test_folder_imports_only_what_its_layer_may(folder: str, forbidden: tuple[str, ...]) -> None:
+    bad = {}
+    for path in guarded_files(folder):
+        found = sorted(m for m in imported_modules(path) if any(m == f or m.startswith(f + ".") for f in forbidden))
+        if found:
+            bad[str(path.relative_to(PACKAGE))] = found
+    assert not bad, f"{folder}/ imports what its layer may not (see the README's Layout): {bad}"
+
+
+
+
+@pytest.mark.parametrize("module", sorted({f for f in FORBIDDEN + sum(LAYERS.values(), ()) if f.startswith("aifunction_operator.")}))
 def test_every_forbidden_module_of_the_package_exists(module: str) -> None:
     """A forbidden module of our own that moved would forbid nothing: it must still be there."""
     relative = Path(*module.split(".")[1:])

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-import aifunction_operator.runtime as module
-from aifunction_operator.config import OperatorConfig
-from aifunction_operator.observability import Metrics, health_app, serve
-from aifunction_operator.reconcile import Outcome
-from aifunction_operator.runtime import Runtime
+import aifunction_operator.controller.state as module
+from aifunction_operator.render.config import OperatorConfig
+from aifunction_operator.controller.observability import Metrics, health_app, serve
+from aifunction_operator.controller.reconcile import Outcome
+from aifunction_operator.controller.state import OperatorState
 from support.operator_process import http_get
 from support.processes import free_port
 
@@ -27,9 +27,9 @@ from support.processes import free_port
 BODY = {"metadata": {"namespace": "apps", "name": "fn", "uid": "u1", "resourceVersion": "1"}}
 
 
-async def healthz(runtime: Runtime) -> tuple[int, str]:
+async def healthz(state: OperatorState) -> tuple[int, str]:
     port = free_port()
-    runner = await serve(health_app(lambda: True, runtime.alive), port, "127.0.0.1")
+    runner = await serve(health_app(lambda: True, state.alive), port, "127.0.0.1")
     try:
         return await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/healthz", 5.0)
     finally:
@@ -45,48 +45,48 @@ def test_a_wedged_reconcile_pass_fails_liveness_until_it_ends(monkeypatch: pytes
         return Outcome(status={})
 
     monkeypatch.setattr(module, "reconcile", wedged)
-    runtime = Runtime(None, OperatorConfig(), Metrics(), workers=1)  # type: ignore[arg-type]  # the pass is replaced
-    runtime.stuck_after = 0.2
+    state = OperatorState(None, OperatorConfig(), Metrics(), workers=1)  # type: ignore[arg-type]  # the pass is replaced
+    state.stuck_after = 0.2
 
     async def scenario() -> list[tuple[int, str]]:
-        answers = [await healthz(runtime)]
-        task = asyncio.create_task(runtime.reconcile(("apps", "fn"), BODY))
+        answers = [await healthz(state)]
+        task = asyncio.create_task(state.reconcile(("apps", "fn"), BODY))
         await asyncio.to_thread(running.wait, 5)
         await asyncio.sleep(0.4)
-        answers.append(await healthz(runtime))
-        problem = runtime.liveness_problem()
+        answers.append(await healthz(state))
+        problem = state.liveness_problem()
         release.set()
         await task
-        answers.append(await healthz(runtime))
+        answers.append(await healthz(state))
         assert problem is not None and "apps/fn" in problem
         return answers
 
     try:
         assert [status for status, _ in asyncio.run(scenario())] == [200, 503, 200]
     finally:
-        runtime.stop()
+        state.stop()
 
 
 def test_a_dead_knative_settings_thread_fails_liveness() -> None:
-    runtime = Runtime(None, OperatorConfig(knative_namespace="knative-serving"), Metrics(), workers=1)  # type: ignore[arg-type]
+    state = OperatorState(None, OperatorConfig(knative_namespace="knative-serving"), Metrics(), workers=1)  # type: ignore[arg-type]
     ended = threading.Thread(target=lambda: None)
     ended.start()
     ended.join()
-    runtime._knative_thread = ended
+    state._knative_thread = ended
     try:
-        assert asyncio.run(healthz(runtime))[0] == 503
-        assert "knative-serving" in (runtime.liveness_problem() or "")
-        runtime._stop.set()  # stopping: a finished thread is expected then
-        assert runtime.liveness_problem() is None
+        assert asyncio.run(healthz(state))[0] == 503
+        assert "knative-serving" in (state.liveness_problem() or "")
+        state._stop.set()  # stopping: a finished thread is expected then
+        assert state.liveness_problem() is None
     finally:
-        runtime.stop()
+        state.stop()
 
 
 def test_the_operator_command_serves_the_runtimes_liveness() -> None:
-    """The wiring in `aifn operator`: /healthz asks the Runtime (it was `lambda: True`)."""
+    """The wiring in `aifn operator`: /healthz asks the OperatorState (it was `lambda: True`)."""
     import inspect
 
     from aifunction_operator.commands import operator
 
     source = inspect.getsource(operator._main)
-    assert "runtime.alive" in source and "lambda: True" not in source
+    assert "state.alive" in source and "lambda: True" not in source

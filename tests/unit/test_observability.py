@@ -10,7 +10,7 @@ import urllib.request
 
 from support.processes import free_port
 
-from aifunction_operator.observability import JsonFormatter, Metrics, health_app, metrics_app, serve
+from aifunction_operator.controller.observability import JsonFormatter, Metrics, health_app, metrics_app, serve
 
 
 def test_functions_move_between_reasons() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aifunction_operator.config import OperatorConfig
-from aifunction_operator.preflight import (
+from aifunction_operator.render.config import OperatorConfig
+from aifunction_operator.controller.preflight import (
     AUTOSCALER_CONFIGMAP,
     FEATURES_CONFIGMAP,
     INIT_CONTAINERS,

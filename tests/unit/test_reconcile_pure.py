@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from aifunction_operator.commands.operator import OperatorOptions, with_flags
-from aifunction_operator.config import OperatorConfig
-from aifunction_operator.reconcile import covers, is_ours
-from aifunction_operator.runtime import unschedulable_message
+from aifunction_operator.render.config import OperatorConfig
+from aifunction_operator.controller.reconcile import covers, is_ours
+from aifunction_operator.controller.state import unschedulable_message
 
 DESIRED = {"metadata": {"name": "fn", "labels": {"a": "1"}}, "spec": {"template": {"spec": {"containers": [{"name": "triton", "image": "t:1", "args": ["--x"]}]}}}}
 

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from aifunction_operator.commands.render import dump_yaml_stream
-from aifunction_operator.config import OperatorConfig
+from aifunction_operator.render.config import OperatorConfig
 from aifunction_operator.render import render
 from aifunction_operator.render.metadata import child_name
 from aifunction_operator.spec import InvalidSpec, parse_function
@@ -68,7 +68,7 @@ import json, sys
 from pathlib import Path
 import yaml
 from aifunction_operator.commands.render import dump_yaml_stream
-from aifunction_operator.config import OperatorConfig
+from aifunction_operator.render.config import OperatorConfig
 from aifunction_operator.render import render
 from aifunction_operator.spec import parse_function
 json.dump({p: dump_yaml_stream(render(parse_function(yaml.safe_load(Path(p).read_text())), OperatorConfig()))

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from aifunction_operator.status import Observation, build_status, conditions_by_type
+from aifunction_operator.controller.status import Observation, build_status, conditions_by_type
 
 T0 = "2026-01-01T00:00:00Z"
 

@@ -8,11 +8,11 @@ import kopf
 import pytest
 from kubernetes import client
 
-from aifunction_operator.apply import AIFUNCTIONS, ApiError, Kube
-from aifunction_operator.config import OperatorConfig
-from aifunction_operator.handlers import _reconcile
-from aifunction_operator.observability import Metrics
-from aifunction_operator.runtime import Runtime
+from aifunction_operator.controller.kube_client import AIFUNCTIONS, ApiError, KubeClient
+from aifunction_operator.render.config import OperatorConfig
+from aifunction_operator.controller.wiring import _reconcile
+from aifunction_operator.controller.observability import Metrics
+from aifunction_operator.controller.state import OperatorState
 from support.processes import free_port
 
 FUNCTION = {
@@ -23,11 +23,11 @@ FUNCTION = {
 }
 
 
-def unreachable_kube() -> Kube:
+def unreachable_kube() -> KubeClient:
     """A client for a port nothing listens on: every request fails at connect time."""
     configuration = client.Configuration(host=f"https://127.0.0.1:{free_port()}")
     configuration.retries = 0
-    return Kube(client.ApiClient(configuration), timeout=2)
+    return KubeClient(client.ApiClient(configuration), timeout=2)
 
 
 def test_no_answer_is_a_transient_api_error() -> None:
@@ -43,11 +43,11 @@ def test_which_statuses_are_worth_a_retry(status: int, transient: bool) -> None:
 
 def test_handler_turns_a_transient_failure_into_a_backoff() -> None:
     metrics = Metrics()
-    runtime = Runtime(unreachable_kube(), OperatorConfig(), metrics, workers=2)
+    state = OperatorState(unreachable_kube(), OperatorConfig(), metrics, workers=2)
     try:
         with pytest.raises(kopf.TemporaryError) as caught:
-            asyncio.run(_reconcile(runtime, ("ns", "fn"), dict(FUNCTION), retry=3))
+            asyncio.run(_reconcile(state, ("ns", "fn"), dict(FUNCTION), retry=3))
     finally:
-        runtime.stop()
+        state.stop()
     assert caught.value.delay == 8.0  # 2 ** retry seconds, capped at 60
     assert 'aifn_reconciles_total{result="error"} 1.0' in metrics.exposition().decode()

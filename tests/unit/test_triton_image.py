@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aifunction_operator.config import DEFAULT_TRITON_IMAGE, FIRST_FIXED_TRITON_RELEASE, OperatorConfig
+from aifunction_operator.render.config import OperatorConfig
+from aifunction_operator.triton_command import DEFAULT_TRITON_IMAGE, FIRST_FIXED_TRITON_RELEASE
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMED_IN = ["README.md", "model_repo/README.md", "docs/operator.md", "docs/install.md", "docs/local.md"]

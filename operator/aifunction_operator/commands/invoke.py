@@ -39,7 +39,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--request", type=Path, help="a KServe v2 JSON request file ({\"inputs\": [...]})")
     p.add_argument("--output", "-o", choices=["text", "json"], default="text", help="how to print the outputs")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (a cold start included)")
-    p.set_defaults(handler=run)
+    p.set_defaults(command=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..config import OperatorConfig
+from ..render.config import OperatorConfig
 
 log = logging.getLogger("aifn.operator")
 RESYNC_SECONDS = 300
@@ -62,20 +62,20 @@ def register(subparsers: Any) -> None:
     p.add_argument("--storage-initializer-image", default=None, help="KServe storage-initializer image (env AIFN_STORAGE_INITIALIZER_IMAGE)")
     p.add_argument("--knative-namespace", default=None, help="where Knative's config-features/config-autoscaler live (env AIFN_KNATIVE_NAMESPACE, default knative-serving)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging, kopf's included")
-    p.set_defaults(handler=run_operator)
+    p.set_defaults(command=run_operator)
 
 
 def run_operator(args: argparse.Namespace) -> int:
     """Run until SIGINT/SIGTERM; returns the exit code."""
-    from ..observability import configure_logging
+    from ..controller.observability import configure_logging
 
     options = OperatorOptions.from_args(args)
     config = with_flags(OperatorConfig.from_env(), args)
     configure_logging(options.log_format, options.verbose)
     from kubernetes.config import ConfigException
 
-    from ..apply import ApiError
-    from ..peering import PeeringUnavailable
+    from ..controller.kube_client import ApiError
+    from ..controller.peering import PeeringUnavailable
 
     try:
         asyncio.run(_main(options, config))
@@ -114,37 +114,37 @@ def with_flags(config: OperatorConfig, args: argparse.Namespace) -> OperatorConf
 async def _main(options: OperatorOptions, config: OperatorConfig) -> None:
     import kopf
 
-    from .. import handlers
-    from ..apply import Kube, load_api_client
-    from ..observability import Metrics, health_app, metrics_app, serve
-    from ..peering import PeeringGate, ensure_peering, own_identity
-    from ..runtime import Runtime
+    from ..controller import wiring
+    from ..controller.kube_client import KubeClient, load_api_client
+    from ..controller.observability import Metrics, health_app, metrics_app, serve
+    from ..controller.peering import PeeringGate, ensure_peering, own_identity
+    from ..controller.state import OperatorState
 
     if os.environ.get("POD_NAME") and not os.environ.get("POD_ID"):
         os.environ["POD_ID"] = os.environ["POD_NAME"]  # kopf's peering identity
-    kube = Kube(load_api_client())
+    kube = KubeClient(load_api_client())
     metrics = Metrics()
-    runtime = Runtime(kube, config, metrics)
+    state = OperatorState(kube, config, metrics)
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, runtime)
+    wiring.register(registry, state)
     settings = kopf.OperatorSettings()
-    handlers.configure(settings)
+    wiring.configure(settings)
     settings.scanning.disabled = bool(options.namespaces)  # exact namespaces: no cluster-wide namespace/CRD watches
     settings.peering.priority = options.priority if options.priority is not None else random.randint(1, 1_000_000)
 
     peering_name, standalone = await asyncio.to_thread(ensure_peering, kube, options.peering, options.standalone, options.namespaces)
     identity = own_identity()
     if not standalone:
-        runtime.gate = PeeringGate(kube, peering_name or "", options.namespaces, identity, settings.peering.priority)
+        state.gate = PeeringGate(kube, peering_name or "", options.namespaces, identity, settings.peering.priority)
     ready = asyncio.Event()
     runners = []
     if options.health_port:
-        runners.append(await serve(health_app(lambda: ready.is_set() and runtime.knative_loaded.is_set(), runtime.alive), options.health_port))
+        runners.append(await serve(health_app(lambda: ready.is_set() and state.knative_loaded.is_set(), state.alive), options.health_port))
     if options.metrics_port:
         runners.append(await serve(metrics_app(metrics), options.metrics_port))
-    runtime.start_knative_watch(asyncio.get_running_loop())
-    await asyncio.to_thread(runtime.knative_loaded.wait, 10)
-    resync = asyncio.create_task(_resync(runtime))
+    state.start_knative_watch(asyncio.get_running_loop())
+    await asyncio.to_thread(state.knative_loaded.wait, 10)
+    resync = asyncio.create_task(_resync(state))
     scope = ", ".join(options.namespaces) or "all namespaces"
     log.info("aifn operator starting: %s; Triton image %s; Knative settings from %s; %s", scope, config.triton_image, config.knative_namespace, f"peering {peering_name!r} priority {settings.peering.priority}" if not standalone else "standalone")
     try:
@@ -161,14 +161,14 @@ async def _main(options: OperatorOptions, config: OperatorConfig) -> None:
         )
     finally:
         resync.cancel()
-        runtime.stop()
+        state.stop()
         for runner in runners:
             await runner.cleanup()
         log.info("aifn operator stopped")
 
 
-async def _resync(runtime: Any) -> None:
+async def _resync(state: Any) -> None:
     """Re-check every function now and then, in case an event was missed."""
     while True:
         await asyncio.sleep(RESYNC_SECONDS)
-        await runtime.reconcile_all()
+        await state.reconcile_all()

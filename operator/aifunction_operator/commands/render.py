@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from ..config import OperatorConfig
-from ..crd import build_crd
+from ..render.config import OperatorConfig
+from ..spec.crd import build_crd
 from ..render import render
 from ..spec import InvalidSpec
 from .inputs import InputError, load_functions
@@ -23,12 +23,12 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("render", help="print the Kubernetes objects a function becomes (Knative Service first)")
     p.add_argument("-f", "--filename", required=True, help="AIFunction YAML file, '-' for stdin")
     p.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
-    p.set_defaults(handler=run_render)
+    p.set_defaults(command=run_render)
     p = subparsers.add_parser("validate", help="check a function as the cluster would; exit 2 naming every bad field")
     p.add_argument("-f", "--filename", required=True, help="AIFunction YAML file, '-' for stdin")
-    p.set_defaults(handler=run_validate)
+    p.set_defaults(command=run_validate)
     p = subparsers.add_parser("crd", help="print the AIFunction CustomResourceDefinition")
-    p.set_defaults(handler=run_crd)
+    p.set_defaults(command=run_crd)
 
 
 class _KubernetesDumper(yaml.SafeDumper):

@@ -39,13 +39,13 @@ def register(subparsers: Any) -> None:
                    help="open client connections; more get 503 and are closed (default: half the open-file limit, at most 4096)")
     p.add_argument("--max-replicas", type=_count(1), default=None, help="replicas when the function sets no maxReplicas (default: CPU count)")
     p.add_argument("--log-dir", type=Path, default=None, help="where Triton replica logs go (default: a temp directory)")
-    p.set_defaults(handler=run)
+    p.set_defaults(command=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C / SIGTERM; returns the exit code."""
-    from ..local.repository import RepositoryError, resolve_repository  # noqa: PLC0415 - keep `aifn render` light
-    from ..local.runtime import Endpoints, ListenError, RunOptions, serve  # noqa: PLC0415
+    from ..local.model_download import RepositoryError, resolve_repository  # noqa: PLC0415 - keep `aifn render` light
+    from ..local.serve import Endpoints, ListenError, RunOptions, serve  # noqa: PLC0415
     from ..local.tritonserver import TritonUnavailable  # noqa: PLC0415
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s aifn: %(message)s", stream=sys.stderr)
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     handler = None
     if fn.spec.handler is not None:  # the handler runtime (and its dependencies) only when used
         from ..handler.errors import HandlerLoadError  # noqa: PLC0415
-        from ..handler.local import LocalHandler, LocalHandlerError  # noqa: PLC0415
+        from ..local.handler import LocalHandler, LocalHandlerError  # noqa: PLC0415
 
         try:
             handler = LocalHandler.for_function(fn, Path(args.filename))

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from .http import HttpRequest, error_response
-from .runtime import FunctionRuntime
+from .invoker import FunctionInvoker
 from .settings import DEFAULT_MAX_BODY_BYTES
 
 Scope = MutableMapping[str, Any]
@@ -47,9 +47,9 @@ class BodyIncomplete(Exception):
 class FunctionRoutes:
     """ASGI middleware: the function's invoke routes, everything else passed on; every body bounded."""
 
-    def __init__(self, app: ASGIApp, runtime: FunctionRuntime, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    def __init__(self, app: ASGIApp, invoker: FunctionInvoker, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
         self.app = app
-        self.runtime = runtime
+        self.invoker = invoker
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -66,24 +66,24 @@ class FunctionRoutes:
                 await self.app(scope, receive, send)
                 return
             try:  # read (bounded) here, then hand the body to kserve's routes as if it arrived now
-                buffered = await _read_body(receive, self.max_body_bytes, self.runtime.request_timeout)
+                buffered = await _read_body(receive, self.max_body_bytes, self.invoker.request_timeout)
             except BodyTooLarge:
                 await self._too_large(send)
                 return
             except BodyIncomplete as incomplete:
                 if incomplete.timed_out:
-                    await self._refuse(send, 408, f"the request body did not arrive within {self.runtime.request_timeout:g}s")
+                    await self._refuse(send, 408, f"the request body did not arrive within {self.invoker.request_timeout:g}s")
                 return
             await self.app(scope, _replay(buffered, receive), send)
             return
         try:
-            body = await _read_body(receive, self.max_body_bytes, self.runtime.request_timeout)
+            body = await _read_body(receive, self.max_body_bytes, self.invoker.request_timeout)
         except BodyTooLarge:
             await self._too_large(send)
             return
         except BodyIncomplete as incomplete:  # never run the function on part of a body
             if incomplete.timed_out:
-                await self._refuse(send, 408, f"the request body did not arrive within {self.runtime.request_timeout:g}s "
+                await self._refuse(send, 408, f"the request body did not arrive within {self.invoker.request_timeout:g}s "
                                               "(AIFN_REQUEST_TIMEOUT_SECONDS)")
             return
         client = scope.get("client")
@@ -95,7 +95,7 @@ class FunctionRoutes:
             body=body,
             source_ip=client[0] if client else "",
         )
-        response = await self.runtime.invoke(request)
+        response = await self.invoker.invoke(request)
         headers = [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in response.headers.items()]
         headers.append((b"content-length", str(len(response.body)).encode()))
         await send({"type": "http.response.start", "status": response.status, "headers": headers})

@@ -1,4 +1,4 @@
-"""The handler runtime as the function's serving container, built on kserve's ModelServer.
+"""The handler invoker as the function's serving container, built on kserve's ModelServer.
 
 kserve supplies the server (uvicorn + FastAPI), `/v2/health/live`, the v1/v2 model
 endpoints, Prometheus `/metrics` and its exception handlers. This module registers the
@@ -31,22 +31,22 @@ from .asgi import FunctionRoutes
 from .http import HttpRequest, error_response, loads
 from .loader import load_user_code
 from .model_client import TritonModel
-from .runtime import FunctionRuntime
+from .invoker import FunctionInvoker
 from .settings import DEFAULT_MAX_BODY_BYTES, HandlerSettings
 
 log = logging.getLogger("aifn.handler")
 
 
 class FunctionModel(Model):
-    """The function as a kserve Model: health from the runtime, v1 predict through the runtime."""
+    """The function as a kserve Model: health from the invoker, v1 predict through the invoker."""
 
-    def __init__(self, runtime: FunctionRuntime) -> None:
-        super().__init__(runtime.function_name)
-        self.runtime = runtime
+    def __init__(self, invoker: FunctionInvoker) -> None:
+        super().__init__(invoker.function_name)
+        self.invoker = invoker
         self.ready = True  # the user's code is loaded before the model is built
 
     async def healthy(self) -> bool:
-        return await self.runtime.ready()
+        return await self.invoker.ready()
 
     async def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
         """`/v1/models/<fn>:predict`: the JSON body goes to the function as a POST."""
@@ -54,7 +54,7 @@ class FunctionModel(Model):
         request = HttpRequest(
             "POST", f"/v1/models/{self.name}:predict", {"content-type": "application/json", **(headers or {})}, {}, body
         )
-        response = await self.runtime.invoke(request)
+        response = await self.invoker.invoke(request)
         parsed = loads(response.body) if response.body else None
         if response.status == 400:
             raise InvalidInput(_message(parsed))
@@ -96,14 +96,14 @@ class FunctionModelServer(ModelServer):
         asyncio.run(self._serve())
 
 
-def build_runtime(settings: HandlerSettings) -> FunctionRuntime:
-    """Load the user's code (once) and make the runtime with its Triton model client."""
+def build_invoker(settings: HandlerSettings) -> FunctionInvoker:
+    """Load the user's code (once) and make the invoker with its Triton model client."""
     user_code = load_user_code(settings.entrypoint, settings.handler_path)
     model = TritonModel(
         settings.triton_url, settings.model_name, settings.model_version,
         timeout=settings.request_timeout, client=settings.triton_client,
     )
-    return FunctionRuntime(
+    return FunctionInvoker(
         user_code,
         model,
         function_name=settings.function_name,
@@ -114,30 +114,30 @@ def build_runtime(settings: HandlerSettings) -> FunctionRuntime:
     )
 
 
-def add_function_routes(app: FastAPI, runtime: FunctionRuntime, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+def add_function_routes(app: FastAPI, invoker: FunctionInvoker, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
     """Serve `POST /` and `POST /invoke` (an ASGI layer ahead of FastAPI, which also bounds every
     request body) and the strict `GET /v2/health/ready` on kserve's app."""
 
     async def ready() -> Response:
-        reason = await runtime.not_ready_reason()
+        reason = await invoker.not_ready_reason()
         if reason is None:
             return Response(content=b'{"ready":true}', media_type="application/json")
         response = error_response(503, reason)
         return Response(content=response.body, status_code=503, media_type="application/json")
 
-    app.add_middleware(FunctionRoutes, runtime=runtime, max_body_bytes=max_body_bytes)
+    app.add_middleware(FunctionRoutes, invoker=invoker, max_body_bytes=max_body_bytes)
     app.add_api_route("/v2/health/ready", ready, methods=["GET"], include_in_schema=False)
 
 
 def serve(settings: HandlerSettings) -> None:
     """Load the code, then serve until SIGTERM (blocks)."""
-    runtime = build_runtime(settings)
+    invoker = build_invoker(settings)
     log.info(
         "function %s: %s handler %s in front of model %s at %s",
-        settings.function_name, runtime.style, settings.entrypoint, settings.model_name, settings.triton_url,
+        settings.function_name, invoker.style, settings.entrypoint, settings.model_name, settings.triton_url,
     )
     _use_uvloop()
-    add_function_routes(kserve_model_server.app, runtime, settings.max_body_bytes)
+    add_function_routes(kserve_model_server.app, invoker, settings.max_body_bytes)
     server = FunctionModelServer(
         http_port=settings.port,
         enable_grpc=False,
@@ -145,7 +145,7 @@ def serve(settings: HandlerSettings) -> None:
         workers=1,
     )
     _quiet_per_request_logs()  # after ModelServer(), whose logging setup resets the levels
-    server.start([FunctionModel(runtime)])
+    server.start([FunctionModel(invoker)])
 
 
 def _quiet_per_request_logs() -> None:

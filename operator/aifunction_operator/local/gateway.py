@@ -251,7 +251,7 @@ def limit_connections(server: web.Server, limit: int) -> None:
     server.connection_made = connection_made  # type: ignore[method-assign]
 
 
-class _JSONErrorsRequestHandler(RequestHandler):
+class _JSONErrorsProtocol(RequestHandler):
     """aiohttp's connection handler, answering what it refuses before the application (a request
     line or header over 8190 bytes, too many headers, bytes after `Connection: close`, a bad
     Content-Length) with a JSON error instead of text/plain that echoes the offending bytes."""
@@ -277,12 +277,12 @@ class _JSONErrorsRequestHandler(RequestHandler):
 
 
 def json_protocol_errors(server: web.Server) -> None:
-    """Make `server`'s connections answer protocol-level refusals with JSON (`_JSONErrorsRequestHandler`)."""
+    """Make `server`'s connections answer protocol-level refusals with JSON (`_JSONErrorsProtocol`)."""
     admit = server.connection_made
 
     def connection_made(handler: Any, transport: asyncio.Transport) -> None:
         if type(handler) is RequestHandler:
-            handler.__class__ = _JSONErrorsRequestHandler  # same slots: only handle_error differs
+            handler.__class__ = _JSONErrorsProtocol  # same slots: only handle_error differs
         admit(handler, transport)
 
     server.connection_made = connection_made  # type: ignore[method-assign]

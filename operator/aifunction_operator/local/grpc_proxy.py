@@ -67,7 +67,7 @@ class GrpcProxy:
                    ("grpc.max_connection_idle_ms", int(read_timeout * 1000)),
                    ("grpc.max_allowed_incoming_connections", max_connections)]
         self._server = grpc.aio.server(options=options)
-        self._server.add_generic_rpc_handlers([_Handler(self)])
+        self._server.add_generic_rpc_handlers([_ProxyService(self)])
         bound = self._server.add_insecure_port(f"{host}:{port}")
         await self._server.start()
         return bound
@@ -193,7 +193,7 @@ class GrpcProxy:
             await channel.close()
 
 
-class _Handler(grpc.GenericRpcHandler):
+class _ProxyService(grpc.GenericRpcHandler):
     """Routes every method name of the Triton service (and health) to the proxy."""
 
     def __init__(self, proxy: GrpcProxy) -> None:

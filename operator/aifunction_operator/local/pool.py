@@ -151,7 +151,7 @@ class ReplicaPool:
 
     async def run(self) -> None:
         """The control loop; runs until `close()`."""
-        self._reconcile()
+        self._scale()
         while not self._closing:
             try:
                 await asyncio.wait_for(self._wake.wait(), self._tick)
@@ -159,7 +159,7 @@ class ReplicaPool:
                 pass
             self._wake.clear()
             if not self._closing:
-                self._reconcile()
+                self._scale()
 
     async def close(self, drain_timeout: float = 10.0) -> None:
         """Refuse new requests, let in-flight ones finish (up to `drain_timeout`), stop every replica."""
@@ -199,7 +199,7 @@ class ReplicaPool:
             },
         }
 
-    def _reconcile(self) -> None:
+    def _scale(self) -> None:
         now = self._clock()
         self._reap_exited()
         self._autoscaler.observe(now, self.in_flight + self.queued, self._arrivals)

@@ -43,8 +43,8 @@ from importlib import metadata
 from pathlib import Path
 from types import TracebackType
 
-from aifunction_operator.config import DEFAULT_TRITON_IMAGE
-from aifunction_operator.render.triton import TritonPorts, triton_args
+from aifunction_operator.triton_command import DEFAULT_TRITON_IMAGE
+from aifunction_operator.triton_command import TritonPorts, triton_args
 
 CONTAINER_HINT = (
     "serve the model with the Triton container image instead "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import OperatorConfig
+from .config import OperatorConfig
 from ..spec import AIFunction
 from .handler import render_config_map
 from .service import render_service

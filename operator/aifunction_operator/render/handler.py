@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import OperatorConfig
+from .config import OperatorConfig
 from ..spec import AIFunction
 from ..spec.model import Handler
 from .metadata import child_metadata, child_name
-from .triton import HTTP_PORT
+from ..triton_command import HTTP_PORT
 
 HANDLER_PORT = 8080
 HANDLER_MOUNT = "/opt/aifn/handler"

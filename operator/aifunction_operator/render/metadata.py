@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from ..naming import API_VERSION, KIND, LABEL_FUNCTION, LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY
+from ..constants import API_VERSION, KIND, LABEL_FUNCTION, LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY
 from ..spec import AIFunction
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import OperatorConfig
-from ..naming import KNATIVE_SERVING_API, LABEL_VISIBILITY
+from .config import OperatorConfig
+from ..constants import KNATIVE_SERVING_API, LABEL_VISIBILITY
 from ..spec import AIFunction, FieldError, InvalidSpec, RepositorySource, SourceKind, classify
 from .handler import handler_container, handler_volume
 from .metadata import child_metadata, function_labels
-from .triton import GRPC_PORT, HTTP_PORT, TritonPorts, triton_args
+from ..triton_command import GRPC_PORT, HTTP_PORT, TritonPorts, triton_args
 
 Manifest = dict[str, Any]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..naming import KNATIVE_SERVING_API
+from ..constants import KNATIVE_SERVING_API
 from ..spec import AIFunction
 from .metadata import child_metadata, child_name
 

@@ -3,6 +3,6 @@
 from .errors import FieldError, InvalidSpec
 from .model import AIFunction, AIFunctionSpec, RepositorySource, SourceKind
 from .parse import parse_function
-from .repository import classify
+from .storage_uri import classify
 
 __all__ = ["AIFunction", "AIFunctionSpec", "FieldError", "InvalidSpec", "RepositorySource", "SourceKind", "classify", "parse_function"]

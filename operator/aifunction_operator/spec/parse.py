@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..naming import API_VERSION, KIND
+from ..constants import API_VERSION, KIND
 from .durations import parse_duration
 from .annotation_budget import annotation_budget_errors
 from .errors import FieldError, InvalidSpec
@@ -32,7 +32,7 @@ from .model import (
     Toleration,
     Triggers,
 )
-from .repository import classify
+from .storage_uri import classify
 from .schema import spec_schema
 from .validate import validate
 

@@ -347,7 +347,7 @@ def smoke_test_rootfs(rootfs: Path, model_repo: Path, models: Sequence[str] | No
 @contextlib.contextmanager
 def _sandboxed_server(rootfs: Path, model_repo: Path, model: str, timeout: float) -> Iterator[str]:
     from aifunction_operator.local.tritonserver import free_ports  # noqa: PLC0415
-    from aifunction_operator.render.triton import TritonPorts, triton_args  # noqa: PLC0415
+    from aifunction_operator.triton_command import TritonPorts, triton_args  # noqa: PLC0415
 
     chosen = free_ports()
     ports = TritonPorts(http=chosen.http, grpc=chosen.grpc, metrics=chosen.metrics)  # all interfaces, as in a pod

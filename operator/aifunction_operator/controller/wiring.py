@@ -1,4 +1,4 @@
-"""kopf wiring, and nothing else: which events call which `Runtime` method.
+"""kopf wiring, and nothing else: which events call which `OperatorState` method.
 
 - AIFunction create / spec update / resume -> reconcile (transient API errors back off;
   an invalid spec is reported in status and by an Event, then left alone).
@@ -21,9 +21,9 @@ from typing import Any
 
 import kopf
 
-from .apply import ApiError
-from .naming import GROUP, LABEL_FUNCTION, LABEL_MANAGED_BY, MANAGED_BY, PLURAL, VERSION
-from .runtime import Key, Runtime
+from .kube_client import ApiError
+from ..constants import GROUP, LABEL_FUNCTION, LABEL_MANAGED_BY, MANAGED_BY, PLURAL, VERSION
+from .state import Key, OperatorState
 from .status import REASON_NOT_OWNED, SERVICE_READY, TRIGGERS_READY, condition
 
 # The function's children other than the Service: handler-code ConfigMaps, PingSources, Triggers.
@@ -48,7 +48,7 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.batching.worker_limit = 256
 
 
-def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
+def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
     """Add the operator's handlers to `registry`."""
 
     @kopf.on.login(registry=registry)
@@ -59,26 +59,26 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", registry=registry)
     async def reconcile_function(body: kopf.Body, retry: int, **_: Any) -> None:
-        await _reconcile(runtime, (body.metadata.namespace or "", body.metadata.name or ""), dict(body), retry)
+        await _reconcile(state, (body.metadata.namespace or "", body.metadata.name or ""), dict(body), retry)
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def cache_function(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         key = (body.metadata.namespace or "", body.metadata.name or "")
         if event["type"] == "DELETED":
-            runtime.forget(key)
+            state.forget(key)
         else:
-            runtime.remember(dict(body))
+            state.remember(dict(body))
 
     # Filtered server-side by the label selector in configure(); no client-side filter, so that a
     # Service stripped of our label (which leaves the selection as a DELETED event) is restored too.
     @kopf.on.event("serving.knative.dev", "v1", "services", registry=registry)
     async def service_changed(event: kopf.RawEvent, body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
         owner = _owner(body)
-        if owner is None or owner not in runtime.functions:
+        if owner is None or owner not in state.functions:
             return
-        runtime.observe_service(owner, None if event["type"] == "DELETED" else dict(body))
+        state.observe_service(owner, None if event["type"] == "DELETED" else dict(body))
         try:
-            await runtime.reconcile(owner)
+            await state.reconcile(owner)
         except ApiError as exc:  # event handlers are not retried: the periodic resync catches up
             logger.warning("reconciling %s/%s after a Service event failed: %s", *owner, exc)
 
@@ -88,11 +88,11 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     @kopf.on.event(*CHILD_WATCHES[2], registry=registry)
     async def child_changed(event: kopf.RawEvent, body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
         owner = _owner(body)
-        if owner is None or owner not in runtime.functions:
+        if owner is None or owner not in state.functions:
             return
-        runtime.observe_child(owner, (str(body.get("kind")), body.metadata.name or ""), None if event["type"] == "DELETED" else dict(body))
+        state.observe_child(owner, (str(body.get("kind")), body.metadata.name or ""), None if event["type"] == "DELETED" else dict(body))
         try:
-            await runtime.reconcile(owner)
+            await state.reconcile(owner)
         except ApiError as exc:
             logger.warning("reconciling %s/%s after a %s event failed: %s", *owner, body.get("kind"), exc)
 
@@ -100,9 +100,9 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     async def pod_changed(event: kopf.RawEvent, body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
         key = (body.metadata.namespace or "", str(body.metadata.labels.get(LABEL_FUNCTION, "")))
         pod = None if event["type"] == "DELETED" else dict(body)
-        if runtime.track_pod(key, body.metadata.name or "", pod) and key in runtime.functions:
+        if state.track_pod(key, body.metadata.name or "", pod) and key in state.functions:
             try:
-                await runtime.reconcile(key)
+                await state.reconcile(key)
             except ApiError as exc:
                 logger.warning("reconciling %s/%s after a pod event failed: %s", *key, exc)
 
@@ -120,7 +120,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             return  # the initial listing: the functions' own reconciles see the API as it is
         if state != previous and state != "pending":  # pending: not served yet, nothing to act on
             log.info("Knative Eventing's CRD %s is %s: re-checking every function", name, state)
-            await runtime.reconcile_all()
+            await state.reconcile_all()
 
 
 def crd_state(event_type: str | None, crd: dict[str, Any]) -> str:
@@ -134,9 +134,9 @@ def crd_state(event_type: str | None, crd: dict[str, Any]) -> str:
     return "established" if established else "pending"
 
 
-async def _reconcile(runtime: Runtime, key: Key, body: dict[str, Any], retry: int) -> None:
+async def _reconcile(state: OperatorState, key: Key, body: dict[str, Any], retry: int) -> None:
     try:
-        outcome = await runtime.reconcile(key, body)
+        outcome = await state.reconcile(key, body)
     except ApiError as exc:
         if exc.transient:
             raise kopf.TemporaryError(str(exc), delay=min(MAX_BACKOFF, 2.0 ** min(retry, 6))) from None

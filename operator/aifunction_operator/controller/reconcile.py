@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .apply import AIFUNCTIONS, KNATIVE_SERVICES, ApiError, Kube
+from .kube_client import AIFUNCTIONS, KNATIVE_SERVICES, ApiError, KubeClient
 from .children import EVENTING_KINDS, ChildKey, ChildrenResult, apply_children, child_key, controlled_by, covers, label, list_children, not_served_message, nudge_subscribers, prune_children, replaced
-from .config import OperatorConfig
-from .naming import FIELD_MANAGER
+from ..render.config import OperatorConfig
+from ..constants import FIELD_MANAGER
 from .preflight import find_blockers
-from .render import render
-from .spec import AIFunction, InvalidSpec, parse_function
+from ..render import render
+from ..spec import AIFunction, InvalidSpec, parse_function
 from .status import REASON_APPLY_FAILED, REASON_EVENTING_NOT_INSTALLED, REASON_NOT_OWNED, SPEC_VALID, Observation, build_status, condition, needs_write
 
 __all__ = ["KnativeSettings", "Outcome", "covers", "is_ours", "reconcile"]
@@ -67,7 +67,7 @@ def utcnow() -> str:
 
 
 def reconcile(
-    kube: Kube,
+    kube: KubeClient,
     body: Mapping[str, Any],
     config: OperatorConfig,
     knative: KnativeSettings,
@@ -158,13 +158,13 @@ def _parse(body: Mapping[str, Any]) -> tuple[AIFunction | None, list[str]]:
         return None, [str(e) for e in exc.errors]
 
 
-def _still_exists(kube: Kube, meta: Mapping[str, Any]) -> bool:
+def _still_exists(kube: KubeClient, meta: Mapping[str, Any]) -> bool:
     """Whether the function this pass works for still exists (same uid), checked before creating its Service."""
     live = kube.get(AIFUNCTIONS, meta.get("namespace"), meta.get("name", ""))
     return live is not None and (live.get("metadata") or {}).get("uid") == meta.get("uid")
 
 
-def _apply(kube: Kube, desired: Manifest, live: Mapping[str, Any] | None) -> tuple[Manifest | None, str | None]:
+def _apply(kube: KubeClient, desired: Manifest, live: Mapping[str, Any] | None) -> tuple[Manifest | None, str | None]:
     """Apply the Service; an existing one (already checked to be ours) only if it is still that object."""
     try:
         return kube.apply(desired, uid=((live or {}).get("metadata") or {}).get("uid")), None

@@ -1,8 +1,8 @@
-"""The operator's process state (runtime.py) against the real apiserver and controller manager
+"""The operator's process state (state.py) against the real apiserver and controller manager
 (issue 14, operator 8): deleted functions stay forgotten, and the Knative-settings thread
 outlives any error.
 
-The operator's `Runtime` runs in the test process, without kopf, so that the test can act at an
+The operator's `OperatorState` runs in the test process, without kopf, so that the test can act at an
 exact point of a pass: kopf's DELETED event arriving while a pass runs cannot be timed from
 outside an operator process. Every API call is real; where a test forces a timing or a failure,
 its docstring says which and why.
@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from aifunction_operator.apply import Kube, Resource, load_api_client
-from aifunction_operator.config import OperatorConfig
-from aifunction_operator.observability import Metrics
-from aifunction_operator.runtime import Runtime
+from aifunction_operator.controller.kube_client import KubeClient, Resource, load_api_client
+from aifunction_operator.render.config import OperatorConfig
+from aifunction_operator.controller.observability import Metrics
+from aifunction_operator.controller.state import OperatorState
 from support.kube_client import TestClient, function
 from support.processes import wait_until
 
@@ -36,11 +36,11 @@ def api(control_plane: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     client.close()
 
 
-class DeletedDuringStatusWrite(Kube):
-    """The real Kube; after its status write, the function is deleted for real and kopf's DELETED
-    event handler (`Runtime.forget`) runs on the event loop before the pass's own coroutine resumes."""
+class DeletedDuringStatusWrite(KubeClient):
+    """The real KubeClient; after its status write, the function is deleted for real and kopf's DELETED
+    event handler (`OperatorState.forget`) runs on the event loop before the pass's own coroutine resumes."""
 
-    runtime: Runtime
+    state: OperatorState
     loop: asyncio.AbstractEventLoop
     kube: TestClient
 
@@ -48,7 +48,7 @@ class DeletedDuringStatusWrite(Kube):
         written = super().patch_status(resource, namespace, name, status)
         self.kube.delete_function(namespace, name)
         forgotten = threading.Event()
-        self.loop.call_soon_threadsafe(lambda: (self.runtime.forget((namespace, name)), forgotten.set()))
+        self.loop.call_soon_threadsafe(lambda: (self.state.forget((namespace, name)), forgotten.set()))
         assert forgotten.wait(10)
         return written
 
@@ -60,22 +60,22 @@ def test_a_function_deleted_while_its_pass_runs_is_not_put_back_nor_its_service_
     key = (namespace, "fn")
     created = kube.create_function(namespace, function("fn"))
     hooked = DeletedDuringStatusWrite(api)
-    runtime = Runtime(hooked, OperatorConfig(knative_namespace=namespace), Metrics(), workers=2)
+    state = OperatorState(hooked, OperatorConfig(knative_namespace=namespace), Metrics(), workers=2)
 
     async def scenario() -> None:
-        hooked.runtime, hooked.loop, hooked.kube = runtime, asyncio.get_running_loop(), kube
-        await runtime.reconcile(key, created)
-        assert key not in runtime.functions, "the deleted function was put back in the cache"
-        assert key not in runtime.readiness and 'aifn_functions{ready="Unknown",reason="Deploying"} 1.0' not in runtime.metrics.exposition().decode()
+        hooked.state, hooked.loop, hooked.kube = state, asyncio.get_running_loop(), kube
+        await state.reconcile(key, created)
+        assert key not in state.functions, "the deleted function was put back in the cache"
+        assert key not in state.readiness and 'aifn_functions{ready="Unknown",reason="Deploying"} 1.0' not in state.metrics.exposition().decode()
         await asyncio.to_thread(wait_until, "the Service garbage-collected", lambda: kube.get_service(namespace, "fn") is None, 60)
-        runtime.observe_service(key, None)  # what the Service watch reports
-        await runtime.reconcile_all()  # the periodic resync
+        state.observe_service(key, None)  # what the Service watch reports
+        await state.reconcile_all()  # the periodic resync
         await asyncio.sleep(1)
 
     try:
         asyncio.run(scenario())
     finally:
-        runtime.stop()
+        state.stop()
     assert kube.get_service(namespace, "fn") is None, "a Service owned by the deleted function was applied again"
 
 
@@ -85,18 +85,18 @@ def test_a_stale_cached_function_creates_nothing_and_is_dropped(api: Any, kube: 
     key = (namespace, "gone")
     body = kube.create_function(namespace, function("gone"))
     kube.delete_function(namespace, "gone")
-    runtime = Runtime(Kube(api), OperatorConfig(knative_namespace=namespace), Metrics(), workers=2)
-    runtime.remember(body)
+    state = OperatorState(KubeClient(api), OperatorConfig(knative_namespace=namespace), Metrics(), workers=2)
+    state.remember(body)
     try:
-        asyncio.run(runtime.reconcile_all())
+        asyncio.run(state.reconcile_all())
     finally:
-        runtime.stop()
+        state.stop()
     assert kube.get_service(namespace, "gone") is None
-    assert key not in runtime.functions
+    assert key not in state.functions
 
 
-class FailsOnce(Kube):
-    """The real Kube, except that its first request fails with a non-API error: an answer that is
+class FailsOnce(KubeClient):
+    """The real KubeClient, except that its first request fails with a non-API error: an answer that is
     not JSON (a proxy's HTML page) makes `json.loads` raise ValueError. A real apiserver never
     answers so, hence the injection."""
 
@@ -112,19 +112,19 @@ class FailsOnce(Kube):
 def test_the_knative_settings_thread_outlives_a_non_api_error(api: Any, kube: TestClient, namespace: str) -> None:
     """Before the fix the thread died on the first error that was not an ApiError, and Knative's
     feature flags were never followed again (while /readyz and /healthz stayed 200)."""
-    runtime = Runtime(FailsOnce(api), OperatorConfig(knative_namespace=namespace), Metrics(), workers=1)
+    state = OperatorState(FailsOnce(api), OperatorConfig(knative_namespace=namespace), Metrics(), workers=1)
 
     async def scenario() -> None:
-        thread = runtime.start_knative_watch(asyncio.get_running_loop())
-        await asyncio.to_thread(runtime.knative_loaded.wait, 10)
+        thread = state.start_knative_watch(asyncio.get_running_loop())
+        await asyncio.to_thread(state.knative_loaded.wait, 10)
         kube.put_configmap(namespace, "config-features", {"kubernetes.podspec-tolerations": "enabled"})
-        await asyncio.to_thread(wait_until, "the settings followed after the error", lambda: (runtime.knative.features or {}).get("kubernetes.podspec-tolerations") == "enabled", 20)
-        assert thread.is_alive() and runtime.liveness_problem() is None
+        await asyncio.to_thread(wait_until, "the settings followed after the error", lambda: (state.knative.features or {}).get("kubernetes.podspec-tolerations") == "enabled", 20)
+        assert thread.is_alive() and state.liveness_problem() is None
 
     try:
         asyncio.run(scenario())
     finally:
-        runtime.stop()
+        state.stop()
 
 
 def test_a_status_write_refused_with_404_forgets_the_function(api: Any, kube: TestClient, namespace: str) -> None:
@@ -132,14 +132,14 @@ def test_a_status_write_refused_with_404_forgets_the_function(api: Any, kube: Te
     key = (namespace, "fn")
     created = kube.create_function(namespace, function("fn"))
 
-    class DeletedBeforeStatusWrite(Kube):
+    class DeletedBeforeStatusWrite(KubeClient):
         def patch_status(self, resource: Resource, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
             kube.delete_function(namespace, name)
             return super().patch_status(resource, namespace, name, status)
 
-    runtime = Runtime(DeletedBeforeStatusWrite(api), OperatorConfig(knative_namespace=namespace), Metrics(), workers=1)
+    state = OperatorState(DeletedBeforeStatusWrite(api), OperatorConfig(knative_namespace=namespace), Metrics(), workers=1)
     try:
-        assert asyncio.run(runtime.reconcile(key, created)) is None
+        assert asyncio.run(state.reconcile(key, created)) is None
     finally:
-        runtime.stop()
-    assert key not in runtime.functions
+        state.stop()
+    assert key not in state.functions

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .apply import CLUSTER_PEERINGS, NAMESPACED_PEERINGS, ApiError, Kube
+from .kube_client import CLUSTER_PEERINGS, NAMESPACED_PEERINGS, ApiError, KubeClient
 
 DEFAULT_PEERING = "aifn-operator"
 log = logging.getLogger("aifn.operator")
@@ -27,7 +27,7 @@ class PeeringUnavailable(RuntimeError):
     """Peering was asked for but kopf's peering CRDs are not installed."""
 
 
-def ensure_peering(kube: Kube, name: str | None, standalone: bool, namespaces: Sequence[str]) -> tuple[str | None, bool]:
+def ensure_peering(kube: KubeClient, name: str | None, standalone: bool, namespaces: Sequence[str]) -> tuple[str | None, bool]:
     """(peering name, standalone) for kopf; creates the peering object(s) when missing.
 
     Without an explicit name, a cluster lacking kopf's CRDs gets a standalone operator and a warning.
@@ -46,7 +46,7 @@ def ensure_peering(kube: Kube, name: str | None, standalone: bool, namespaces: S
     return target, False
 
 
-def _ensure_one(kube: Kube, name: str, namespace: str | None) -> None:
+def _ensure_one(kube: KubeClient, name: str, namespace: str | None) -> None:
     resource = NAMESPACED_PEERINGS if namespace else CLUSTER_PEERINGS
     kind = "KopfPeering" if namespace else "ClusterKopfPeering"
     if kube.get(resource, namespace, name) is not None:
@@ -81,7 +81,7 @@ class PeeringGate:
     operator's own triggers (Knative settings changes, the periodic re-check) ask this first.
     """
 
-    kube: Kube | None  # None: standalone, always active
+    kube: KubeClient | None  # None: standalone, always active
     name: str = ""
     namespaces: tuple[str, ...] = ()
     identity: str = ""

@@ -23,7 +23,7 @@ from typing import Protocol
 
 from ..spec.model import Schedule
 from .cron import Cron
-from .http import HttpRequest, HttpResponse
+from ..handler.http import HttpRequest, HttpResponse
 
 log = logging.getLogger("aifn.schedule")
 

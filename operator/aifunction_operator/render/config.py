@@ -6,19 +6,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .naming import KNATIVE_NAMESPACE
+from ..constants import KNATIVE_NAMESPACE
+from ..triton_command import DEFAULT_TRITON_IMAGE, TRITON_IMAGE_UID
 
-# NGC Triton, release 26.08 (chosen for security, see model_repo/README.md "Which Triton"):
-# newer than NVIDIA's 2025-2026 Triton bulletins found (fixes from 25.07 on), and a tag seen
-# published. Full `-py3` image: no 26.x `-pyt-python-py3` tag was found. It is not the
-# server `aifn run` uses (the nvidia-pytriton wheel's Triton 2.51, loopback only).
-DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:26.08-py3"
-# The first release with NVIDIA's fixes for its August 2025 Triton bulletin (among them
-# CVE-2025-23310/23311 in the HTTP server, CVE-2025-23319/23320/23334 in the python backend);
-# a test refuses a default older than this.
-FIRST_FIXED_TRITON_RELEASE = (25, 7)
 DEFAULT_STORAGE_INITIALIZER_IMAGE = "kserve/storage-initializer:v0.21.0"
-TRITON_IMAGE_UID = 1000  # the NGC image's triton-server user
 DEFAULT_HANDLER_IMAGE = "ghcr.io/aifn-dev/aifn-handler:0.1.0"
 HANDLER_IMAGE_UID = 1000  # the handler runtime image's user
 

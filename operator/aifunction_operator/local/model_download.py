@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..naming import ANNOTATION_LOCAL_REPOSITORY
+from ..constants import ANNOTATION_LOCAL_REPOSITORY
 from ..spec.model import AIFunction
 
 REMOTE_SCHEMES = ("s3", "gs", "as", "http", "https", "hf", "hdfs", "webhdfs", "modelscope", "oci")

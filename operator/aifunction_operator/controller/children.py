@@ -1,6 +1,6 @@
 """A function's children besides its Knative Service: the handler-code ConfigMap, PingSources and
 Triggers. Pure decisions (what to apply, what to prune, whose an object is) plus
-`apply_children`/`prune_children`, which carry them out through `Kube` (apply.py stays the only
+`apply_children`/`prune_children`, which carry them out through `KubeClient` (apply.py stays the only
 place that talks to the API).
 
 Ownership: the operator writes and deletes only objects the function controls (a controller
@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .apply import CONFIGMAPS, EVENTING_TRIGGERS, PING_SOURCES, ApiError, Kube, Resource, resource_of
-from .naming import GROUP, LABEL_FUNCTION, LABEL_MANAGED_BY, MANAGED_BY
+from .kube_client import CONFIGMAPS, EVENTING_TRIGGERS, PING_SOURCES, ApiError, KubeClient, Resource, resource_of
+from ..constants import GROUP, LABEL_FUNCTION, LABEL_MANAGED_BY, MANAGED_BY
 
 Manifest = dict[str, Any]
 ChildKey = tuple[str, str]  # (kind, name)
@@ -93,7 +93,7 @@ def to_prune(desired: Iterable[Manifest], live: Mapping[ChildKey, Manifest], uid
     return [obj for key, obj in sorted(live.items()) if key not in wanted and controlled_by(obj, uid)]
 
 
-def list_children(kube: Kube, namespace: str, function_name: str) -> dict[ChildKey, Manifest]:
+def list_children(kube: KubeClient, namespace: str, function_name: str) -> dict[ChildKey, Manifest]:
     """Every ConfigMap, PingSource and Trigger labelled as the function's (unserved kinds: none)."""
     found: dict[ChildKey, Manifest] = {}
     for kind, resource in CHILD_RESOURCES.items():
@@ -108,7 +108,7 @@ def list_children(kube: Kube, namespace: str, function_name: str) -> dict[ChildK
     return found
 
 
-def apply_children(kube: Kube, desired: list[Manifest], uid: str | None, result: ChildrenResult) -> None:
+def apply_children(kube: KubeClient, desired: list[Manifest], uid: str | None, result: ChildrenResult) -> None:
     """Apply the desired children missing from or drifted in `result.live`, updating it.
 
     A child not known to be the function's is looked up by name first (the watches only see
@@ -142,7 +142,7 @@ def apply_children(kube: Kube, desired: list[Manifest], uid: str | None, result:
             result.errors.append(f"{label(obj)}: the API server rejected it: {exc.message}")
 
 
-def prune_children(kube: Kube, desired: list[Manifest], uid: str | None, result: ChildrenResult) -> None:
+def prune_children(kube: KubeClient, desired: list[Manifest], uid: str | None, result: ChildrenResult) -> None:
     """Delete the children in `result.live` that the function controls but no longer wants."""
     for obj in to_prune(desired, result.live, uid):
         kube.delete(resource_of(obj), obj["metadata"].get("namespace"), obj["metadata"]["name"], uid=obj["metadata"].get("uid"))
@@ -174,7 +174,7 @@ def to_nudge(live: Mapping[ChildKey, Manifest], address: str | None, uid: str | 
     return stale
 
 
-def nudge_subscribers(kube: Kube, address: str | None, uid: str | None, result: ChildrenResult) -> None:
+def nudge_subscribers(kube: KubeClient, address: str | None, uid: str | None, result: ChildrenResult) -> None:
     """Annotate each child of `to_nudge` with the address, which makes Eventing reconcile it now."""
     for obj in to_nudge(result.live, address, uid):
         meta = obj["metadata"]

@@ -22,7 +22,7 @@ from aiohttp import web
 from ..spec.model import AIFunction
 
 if TYPE_CHECKING:
-    from ..handler.local import LocalHandler
+    from .handler import LocalHandler
 from .autoscaler import ScalingPolicy
 from .gateway import Gateway, json_protocol_errors, limit_connections
 from .metrics import GatewayMetrics

@@ -1,4 +1,4 @@
-"""The tritonserver command line, shared by the Knative Service renderer and `aifn run`.
+"""The Triton server both the Knative Service renderer and `aifn run` start: its command line and the image the operator renders.
 
 Both places start Triton the same way (explicit model control, strict readiness, exit on
 error, admin APIs refused); only the ports and bind addresses differ. A contract test
@@ -17,6 +17,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+# NGC Triton, release 26.08 (chosen for security, see model_repo/README.md "Which Triton"):
+# newer than NVIDIA's 2025-2026 Triton bulletins found (fixes from 25.07 on), and a tag seen
+# published. Full `-py3` image: no 26.x `-pyt-python-py3` tag was found. It is not the
+# server `aifn run` uses (the nvidia-pytriton wheel's Triton 2.51, loopback only).
+DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:26.08-py3"
+# The first release with NVIDIA's fixes for its August 2025 Triton bulletin (among them
+# CVE-2025-23310/23311 in the HTTP server, CVE-2025-23319/23320/23334 in the python backend);
+# a test refuses a default older than this.
+FIRST_FIXED_TRITON_RELEASE = (25, 7)
+TRITON_IMAGE_UID = 1000  # the NGC image's triton-server user
 
 HTTP_PORT = 8000
 GRPC_PORT = 8001

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .naming import CATEGORY, CRD_NAME, GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION
-from .spec.schema import METADATA_RULE, STATUS, spec_schema
+from ..constants import CATEGORY, CRD_NAME, GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION
+from .schema import METADATA_RULE, STATUS, spec_schema
 
 PRINTER_COLUMNS = [
     {"name": "URL", "type": "string", "jsonPath": ".status.url"},

@@ -1,6 +1,6 @@
 """The function runtime: one request in, the user's code around the model call, one response out.
 
-`FunctionRuntime.invoke` is the single code path behind `POST /` and `POST /invoke`, used by
+`FunctionInvoker.invoke` is the single code path behind `POST /` and `POST /invoke`, used by
 the kserve server in the cluster and by `aifn run`. Errors map to statuses here and only
 here: a malformed request or event -> 400 naming the part; user code raising `BadRequest`
 -> 400; the model unreachable -> 503; a call running past `request_timeout` (the function's
@@ -50,7 +50,7 @@ LATENCY = Histogram(
 )
 
 
-class FunctionRuntime:
+class FunctionInvoker:
     """The loaded user code, the model client and the threads synchronous user code runs on."""
 
     def __init__(

@@ -1,7 +1,7 @@
 """Stage 3 of the pipeline: the Kubernetes client of the operator's own code.
 
 Every read, write and watch that the operator's code makes (reconcile, children, runtime, peering)
-goes through `Kube` here. It is not all of the operator's Kubernetes I/O: kopf makes its own calls
+goes through `KubeClient` here. It is not all of the operator's Kubernetes I/O: kopf makes its own calls
 (the watches that start the handlers, its bookkeeping annotations and finalizer on AIFunctions, its
 peering), and aifn-ingress (ingress/controller.py) has a client of its own.
 
@@ -25,7 +25,7 @@ from typing import Any
 import urllib3
 from kubernetes import client, config, watch
 
-from .naming import API_VERSION, FIELD_MANAGER, KIND, KNATIVE_SERVING_API, PLURAL
+from ..constants import API_VERSION, FIELD_MANAGER, KIND, KNATIVE_SERVING_API, PLURAL
 
 Manifest = dict[str, Any]
 
@@ -107,7 +107,7 @@ def load_api_client(pool_size: int = 32) -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
-class Kube:
+class KubeClient:
     """Thread-safe, synchronous access to the API for the operator's few verbs."""
 
     def __init__(self, api: client.ApiClient, timeout: float = 30.0) -> None:

@@ -1,6 +1,6 @@
 """The running operator's state: the functions it knows, pod scheduling, Knative's settings.
 
-One `Runtime` per process. Reconciles of the same function are serialized by a lock and run in
+One `OperatorState` per process. Reconciles of the same function are serialized by a lock and run in
 a thread pool (the Kubernetes client is synchronous); the kopf handlers only call in here.
 """
 
@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .apply import CONFIGMAPS, ApiError, Kube
+from .kube_client import CONFIGMAPS, ApiError, KubeClient
 from .children import ChildKey
-from .config import OperatorConfig
+from ..render.config import OperatorConfig
 from .observability import Metrics
 from .peering import PeeringGate
 from .preflight import AUTOSCALER_CONFIGMAP, FEATURES_CONFIGMAP
@@ -58,10 +58,10 @@ def keep_newest(store: dict[Any, Mapping[str, Any]], key: Any, obj: Mapping[str,
         store[key] = obj
 
 
-class Runtime:
+class OperatorState:
     """Caches fed by watch events, and the per-function reconcile entry point."""
 
-    def __init__(self, kube: Kube, config: OperatorConfig, metrics: Metrics, workers: int = 16) -> None:
+    def __init__(self, kube: KubeClient, config: OperatorConfig, metrics: Metrics, workers: int = 16) -> None:
         self.kube = kube
         self.config = config
         self.metrics = metrics

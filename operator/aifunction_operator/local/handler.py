@@ -10,7 +10,7 @@ the annotation `aifn.dev/local-handler-path`, relative to the function's file) a
   scale from zero covers the handler) and starts the function's schedules;
 - `close()` stops the schedules and closes the client.
 
-The runtime is the same `FunctionRuntime` the cluster's handler container runs, so events,
+The invoker is the same `FunctionInvoker` the cluster's handler container runs, so events,
 CloudEvents, error statuses and responses are identical.
 """
 
@@ -23,12 +23,12 @@ from pathlib import Path
 
 from aiohttp import web
 
-from ..naming import GROUP
+from ..constants import GROUP
 from ..spec.model import AIFunction
-from .http import HttpRequest, HttpResponse
-from .loader import load_user_code
-from .model_client import TritonModel
-from .runtime import FunctionRuntime
+from ..handler.http import HttpRequest, HttpResponse
+from ..handler.loader import load_user_code
+from ..handler.model_client import TritonModel
+from ..handler.invoker import FunctionInvoker
 from .schedule import Clock, Scheduler
 
 log = logging.getLogger("aifn.run")
@@ -52,7 +52,7 @@ class LocalHandler:
         self.user_code = load_user_code(handler.entrypoint, code_dir)
         self.clock = clock
         self.threads = threads
-        self.runtime: FunctionRuntime | None = None
+        self.invoker: FunctionInvoker | None = None
         self.scheduler: Scheduler | None = None
         self._schedule_task: asyncio.Task[None] | None = None
         schedules = list(fn.spec.triggers.schedules)
@@ -94,11 +94,11 @@ class LocalHandler:
             app.router.add_post(path, self.handle)
 
     async def start(self, gateway_url: str) -> None:
-        """Create the runtime (model calls go to `gateway_url`) and start the schedules."""
+        """Create the invoker (model calls go to `gateway_url`) and start the schedules."""
         address = gateway_url.removeprefix("http://").removeprefix("https://").rstrip("/")
         timeout = float(self.fn.spec.timeout_seconds or 300)
         model = TritonModel(address, self.fn.spec.model.name, str(self.fn.spec.model.version or ""), timeout=timeout)
-        self.runtime = FunctionRuntime(
+        self.invoker = FunctionInvoker(
             self.user_code, model, function_name=self.fn.name, threads=self.threads, request_timeout=timeout
         )
         if self._schedules:
@@ -108,9 +108,9 @@ class LocalHandler:
 
     async def invoke(self, request: HttpRequest) -> HttpResponse:
         """Run the function for one request (the schedules call this too)."""
-        if self.runtime is None:
+        if self.invoker is None:
             raise RuntimeError("LocalHandler.start() was not called")
-        return await self.runtime.invoke(request)
+        return await self.invoker.invoke(request)
 
     async def handle(self, request: web.Request) -> web.Response:
         """aiohttp route: translate, invoke, translate back."""
@@ -132,5 +132,5 @@ class LocalHandler:
         if self._schedule_task is not None:
             self._schedule_task.cancel()
             await asyncio.gather(self._schedule_task, return_exceptions=True)
-        if self.runtime is not None:
-            await self.runtime.close()
+        if self.invoker is not None:
+            await self.invoker.close()
