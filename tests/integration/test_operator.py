@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from aifunction_operator.render.config import OperatorConfig
-from aifunction_operator.controller.reconcile import covers
+from aifunction_operator.controller.children import covers
 from aifunction_operator.render import render
 from aifunction_operator.spec import parse_function
 from support.kube_client import TestClient, condition, function

@@ -16,7 +16,7 @@ import pytest
 from kubernetes import client
 
 from aifunction_operator.controller.kube_client import CONFIGMAPS, ApiError, KubeClient, load_api_client
-from aifunction_operator.controller.children import replaced
+from aifunction_operator.controller.act import replaced
 from aifunction_operator.render.metadata import child_name
 from support.kube_client import TestClient, condition, function
 from support.processes import wait_until

@@ -9,7 +9,7 @@ import pytest
 
 from aifunction_operator.commands.operator import OperatorOptions, with_flags
 from aifunction_operator.render.config import OperatorConfig
-from aifunction_operator.controller.reconcile import covers, is_ours
+from aifunction_operator.controller.children import covers, is_ours
 from aifunction_operator.controller.state import unschedulable_message
 
 DESIRED = {"metadata": {"name": "fn", "labels": {"a": "1"}}, "spec": {"template": {"spec": {"containers": [{"name": "triton", "image": "t:1", "args": ["--x"]}]}}}}

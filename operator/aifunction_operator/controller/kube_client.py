@@ -1,9 +1,10 @@
-"""Stage 3 of the pipeline: the Kubernetes client of the operator's own code.
+"""The operator's API client: every read, write and watch its code makes goes through `KubeClient`.
 
-Every read, write and watch that the operator's code makes (reconcile, children, runtime, peering)
-goes through `KubeClient` here. It is not all of the operator's Kubernetes I/O: kopf makes its own calls
-(the watches that start the handlers, its bookkeeping annotations and finalizer on AIFunctions, its
-peering), and aifn-ingress (ingress/controller.py) has a client of its own.
+Reconcile (observing the live Service and children, applying and pruning, writing status and
+Events), children, the process state (state.py) and peering all call it. It is not all of the
+operator's Kubernetes I/O: kopf makes its own calls (the watches that start the handlers, its
+bookkeeping annotations and finalizer on AIFunctions, its peering), and aifn-ingress
+(ingress/controller.py) has a client of its own.
 
 Server-side apply with field manager `aifn-operator` (forced: the operator owns every field it
 renders), get, find, delete, status merge-patches and core Events, generic over the few kinds the
@@ -26,8 +27,8 @@ import urllib3
 from kubernetes import client, config, watch
 
 from ..constants import API_VERSION, FIELD_MANAGER, KIND, KNATIVE_SERVING_API, PLURAL
+from ..render.manifest import Manifest
 
-Manifest = dict[str, Any]
 
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
@@ -192,6 +193,12 @@ class KubeClient:
                 return False
             raise
         return True
+
+    def merge_patch(self, obj: Mapping[str, Any], patch: Mapping[str, Any]) -> Manifest:
+        """Merge-patch an object of a kind the operator manages; `metadata.uid` in the patch makes it a precondition."""
+        meta = obj["metadata"]
+        path = resource_of(obj).path(meta.get("namespace"), meta["name"])
+        return self.request("PATCH", path, body=dict(patch), content_type=MERGE_PATCH)
 
     def patch_status(self, resource: Resource, namespace: str, name: str, status: Mapping[str, Any]) -> Manifest:
         """Merge-patch the status subresource (keys set to None are removed)."""

@@ -10,12 +10,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+
+from ..render.manifest import Manifest
 
 FEATURES_CONFIGMAP = "config-features"
 AUTOSCALER_CONFIGMAP = "config-autoscaler"
 
-Manifest = Mapping[str, Any]
+
+@dataclass(frozen=True)
+class KnativeSettings:
+    """Knative's `config-features` and `config-autoscaler` data; None when a ConfigMap is absent
+    (state.py follows them with a watch)."""
+
+    features: Mapping[str, str] | None = None
+    autoscaler: Mapping[str, str] | None = None
+
+    @property
+    def known(self) -> bool:
+        return self.features is not None or self.autoscaler is not None
+
+
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from .children import ChildKey
 from ..render.config import OperatorConfig
 from .observability import Metrics
 from .peering import PeeringGate
-from .preflight import AUTOSCALER_CONFIGMAP, FEATURES_CONFIGMAP
-from .reconcile import KnativeSettings, Outcome, reconcile
+from .preflight import AUTOSCALER_CONFIGMAP, FEATURES_CONFIGMAP, KnativeSettings
+from .reconcile import Cached, Outcome, reconcile
 from .status import summary
 
 Key = tuple[str, str]  # (namespace, name)
@@ -169,7 +169,9 @@ class OperatorState:
                     self._executor,
                     self._timed,
                     key,
-                    lambda: reconcile(self.kube, current, self.config, self.knative, unschedulable=self.unschedulable(key), live_service=dict(live) if live else None, live_children=children, body_is_fresh=fresh),
+                    lambda: reconcile(self.kube, current, self.config, self.knative, Cached(
+                        service=dict(live) if live else None, children=children, body_is_fresh=fresh,
+                        reconciled_before=bool(current.get("status")), unschedulable=self.unschedulable(key))),
                 )
             except ApiError as exc:
                 self.metrics.observe_reconcile("error", time.monotonic() - started)

@@ -1,4 +1,4 @@
-"""Stage 4 of the pipeline: an AIFunction's status from what the operator observed (pure).
+"""An AIFunction's status from what the operator observed (pure; part of a reconcile pass's decide step).
 
 Conditions follow the Knative model: `Ready` aggregates `SpecValid`, `KnativeFeaturesReady`,
 `ServiceReady` and `TriggersReady`; `PodsScheduled` explains a wait for a (GPU) node. A condition's
@@ -38,7 +38,7 @@ STATUS_KEYS = ("observedGeneration", "url", "address", "latestReadyRevision", "r
 
 
 @dataclass(frozen=True)
-class Observation:
+class Findings:
     """Everything one reconcile learned about a function, as plain values."""
 
     generation: int | None
@@ -63,7 +63,7 @@ class Condition:
     message: str = ""
 
 
-def build_status(obs: Observation, previous: Mapping[str, Any] | None, now: str) -> dict[str, Any]:
+def build_status(obs: Findings, previous: Mapping[str, Any] | None, now: str) -> dict[str, Any]:
     """The complete status for `obs`; `previous` is the status now stored, `now` an RFC 3339 time."""
     spec = _spec_condition(obs)
     features = _features_condition(obs)
@@ -103,13 +103,13 @@ def condition(status: Mapping[str, Any] | None, type_: str) -> Mapping[str, Any]
     return None
 
 
-def _spec_condition(obs: Observation) -> Condition:
+def _spec_condition(obs: Findings) -> Condition:
     if obs.spec_errors:
         return Condition(SPEC_VALID, "False", REASON_INVALID_SPEC, "; ".join(obs.spec_errors))
     return Condition(SPEC_VALID, "True", "Valid")
 
 
-def _features_condition(obs: Observation) -> Condition:
+def _features_condition(obs: Findings) -> Condition:
     if obs.spec_errors:
         return Condition(FEATURES_READY, "Unknown", "SpecNotValid", "the spec must be valid before it can be checked against Knative's features")
     if obs.blockers:
@@ -119,7 +119,7 @@ def _features_condition(obs: Observation) -> Condition:
     return Condition(FEATURES_READY, "True", "FeaturesEnabled")
 
 
-def _service_condition(obs: Observation) -> Condition:
+def _service_condition(obs: Findings) -> Condition:
     if obs.not_owned:
         return Condition(SERVICE_READY, "False", REASON_NOT_OWNED, obs.not_owned)
     if obs.apply_error:
@@ -142,7 +142,7 @@ def _service_condition(obs: Observation) -> Condition:
     return Condition(SERVICE_READY, state, ksvc_ready.get("reason") or REASON_DEPLOYING, ksvc_ready.get("message") or "")
 
 
-def _triggers_condition(obs: Observation) -> Condition:
+def _triggers_condition(obs: Findings) -> Condition:
     """True without triggers or when every PingSource/Trigger is Ready; False names the first failing one."""
     if obs.triggers_error is not None:
         return Condition(TRIGGERS_READY, "False", *obs.triggers_error)
@@ -177,7 +177,7 @@ def _trigger_state(label: str, obj: Mapping[str, Any] | None, *, blocked: bool) 
     return Condition(TRIGGERS_READY, state, reason, f"{label}: {detail}")
 
 
-def _pods_condition(obs: Observation) -> Condition:
+def _pods_condition(obs: Findings) -> Condition:
     if obs.unschedulable is None:
         return Condition(PODS_SCHEDULED, "True", "Scheduled")
     reason = REASON_WAITING_FOR_GPU if obs.needs_gpu else REASON_UNSCHEDULABLE

@@ -10,8 +10,8 @@ from ..spec import AIFunction, FieldError, InvalidSpec, RepositorySource, Source
 from .handler import handler_container, handler_volume
 from .metadata import child_metadata, function_labels
 from ..triton_command import GRPC_PORT, HTTP_PORT, TritonPorts, triton_args
+from .manifest import Manifest
 
-Manifest = dict[str, Any]
 
 MODEL_MOUNT = "/mnt/models"
 SHM_VOLUME = "dshm"

@@ -1,0 +1,166 @@
+"""The decide stage of a reconcile pass (pure): what the spec wants, then what to change.
+
+`want` runs before the cluster is looked at (parse, render, pre-flight: it also names what
+observe.py must read); `decide` compares it with what observe.py saw and returns the `Plan`
+that act.py carries out. Neither makes a request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..render import render_function
+from ..render.config import OperatorConfig
+from ..render.manifest import Manifest
+from ..spec import InvalidSpec, parse_function
+from .children import ChildKey, child_key, controlled_by, covers, is_ours, not_owned_message, to_nudge, to_prune
+from .preflight import KnativeSettings, find_blockers
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What the function's spec asks for, before looking at the cluster."""
+
+    namespace: str
+    name: str
+    uid: str | None
+    generation: int | None
+    spec_errors: tuple[str, ...] = ()  # "spec.field: message"; empty when the spec is valid
+    needs_gpu: bool = False
+    service: Manifest | None = None  # the Knative Service (None: the spec is invalid)
+    config_maps: tuple[Manifest, ...] = ()  # handler code, mounted by the Service's pods
+    eventing: tuple[Manifest, ...] = ()  # PingSources and Triggers
+    blockers: tuple[str, ...] = ()  # Knative settings that would make the webhook refuse the Service
+    features_checked: bool = True  # False when Knative's settings could not be read
+
+    @property
+    def appliable(self) -> bool:
+        """Whether anything may be written: the spec rendered and no Knative setting blocks it."""
+        return self.service is not None and not self.blockers
+
+    @property
+    def children(self) -> tuple[Manifest, ...]:
+        return self.config_maps + self.eventing
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What observe.py read for one pass."""
+
+    service: Manifest | None = None  # the function's Knative Service (None: there is none)
+    # The function's labelled ConfigMaps/PingSources/Triggers (None: not looked at).
+    children: Mapping[ChildKey, Manifest] | None = None
+    # Wanted children not known to be the function's, looked up by name (None: no such object).
+    by_name: Mapping[ChildKey, Manifest | None] = field(default_factory=dict)
+    lookup_errors: Mapping[ChildKey, str] = field(default_factory=dict)  # lookups the API server refused
+    not_served: tuple[str, ...] = ()  # wanted kinds the cluster does not serve (Eventing not installed)
+    gone: bool = False  # the function no longer exists: nothing may be written for it
+    unschedulable: str | None = None  # the scheduler's message for a Pending pod
+
+
+@dataclass(frozen=True)
+class Write:
+    """One server-side apply; `uid` is the live object's, as a precondition (None: create)."""
+
+    obj: Manifest
+    uid: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What act.py does, in this order: ConfigMaps, the Service, PingSources/Triggers, prune, nudge."""
+
+    config_maps: tuple[Write, ...] = ()
+    service: Write | None = None  # None: nothing to apply (unchanged, blocked, or not ours)
+    eventing: tuple[Write, ...] = ()
+    prune: tuple[Manifest, ...] = ()  # the function's children it no longer wants
+    nudge: tuple[Manifest, ...] = ()  # children Eventing left unresolved (children.to_nudge)
+    address: str | None = None  # the Service's address, written on nudged children
+    not_owned: tuple[str, ...] = ()  # the Service's or a ConfigMap's name is someone else's: nothing else is done
+    eventing_not_owned: tuple[str, ...] = ()  # PingSources/Triggers whose name is someone else's
+    adopted: Mapping[ChildKey, Manifest] = field(default_factory=dict)  # found by name, ours and as rendered
+
+    @property
+    def writes(self) -> int:
+        return len(self.config_maps) + (self.service is not None) + len(self.eventing) + len(self.prune) + len(self.nudge)
+
+
+def want(body: Mapping[str, Any], config: OperatorConfig, knative: KnativeSettings) -> Wanted:
+    """Parse, render and pre-flight the function: its desired objects, or why there are none."""
+    meta = body.get("metadata") or {}
+    identity = {"namespace": str(meta.get("namespace") or ""), "name": str(meta.get("name") or ""),
+                "uid": meta.get("uid"), "generation": meta.get("generation")}
+    try:
+        fn = parse_function(body)
+    except InvalidSpec as exc:
+        return Wanted(**identity, spec_errors=tuple(str(e) for e in exc.errors))
+    needs_gpu = fn.spec.resources.gpu.count > 0
+    try:
+        rendered = render_function(fn, config)
+    except InvalidSpec as exc:
+        return Wanted(**identity, spec_errors=tuple(str(e) for e in exc.errors), needs_gpu=needs_gpu)
+    blockers = find_blockers(rendered.service, knative.features or {}, knative.autoscaler or {}) if knative.known else []
+    return Wanted(**identity, needs_gpu=needs_gpu, service=rendered.service, config_maps=rendered.config_maps,
+                  eventing=rendered.eventing, blockers=tuple(b.message(config.knative_namespace) for b in blockers),
+                  features_checked=knative.known)
+
+
+def decide(wanted: Wanted, observed: Observed) -> Plan:
+    """The writes that bring the cluster to `wanted`, given what was `observed`."""
+    if not wanted.appliable or observed.gone:
+        return Plan()
+    service = observed.service
+    if service is not None and not is_ours(service, wanted.uid):
+        return Plan(not_owned=(f"Knative Service {wanted.name} already exists and was not created by this AIFunction; delete or rename one of them",))
+    if observed.children is None:  # not looked at (observe always looks when it may write)
+        return Plan()
+    config_maps, not_owned, adopted = _child_writes(wanted.config_maps, wanted.uid, observed)
+    if not_owned:  # the pods would mount someone else's ConfigMap: apply nothing more
+        return Plan(config_maps=config_maps, not_owned=not_owned, adopted=adopted)
+    assert wanted.service is not None  # appliable
+    service_write = None if service is not None and covers(service, wanted.service) else Write(wanted.service, _uid(service))
+    eventing, eventing_not_owned, adopted_eventing = _child_writes(
+        tuple(obj for obj in wanted.eventing if obj["kind"] not in observed.not_served), wanted.uid, observed)
+    live = {**observed.children, **adopted, **adopted_eventing}
+    prune = tuple(to_prune(wanted.children, live, wanted.uid))
+    pruned = {child_key(obj) for obj in prune}
+    address = _address(service)
+    nudge = tuple(obj for obj in to_nudge(live, address, wanted.uid) if child_key(obj) not in pruned)
+    return Plan(config_maps=config_maps, service=service_write, eventing=eventing, prune=prune, nudge=nudge, address=address,
+                eventing_not_owned=eventing_not_owned, adopted={**adopted, **adopted_eventing})
+
+
+def _child_writes(desired: tuple[Manifest, ...], uid: str | None, observed: Observed) -> tuple[tuple[Write, ...], tuple[str, ...], dict[ChildKey, Manifest]]:
+    """For each desired child: a write (missing or drifted), a not-owned message, or nothing (as rendered)."""
+    assert observed.children is not None
+    writes: list[Write] = []
+    not_owned: list[str] = []
+    adopted: dict[ChildKey, Manifest] = {}
+    for obj in desired:
+        key = child_key(obj)
+        if key in observed.lookup_errors:
+            continue  # reported as an error; the next pass looks again
+        current = observed.children.get(key)
+        if current is None or not controlled_by(current, uid):
+            current = observed.by_name.get(key)
+            if current is not None and not controlled_by(current, uid):
+                not_owned.append(not_owned_message(obj))
+                continue
+            if current is not None and covers(current, obj):
+                adopted[key] = current  # ours and as rendered: the watch cache was behind
+                continue
+        elif covers(current, obj):
+            continue
+        writes.append(Write(obj, _uid(current)))
+    return tuple(writes), tuple(not_owned), adopted
+
+
+def _uid(obj: Mapping[str, Any] | None) -> str | None:
+    return ((obj or {}).get("metadata") or {}).get("uid")
+
+
+def _address(service: Mapping[str, Any] | None) -> str | None:
+    """The Knative Service's in-cluster address (where Eventing sends), once Knative has set it."""
+    return (((service or {}).get("status") or {}).get("address") or {}).get("url")

@@ -1,0 +1,228 @@
+"""One reconcile pass, case by case, against an in-memory API client (Knative's reconciler TableTest is the model).
+
+Each row names the cluster before the pass (`objects`, built from what a first pass left when
+`after_first_pass`), the function, Knative's settings, and what the pass must do: the writes
+in order, the status reason and conditions, the Events. The same passes run against a real
+kube-apiserver in tests/integration/test_operator*.py; here every branch of observe, decide,
+act and report is reached in milliseconds.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from aifunction_operator.controller.kube_client import ApiError
+from aifunction_operator.controller.preflight import KnativeSettings
+from aifunction_operator.controller.reconcile import Cached, Outcome, reconcile
+from aifunction_operator.controller.status import conditions_by_type
+from aifunction_operator.render.config import OperatorConfig
+from aifunction_operator.render.metadata import child_name
+
+from tests.support.fake_kube_client import FakeKubeClient
+
+CASES = Path(__file__).resolve().parent / "cases"
+NOW = "2026-11-29T12:00:00Z"
+ALL_ON = {"multi-container": "enabled", "multi-container-probing": "enabled", "kubernetes.podspec-persistent-volume-claim": "enabled",
+          "kubernetes.podspec-init-containers": "enabled", "kubernetes.podspec-volumes-emptydir": "enabled"}
+KNATIVE = KnativeSettings(features=ALL_ON, autoscaler={})
+EVENTING = ("sources.knative.dev/v1", "eventing.knative.dev/v1")
+Manifest = dict[str, Any]
+
+
+def function(case: str, **spec_changes: Any) -> Manifest:
+    """An AIFunction from tests/unit/cases, in namespace `apps` with a uid, as the API server holds it."""
+    body = yaml.safe_load((CASES / case).read_text())
+    body["metadata"] = {"namespace": "apps", "uid": f"uid-{body['metadata']['name']}", "generation": 1, **body["metadata"]}
+    body["metadata"]["namespace"] = "apps"
+    body["spec"].update(spec_changes)
+    return body
+
+
+MINIMAL = function("minimal-defaults.yaml")
+HANDLER = function("handler-inline-triggers.yaml")  # a ConfigMap, a PingSource `nightly`, a Trigger `uploads`
+CM, NIGHTLY, UPLOADS = (child_name("digits-lambda", part) for part in ("handler", "nightly", "uploads"))
+
+
+def foreign(kind: str, api_version: str, name: str) -> Manifest:
+    """An object of a name the function needs, made by someone else."""
+    return {"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": "apps"}, "spec": {}}
+
+
+def with_status(client: FakeKubeClient, plural: str, name: str, status: Manifest) -> None:
+    """What Knative's controllers would write on an object."""
+    for (p, _, n), obj in client.objects.items():
+        if (p, n) == (plural, name):
+            obj["status"] = status
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    function: Manifest
+    objects: tuple[Manifest, ...] = ()
+    after_first_pass: bool = False  # start from what one pass left (the function's children exist, its status is written)
+    change: Callable[[FakeKubeClient, Manifest], None] | None = None  # edits the cluster before the pass
+    knative: KnativeSettings = KNATIVE
+    unserved: tuple[str, ...] = ()
+    failures: dict[tuple[str, str], ApiError] = field(default_factory=dict)
+    function_exists: bool = True
+    # What the pass must do.
+    writes: tuple[tuple[str, str], ...] = ()
+    reason: str | None = None
+    conditions: dict[str, tuple[str, str]] = field(default_factory=dict)  # type -> (status, reason)
+    message: tuple[str, str] | None = None  # (condition type, text its message contains)
+    events: tuple[str, ...] = ()
+    raises: int | None = None  # the ApiError status the pass raises (transient: kopf retries)
+    gone: bool = False
+
+
+def add_stale_ping_source(client: FakeKubeClient, body: Manifest) -> None:
+    """A schedule the function dropped: a PingSource it controls that it no longer renders."""
+    live = next(obj for (plural, _, name), obj in client.objects.items() if (plural, name) == ("pingsources", NIGHTLY))
+    stale = copy.deepcopy(live)
+    stale["metadata"] = {**stale["metadata"], "name": "digits-lambda-hourly", "uid": "uid-hourly"}
+    client.put(stale)
+
+
+def unresolve_trigger(client: FakeKubeClient, body: Manifest) -> None:
+    """Eventing left the Trigger unresolved; the Service has an address now (knative/eventing#5374)."""
+    with_status(client, "services", "digits-lambda", {"address": {"url": "http://digits-lambda.apps.svc.cluster.local"}})
+    with_status(client, "triggers", UPLOADS, {"conditions": [{"type": "SubscriberResolved", "status": "False"}]})
+
+
+def drift_service_image(client: FakeKubeClient, body: Manifest) -> None:
+    """Someone edited a field the operator renders."""
+    with_status(client, "services", "digits-lambda", {})
+    service = next(obj for (plural, _, _), obj in client.objects.items() if plural == "services")
+    service["spec"]["template"]["spec"]["containers"][0]["image"] = "evil:1"
+
+
+TABLE = [
+    Case("fresh function: the Service is created and the status written", MINIMAL,
+         writes=(("apply", "Service/minimal"), ("status", "aifunctions/minimal")),
+         conditions={"SpecValid": ("True", "Valid"), "ServiceReady": ("Unknown", "Deploying"), "Ready": ("Unknown", "Deploying")}),
+    Case("fresh function with handler and triggers: ConfigMap, Service, PingSource, Trigger in that order", HANDLER,
+         writes=(("apply", f"ConfigMap/{CM}"), ("apply", "Service/digits-lambda"), ("apply", f"PingSource/{NIGHTLY}"),
+                 ("apply", f"Trigger/{UPLOADS}"), ("status", "aifunctions/digits-lambda")),
+         conditions={"TriggersReady": ("Unknown", "EventingNotReady")}),
+    Case("foreign Service: nothing is applied, the status says whose name it is", MINIMAL,
+         objects=(foreign("Service", "serving.knative.dev/v1", "minimal"),),
+         writes=(("status", "aifunctions/minimal"),), reason="NotOwned",
+         conditions={"ServiceReady": ("False", "NotOwned")}, message=("ServiceReady", "was not created by this AIFunction")),
+    Case("apply failure: the server's message is in the status", MINIMAL,
+         failures={("apply", "Service/minimal"): ApiError(422, "spec.template.spec.containers[0].image: Required value")},
+         writes=(("apply", "Service/minimal"), ("status", "aifunctions/minimal")), reason="ApplyFailed",
+         conditions={"ServiceReady": ("False", "ApplyFailed")}, message=("ServiceReady", "Required value")),
+    Case("transient apply error: the pass raises and writes no status (kopf retries)", MINIMAL,
+         failures={("apply", "Service/minimal"): ApiError(503, "etcdserver: leader changed")},
+         writes=(("apply", "Service/minimal"),), raises=503),
+    Case("invalid spec: nothing applied, SpecValid False naming the field, a Warning Event", function("minimal-defaults.yaml", model={"repository": "ftp://x/y"}),
+         writes=(("status", "aifunctions/minimal"), ("event", "InvalidSpec")), reason="InvalidSpec",
+         conditions={"SpecValid": ("False", "InvalidSpec")}, message=("SpecValid", "spec.model.repository"), events=("InvalidSpec",)),
+    Case("blocked by a Knative flag: nothing applied, the status names the key to set", HANDLER,
+         knative=KnativeSettings(features={**ALL_ON, "multi-container": "disabled"}, autoscaler={}),
+         writes=(("status", "aifunctions/digits-lambda"),), reason="KnativeFeatureDisabled",
+         conditions={"KnativeFeaturesReady": ("False", "KnativeFeatureDisabled")}, message=("KnativeFeaturesReady", "multi-container")),
+    Case("a dropped schedule: its PingSource is pruned, nothing else written", HANDLER, after_first_pass=True, change=add_stale_ping_source,
+         writes=(("delete", "pingsources/digits-lambda-hourly"),)),
+    Case("nothing to write: a second pass over an unchanged function makes no request that writes", HANDLER, after_first_pass=True,
+         writes=()),
+    Case("drift in a rendered field: the Service is applied again", HANDLER, after_first_pass=True, change=drift_service_image,
+         writes=(("apply", "Service/digits-lambda"),)),
+    Case("ConfigMap of the handler's name held by someone else: nothing more is applied", HANDLER,
+         objects=(foreign("ConfigMap", "v1", CM),),
+         writes=(("status", "aifunctions/digits-lambda"),), reason="NotOwned",
+         conditions={"ServiceReady": ("False", "NotOwned")}, message=("ServiceReady", f"ConfigMap {CM} already exists")),
+    Case("Trigger name held by someone else: the rest is applied, TriggersReady says NotOwned", HANDLER,
+         objects=(foreign("Trigger", "eventing.knative.dev/v1", UPLOADS),),
+         writes=(("apply", f"ConfigMap/{CM}"), ("apply", "Service/digits-lambda"), ("apply", f"PingSource/{NIGHTLY}"),
+                 ("status", "aifunctions/digits-lambda")),
+         conditions={"TriggersReady": ("False", "NotOwned")}, message=("TriggersReady", f"Trigger {UPLOADS}")),
+    Case("Eventing not installed: the function is served, TriggersReady says what to install", HANDLER, unserved=EVENTING,
+         writes=(("apply", f"ConfigMap/{CM}"), ("apply", "Service/digits-lambda"), ("status", "aifunctions/digits-lambda")),
+         conditions={"TriggersReady": ("False", "EventingNotInstalled")}, message=("TriggersReady", "install Knative Eventing")),
+    Case("unresolved Trigger once the Service has an address: it is nudged", HANDLER, after_first_pass=True, change=unresolve_trigger,
+         writes=(("patch", f"Trigger/{UPLOADS}"), ("status", "aifunctions/digits-lambda"))),
+    Case("function deleted while a cached copy remained: nothing is written", MINIMAL, function_exists=False, gone=True),
+]
+
+
+def first_pass(case: Case) -> tuple[FakeKubeClient, Manifest]:
+    """The cluster and function body before the case's pass."""
+    client = FakeKubeClient(*case.objects, unserved=case.unserved)
+    body = copy.deepcopy(case.function)
+    if case.function_exists:
+        client.put(body)
+    if case.after_first_pass:
+        outcome = reconcile(client, body, OperatorConfig(), case.knative, now=NOW)
+        body = {**body, "status": outcome.status}
+        client.actions.clear()
+    if case.change:
+        case.change(client, body)
+    client.failures.update(case.failures)
+    return client, body
+
+
+@pytest.mark.parametrize("case", TABLE, ids=[c.name for c in TABLE])
+def test_reconcile(case: Case) -> None:
+    client, body = first_pass(case)
+    if case.raises is not None:
+        with pytest.raises(ApiError) as error:
+            reconcile(client, body, OperatorConfig(), case.knative, now=NOW)
+        assert error.value.status == case.raises
+        assert tuple(client.writes()) == case.writes
+        return
+    outcome = reconcile(client, body, OperatorConfig(), case.knative, now=NOW)
+    assert tuple(client.writes()) == case.writes, f"writes: {client.writes()}"
+    assert outcome.gone == case.gone
+    if case.gone:
+        return
+    check_status(case, outcome)
+    assert tuple(reason for _, reason, _ in client.events) == case.events
+
+
+def check_status(case: Case, outcome: Outcome) -> None:
+    conditions = conditions_by_type(outcome.status)
+    if case.reason is not None:
+        assert outcome.status["reason"] == case.reason
+    for type_, (status, reason) in case.conditions.items():
+        got = conditions[type_]
+        assert (got["status"], got["reason"]) == (status, reason), f"{type_}: {got}"
+    if case.message is not None:
+        type_, text = case.message
+        assert text in conditions[type_]["message"], conditions[type_]
+    written = any(verb == "status" for verb, _ in case.writes)
+    assert outcome.status_written == written
+
+
+def test_the_watch_cache_saves_the_reads() -> None:
+    """With the Service and children as the watches showed them, an unchanged function costs no request at all."""
+    client, body = first_pass(Case("", HANDLER, after_first_pass=True))
+    service = client.get(*_service_resource(), "digits-lambda")
+    children = {(obj["kind"], obj["metadata"]["name"]): obj for (plural, _, _), obj in client.objects.items()
+                if plural in {"configmaps", "pingsources", "triggers"}}
+    client.actions.clear()
+    outcome = reconcile(client, body, OperatorConfig(), KNATIVE, Cached(service=service, children=children, body_is_fresh=True), now=NOW)
+    assert client.actions == [] and not outcome.status_written and not outcome.applied
+
+
+def test_a_second_invalid_pass_posts_no_second_event() -> None:
+    """The Warning is posted when the spec becomes invalid or its problems change, not on every pass."""
+    case = TABLE[5]
+    client, body = first_pass(case)
+    outcome = reconcile(client, body, OperatorConfig(), KNATIVE, now=NOW)
+    client.actions.clear()
+    again = reconcile(client, {**body, "status": outcome.status}, OperatorConfig(), KNATIVE, now=NOW)
+    assert again.event is None and client.writes() == []
+
+
+def _service_resource() -> tuple[Any, str]:
+    from aifunction_operator.controller.kube_client import KNATIVE_SERVICES  # noqa: PLC0415
+    return KNATIVE_SERVICES, "apps"
