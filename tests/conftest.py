@@ -1,7 +1,8 @@
 """Shared pytest configuration: tiers, opt-in flags and common paths.
 
-Tiers (markers): unit tests need nothing; `cluster` tests run on the local cluster of `make cluster` (tests/cluster); `triton` tests start a real tritonserver from the
-nvidia-pytriton wheel; `integration` tests start a real etcd + kube-apiserver +
+Tiers (folders, markers): unit tests (tests/unit) need nothing; `cluster` tests run on the local cluster of `make cluster` (tests/cluster); `triton` tests
+(tests/serving: the server, `aifn run`, the handler runtime) start a real tritonserver from the
+nvidia-pytriton wheel; `integration` tests (tests/integration) start a real etcd + kube-apiserver +
 kube-controller-manager built by `make tools`; `e2e` tests (tests/e2e) run on a provider:
 `local` by default (the same local cluster as the `cluster` tier, `local_cluster`) or `kind` with
 `--e2e` / `--e2e-provider=kind` (Docker and kind). A tier whose requirement is missing is skipped

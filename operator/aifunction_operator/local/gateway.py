@@ -352,7 +352,7 @@ def _data_problem(item: dict[str, Any]) -> str | None:
 
 
 # What JSON values each datatype takes; Triton answers any other value with a 500 (found by
-# tests/local/test_run_fuzz.py), which is the caller's mistake: the gateway answers 400.
+# tests/serving/local/test_run_fuzz.py), which is the caller's mistake: the gateway answers 400.
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

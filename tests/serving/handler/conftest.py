@@ -25,7 +25,7 @@ from support.triton import serve_model
 
 from aifunction_operator.local.tritonserver import TritonInstall, TritonProcess, TritonUnavailable, find_triton
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 MODEL_REPO = ROOT / "model_repo"
 HANDLER_START_TIMEOUT_S = 60.0
 

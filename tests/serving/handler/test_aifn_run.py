@@ -3,7 +3,6 @@ the repository, in front of a real Triton that starts on the first request."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

@@ -13,7 +13,7 @@ import yaml
 
 from .conftest import HandlerServer, request
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "examples" / "handlers"
 KSVC_CHECK = ROOT / "bin" / "ksvc-check"
 FUNCTIONS = sorted(EXAMPLES.glob("*/*.yaml"))

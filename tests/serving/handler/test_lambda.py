@@ -199,7 +199,7 @@ def test_concurrent_requests_all_answer_correctly(lambda_fn: HandlerServer, digi
 
 
 def test_the_shipped_digits_example(start_handler, digits_data) -> None:
-    example = Path(__file__).resolve().parents[2] / "examples" / "handlers" / "digits"
+    example = Path(__file__).resolve().parents[3] / "examples" / "handlers" / "digits"
     server = start_handler(example, "handler:lambda_handler")
     images, truth = digits_data
     one = post_json(f"{server.url}/", {"pixels": images[7].ravel().tolist()})

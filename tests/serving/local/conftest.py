@@ -27,7 +27,7 @@ from support.processes import free_port, wait_until
 
 from aifunction_operator.local.tritonserver import child_pids, process_group_pids
 
-MODEL_REPO = Path(__file__).resolve().parents[2] / "model_repo"
+MODEL_REPO = Path(__file__).resolve().parents[3] / "model_repo"
 
 TEST_MODELS = Path(__file__).parent / "models"
 

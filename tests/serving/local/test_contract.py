@@ -19,7 +19,7 @@ from aifunction_operator.local.tritonserver import TritonInstall
 from aifunction_operator.render import render
 from aifunction_operator.spec import parse_function
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 LOCAL_ONLY = ("--model-repository=", "--http-port=", "--grpc-port=", "--metrics-port=", "--http-address=",
               "--grpc-address=", "--metrics-address=", "--backend-directory=", "--cache-directory=",
               "--backend-config=python,shm-region-prefix-name=")

@@ -15,7 +15,7 @@ from .conftest import TEST_MODELS, digits_request
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow, pytest.mark.timeout(240)]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def invoke(*args: str) -> subprocess.CompletedProcess[str]:
@@ -60,7 +60,7 @@ def test_invoke_reports_an_unreachable_function() -> None:
 
 
 def test_invoke_refuses_values_that_do_not_fit_the_input(run_function, tmp_path: Path) -> None:
-    """A real model with INT32, UINT8 and FP32 inputs (tests/local/models/typed) that echoes what it gets."""
+    """A real model with INT32, UINT8 and FP32 inputs (tests/serving/local/models/typed) that echoes what it gets."""
     run = run_function(model="typed", repository=TEST_MODELS)
     deep = tmp_path / "deep.json"
     deep.write_text("[" * 100_000 + "]" * 100_000)

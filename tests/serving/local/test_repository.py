@@ -25,7 +25,7 @@ from aifunction_operator.spec import parse_function
 
 from .conftest import TEST_MODELS
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def function(repository: str, annotation: str | None = None, model: str = "slow") -> dict:
@@ -62,7 +62,7 @@ def test_errors_name_the_source_and_the_problem(tmp_path: Path) -> None:
 
 @pytest.fixture
 def served_archive(tmp_path: Path) -> Iterator[str]:
-    """http://127.0.0.1:<port>/repo.tar.gz holding tests/local/models/slow."""
+    """http://127.0.0.1:<port>/repo.tar.gz holding tests/serving/local/models/slow."""
     site = tmp_path / "site"
     site.mkdir()
     with tarfile.open(site / "repo.tar.gz", "w:gz") as archive:
@@ -128,7 +128,7 @@ DOWNLOAD = "import sys; from pathlib import Path; from aifunction_operator.local
 
 @pytest.fixture
 def slow_archive(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
-    """http://127.0.0.1:<port>/repo.tar.gz holding tests/local/models/slow, sent over about 3 s; the list logs each GET."""
+    """http://127.0.0.1:<port>/repo.tar.gz holding tests/serving/local/models/slow, sent over about 3 s; the list logs each GET."""
     buffer = tmp_path / "repo.tar.gz"
     with tarfile.open(buffer, "w:gz") as archive:
         archive.add(TEST_MODELS / "slow", arcname="slow")

@@ -1,6 +1,6 @@
 """`aifn run` with a real Triton: bad input gets a JSON 4xx, a crashed replica is replaced, Ctrl-C leaves nothing.
 
-The crash test uses `tests/local/models/slow` (a real python-backend model that answers after
+The crash test uses `tests/serving/local/models/slow` (a real python-backend model that answers after
 2 s) so that requests are certainly in flight when the replica is killed with SIGKILL.
 """
 

@@ -22,7 +22,7 @@ from aifunction_operator.local.tritonserver import (
     find_triton,
 )
 
-MODEL_REPO = Path(__file__).resolve().parents[2] / "model_repo"
+MODEL_REPO = Path(__file__).resolve().parents[3] / "model_repo"
 
 
 def load_model_repo_module(name: str):  # -> module

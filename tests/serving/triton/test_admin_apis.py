@@ -33,7 +33,7 @@ from aifunction_operator.spec import parse_function
 
 pytestmark = pytest.mark.triton
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 MODEL_REPO = ROOT / "model_repo"
 UNLOAD = "/inference.GRPCInferenceService/RepositoryModelUnload"
 UNLOAD_DIGITS = b"\x12\x06digits"  # RepositoryModelUnloadRequest{model_name: "digits"}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-MODEL_REPO = Path(__file__).resolve().parents[2] / "model_repo"
+MODEL_REPO = Path(__file__).resolve().parents[3] / "model_repo"
 ARTIFACT = MODEL_REPO / "digits" / "1" / "model.pt"
 
 pytestmark = pytest.mark.slow

@@ -1,0 +1,1 @@
+"""Tests against a real tritonserver: the server itself (triton/), `aifn run` (local/) and the handler runtime (handler/)."""
