@@ -3,7 +3,8 @@
 `module:function` is a Lambda-style handler `(event, context)`; `module:Class` is a
 KServe-style transformer: the class is instantiated once (no arguments), its `load()` runs
 once if it has one, and `preprocess` / `postprocess` wrap every model call. Either style
-may be written with `async def`.
+may be written with `async def`. The contract is documented as Protocols in `api`
+(`LambdaFunction`, `KServeTransformer`); this module is what enforces it at start.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ whose request head does not arrive in time: slow clients cannot hold descriptors
 
 Only the model's own calls are forwarded (metadata, ready, config, stats, infer, generate,
 optionally under /versions/<n>); Triton's admin APIs (repository, shared memory, trace,
-logging) get 403 here, and Triton itself refuses them too (render/triton.py).
+logging) get 403 here, and Triton itself refuses them too (triton_command.py).
 """
 
 from __future__ import annotations

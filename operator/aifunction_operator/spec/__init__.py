@@ -1,4 +1,4 @@
-"""Stage 1 of the pipeline: parse and validate an AIFunction (pure)."""
+"""Parse and validate an AIFunction (pure): the first thing the operator, `aifn validate/render` and `aifn run` do."""
 
 from .errors import FieldError, InvalidSpec
 from .model import AIFunction, AIFunctionSpec, RepositorySource, SourceKind

@@ -15,7 +15,7 @@ QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
 DNS_LABEL_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
-# A tritonserver restriction flag that names a group aifn already refuses (render/triton.py),
+# A tritonserver restriction flag that names a group aifn already refuses (triton_command.py),
 # or the flag without `=` (its value would be the next argument): Triton would exit at start.
 RESTRICTION_ARG_PATTERN = r"^--(http-restricted-api|grpc-restricted-protocol)(=[^:]*(model-repository|shared-memory|trace|logging).*)?$"
 RESOURCE_NAME_PATTERN = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$"
