@@ -113,13 +113,13 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
                    when=lambda name, **_: name in EVENTING_CRDS, registry=registry)
     async def eventing_crd_changed(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         name = body.metadata.name or ""
-        state = crd_state(event["type"], dict(body))
+        now = crd_state(event["type"], dict(body))
         previous = crd_states.get(name)
-        crd_states[name] = state
+        crd_states[name] = now
         if previous is None and event["type"] is None:
             return  # the initial listing: the functions' own reconciles see the API as it is
-        if state != previous and state != "pending":  # pending: not served yet, nothing to act on
-            log.info("Knative Eventing's CRD %s is %s: re-checking every function", name, state)
+        if now != previous and now != "pending":  # pending: not served yet, nothing to act on
+            log.info("Knative Eventing's CRD %s is %s: re-checking every function", name, now)
             await state.reconcile_all()
 
 
