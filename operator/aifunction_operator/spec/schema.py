@@ -275,7 +275,7 @@ STATUS = _obj(
         "reason": _str("Short reason for the Ready condition, shown by kubectl get."),
         "conditions": {
             "type": "array",
-            "description": "Ready aggregates SpecValid, KnativeFeaturesReady and ServiceReady.",
+            "description": "Ready aggregates SpecValid, KnativeFeaturesReady, ServiceReady and TriggersReady; PodsScheduled explains a wait for a node.",
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["type"],
             "items": _obj(
