@@ -55,7 +55,7 @@ class Up:
             time.sleep(1)
 
 
-def test_refusals_name_the_problem_and_what_to_do(monkeypatch: pytest.MonkeyPatch,
+def test_refusals_name_the_problem_and_what_to_do(no_cluster_running: None, monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """`hack/cluster.py up` as a user who is not root: exit 2, the problem and what to do, no traceback.
 
