@@ -93,9 +93,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from handler_bench import LOADGEN_SRC  # noqa: E402
 from local_bench import Gateway, _function_file, _one_digit  # noqa: E402
+from support.processes import wait_until  # noqa: E402
 
 CLUSTER_DIR = ROOT / ".aifn" / "cluster"
 KUBECONFIG = CLUSTER_DIR / "kubeconfig"
@@ -128,7 +130,7 @@ def main() -> int:
               file=sys.stderr)
         return 0 if args.if_cluster else 2
     gateway = GATEWAY_FILE.read_text().strip().rstrip("/")
-    kube = Kube(KUBECONFIG, args.namespace)
+    kube = BenchNamespace(KUBECONFIG, args.namespace)
     workdir = Path(tempfile.mkdtemp(prefix="aifn-cluster-bench-"))
     image = _one_digit()
     body = json.dumps({"inputs": [{"name": "image", "shape": [1, 8, 8], "datatype": "FP32",
@@ -170,7 +172,7 @@ def main() -> int:
 
 # --- throughput and latency -------------------------------------------------------------------
 
-def warm(kube: Kube, gateway: str, loadgen: Path, body: bytes, body_file: Path, workdir: Path, args: argparse.Namespace) -> None:
+def warm(kube: BenchNamespace, gateway: str, loadgen: Path, body: bytes, body_file: Path, workdir: Path, args: argparse.Namespace) -> None:
     pods = kube.function_pods(WARM)
     assert len(pods) == 1, f"{WARM} should have exactly one pod, has {[p['metadata']['name'] for p in pods]}"
     pod_ip = pods[0]["status"]["podIP"]
@@ -279,7 +281,7 @@ def _run_loadgen(loadgen: Path, url: str, headers: dict[str, str], body: Path, c
 
 # --- cold start -------------------------------------------------------------------------------
 
-def cold(kube: Kube, gateway: str, body: bytes, args: argparse.Namespace) -> None:
+def cold(kube: BenchNamespace, gateway: str, body: bytes, args: argparse.Namespace) -> None:
     host = f"{COLD}.{args.namespace}.example.com"
     template = kube.get("ksvc", COLD)["spec"]["template"]["spec"]
     scale_from_zero: list[float] = []
@@ -353,8 +355,9 @@ def _pod_split(pod: dict[str, Any], start_wall: float, *, probes: bool = True) -
 
 # --- cluster access ---------------------------------------------------------------------------
 
-class Kube:
-    """kubectl (and, for the timed bare pod, the Python client) in the benchmark's namespace."""
+class BenchNamespace:
+    """The benchmark's namespace: kubectl in it, its set-up and clean-up, waits, and (with the Python
+    client) the timed bare Triton pod."""
 
     def __init__(self, kubeconfig: Path, namespace: str) -> None:
         self.kubeconfig = kubeconfig
@@ -398,7 +401,8 @@ class Kube:
              "spec": {"accessModes": ["ReadOnlyMany"], "storageClassName": "", "volumeName": f"aifn-models-{ns}",
                       "resources": {"requests": {"storage": "1Gi"}}}},
         ]}))
-        _wait(lambda: self.get("pvc", "aifn-models").get("status", {}).get("phase") == "Bound", 120, "the PVC to bind")
+        wait_until("the PVC to bind", lambda: self.get("pvc", "aifn-models").get("status", {}).get("phase") == "Bound", 120,
+                   interval=1)
 
     def teardown(self) -> None:
         for args in (("delete", "namespace", self.namespace, "--wait=true", "--timeout=300s"),
@@ -413,11 +417,11 @@ class Kube:
             status = self.get("aifunction", function).get("status") or {}
             return bool(status.get("url")) and any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
 
-        _wait(ready, timeout, f"AIFunction {function} to be Ready", interval=2)
+        wait_until(f"AIFunction {function} to be Ready", ready, timeout, interval=2)
 
     def wait_no_pods(self, function: str, timeout: float) -> float:
         started = time.monotonic()
-        _wait(lambda: not self.function_pods(function), timeout, f"{function} to scale to zero (no pod left)", interval=2)
+        wait_until(f"{function} to scale to zero (no pod left)", lambda: not self.function_pods(function), timeout, interval=2)
         return time.monotonic() - started
 
     def triton_marks(self, pod: str, start_wall: float) -> str:
@@ -486,7 +490,7 @@ def _cluster_problem() -> str | None:
         return f"no cluster: {KUBECONFIG} does not exist"
     if not GATEWAY_FILE.exists() or not GATEWAY_FILE.read_text().strip():
         return f"no gateway: {GATEWAY_FILE} does not exist"
-    kube = Kube(KUBECONFIG, "default")
+    kube = BenchNamespace(KUBECONFIG, "default")
     try:
         kube.kubectl("get", "--raw=/readyz", namespaced=False, timeout=20)
         kube.kubectl("get", "crd", "aifunctions.aifn.dev", namespaced=False, timeout=20)
@@ -510,14 +514,6 @@ def _post(url: str, body: bytes, headers: dict[str, str] | None = None, timeout:
     headers = {"Content-Type": "application/json", **(headers or {})}
     with urllib.request.urlopen(urllib.request.Request(url, data=body, headers=headers), timeout=timeout) as resp:
         return resp.read()
-
-
-def _wait(condition: Any, timeout: float, what: str, interval: float = 1.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def _load(avg: tuple[float, float, float]) -> str:

@@ -10,7 +10,8 @@ channel broker over the in-memory channel, the cluster's default delivery), the 
 examples/handlers/digit-events at exactly one replica with --cpu for Triton and the handler, its
 ConfigMap holding on_scan.py unchanged plus a wrapper that stamps the handler's start and end
 (time.time()) into the reply event (extensions handlerstart, handlerend), and a recorder Pod
-(the handler image's Python, one JSON line per request) with a Trigger on the replies' type.
+(support.cluster.recorder: the handler image's Python, one JSON line per request) with a Trigger on
+the replies' type.
 
 Each path gets the same binary-mode CloudEvents (dev.aifn.digits.scanned, one digit each) at a
 fixed rate, open loop (event i sent at t0 + i/rate by a thread pool, keep-alive connections):
@@ -41,17 +42,17 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 
-from cluster_bench import KUBECONFIG, ROOT, Kube, _load, _wait
+from cluster_bench import KUBECONFIG, ROOT, BenchNamespace, _load
+from support.cluster.recorder import recorder, records, trigger_to_recorder
+from support.processes import wait_until
 
 EXAMPLE = ROOT / "examples" / "handlers" / "digit-events"
 NAME = "digit-events"
 SCANNED, CLASSIFIED = "dev.aifn.digits.scanned", "dev.aifn.digits.classified"
-HANDLER_IMAGE = "localhost/aifn/aifn-handler:0.1.0"  # on the nodes since `make cluster`
 PATHS = ("broker", "http")
 WORKERS = 64
 
@@ -71,32 +72,6 @@ def lambda_handler(event, context):
         reply["headers"]["ce-handlerend"] = f"{_time.time():.6f}"
     return reply
 '''
-
-RECORDER = """
-import json, sys, threading, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-LOCK = threading.Lock()
-
-class Recorder(BaseHTTPRequestHandler):
-    def do_POST(self):
-        at = time.time()
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        line = json.dumps({"at": at, "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
-                           "body": body.decode("utf-8", "replace")})
-        with LOCK:  # one line per request, never two interleaved
-            sys.stdout.write(line + "\\n")
-            sys.stdout.flush()
-        self.send_response(202)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-ThreadingHTTPServer(("", 8080), Recorder).serve_forever()
-"""
-
 
 @dataclass
 class Sample:
@@ -123,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Part 3: set up, measure both paths in rounds, print the table, clean up."""
-    kube = Kube(KUBECONFIG, args.event_namespace)
+    kube = BenchNamespace(KUBECONFIG, args.event_namespace)
     problem = _eventing_problem(kube)
     if problem:
         print(f"\nevent delivery: skipped, {problem}", flush=True)
@@ -135,7 +110,7 @@ def run(args: argparse.Namespace) -> None:
         bench = EventBench(kube, args)
         try:
             bench.setup()
-        except (RuntimeError, AssertionError):
+        except (RuntimeError, TimeoutError, AssertionError):
             print(kube.kubectl("get", "aifunction,ksvc,pods,broker,triggers", "-o", "wide"), flush=True)
             raise
         samples = bench.measure()
@@ -147,7 +122,7 @@ def run(args: argparse.Namespace) -> None:
             kube.teardown()
 
 
-def _eventing_problem(kube: Kube) -> str | None:
+def _eventing_problem(kube: BenchNamespace) -> str | None:
     try:
         kube.kubectl("get", "crd", "brokers.eventing.knative.dev", namespaced=False, timeout=20)
         kube.kubectl("get", "service", "broker-ingress", "-n", "knative-eventing", namespaced=False, timeout=20)
@@ -170,16 +145,8 @@ def _manifests(namespace: str, cpu: str) -> list[dict[str, Any]]:
     meta = {"namespace": namespace}
     return [
         {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "metadata": {"name": "default", **meta}},
-        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "recorder", "labels": {"app": "recorder"}, **meta},
-         "spec": {"containers": [{"name": "recorder", "image": HANDLER_IMAGE, "imagePullPolicy": "Never",
-                                  "command": ["python", "-c", RECORDER], "ports": [{"containerPort": 8080}],
-                                  "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}],
-                  "nodeSelector": {"aifn.dev/e2e-node": "cpu"}, "terminationGracePeriodSeconds": 1}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "recorder", **meta},
-         "spec": {"selector": {"app": "recorder"}, "ports": [{"port": 80, "targetPort": 8080}]}},
-        {"apiVersion": "eventing.knative.dev/v1", "kind": "Trigger", "metadata": {"name": "classified-to-recorder", **meta},
-         "spec": {"broker": "default", "filter": {"attributes": {"type": CLASSIFIED}},
-                  "subscriber": {"ref": {"apiVersion": "v1", "kind": "Service", "name": "recorder"}, "uri": "/classified"}}},
+        *recorder(namespace),
+        trigger_to_recorder(namespace, "classified-to-recorder", CLASSIFIED, "/classified"),
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": ref["name"], **meta}, "data": {ref["key"]: code}},
         function,
     ]
@@ -189,7 +156,7 @@ def _ready(obj: dict[str, Any]) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in (obj.get("status") or {}).get("conditions", []))
 
 
-def _cluster_ip(kube: Kube, namespace: str, service: str) -> str:
+def _cluster_ip(kube: BenchNamespace, namespace: str, service: str) -> str:
     return kube.kubectl("get", "service", service, "-n", namespace, "-o", "jsonpath={.spec.clusterIP}", namespaced=False).strip()
 
 
@@ -202,7 +169,7 @@ def _digits() -> list[list[float]]:
 class EventBench:
     """The namespace's objects, the two senders and the recorder's log."""
 
-    def __init__(self, kube: Kube, args: argparse.Namespace) -> None:
+    def __init__(self, kube: BenchNamespace, args: argparse.Namespace) -> None:
         self.kube = kube
         self.args = args
         self.run_id = uuid.uuid4().hex[:6]
@@ -215,14 +182,17 @@ class EventBench:
         kube, ns = self.kube, self.kube.namespace
         started = time.monotonic()
         kube.setup_namespace()
-        _wait(lambda: _ok(lambda: kube.kubectl("get", "serviceaccount", "default")), 60, "the default ServiceAccount")
+        wait_until("the default ServiceAccount", lambda: _ok(lambda: kube.kubectl("get", "serviceaccount", "default")), 60,
+                   interval=1)
         kube.apply(_manifests(ns, self.args.cpu))
-        _wait(lambda: _ready(kube.get("broker", "default")) and bool(kube.get("broker", "default")["status"].get("address")),
-              180, "the Broker to be Ready", interval=2)
+        wait_until("the Broker to be Ready",
+                   lambda: _ready(kube.get("broker", "default")) and bool(kube.get("broker", "default")["status"].get("address")),
+                   180, interval=2)
         kube.wait_ready(NAME, timeout=300)
         kube.kubectl("wait", "pod/recorder", "--for=condition=Ready", "--timeout=120s", timeout=150)
-        _wait(lambda: all(_ready(t) for t in json.loads(kube.kubectl("get", "triggers", "-o", "json"))["items"]), 120,
-              "both Triggers to be Ready", interval=2)
+        wait_until("both Triggers to be Ready",
+                   lambda: all(_ready(t) for t in json.loads(kube.kubectl("get", "triggers", "-o", "json"))["items"]), 120,
+                   interval=2)
         url = kube.get("broker", "default")["status"]["address"]["url"]
         host, _, path = url.removeprefix("http://").partition("/")
         self.targets = {"broker": (_cluster_ip(kube, "knative-eventing", host.split(".")[0]), host, "/" + path),
@@ -231,7 +201,7 @@ class EventBench:
         assert all(s.status == 200 for s in warm), f"the function over HTTP: {[(s.status, s.error) for s in warm]}"
         first = self._send("broker", f"warmup-{self.run_id}-b", 0)
         assert first.status == 202, f"the broker ingress answered {first.status} {first.error}"
-        _wait(lambda: f"{first.id}-classified" in self.recorded()[0], 120, "the first reply at the recorder", interval=1)
+        wait_until("the first reply at the recorder", lambda: f"{first.id}-classified" in self.recorded()[0], 120, interval=1)
         pods = kube.function_pods(NAME)
         print(f"  ready in {time.monotonic() - started:.0f}s: {NAME} pod {[p['metadata']['name'] for p in pods]}, SKS mode "
               f"{kube.sks_mode(NAME)} (Proxy = activator in both paths); broker {url} via {self.targets['broker'][0]}, "
@@ -279,11 +249,7 @@ class EventBench:
         """The recorder's replies by ce-id (the first of each), and how many duplicates it got."""
         replies: dict[str, dict[str, Any]] = {}
         duplicates = 0
-        for line in self.kube.kubectl("logs", "recorder", timeout=60).splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # not one of the recorder's lines
+        for record in records(self.kube.kubectl("logs", "recorder", timeout=60)):
             key = record["headers"].get("ce-id", "")
             duplicates += key in replies
             replies.setdefault(key, record)

@@ -12,9 +12,9 @@ function answers with a 5xx is tried 1 + 2 times and then goes to the dead-lette
 than 404/408/409/429 is not retried and goes there at once, with `knativeerrorcode` and
 `knativeerrordata` extensions saying what the function answered.
 
-The recorder is a test instrument, not a stand-in for a component: a plain Pod (the handler image's
-Python) that prints every request it gets as one JSON line and answers 202. A second Trigger sends
-it the function's reply events (type dev.aifn.digits.classified); the Broker's dead letters go to it too.
+The recorder (support.cluster.recorder) is a test instrument, not a stand-in for a component: a plain
+Pod (the handler image's Python) that prints every request it gets as one JSON line and answers 202.
+A second Trigger sends it the function's reply events (type dev.aifn.digits.classified); the Broker's dead letters go to it too.
 The ConfigMap holds the example's `on_scan.py` unchanged plus a wrapper that raises for events with
 the extension `aifntest=raise`, the handler that raises.
 """
@@ -35,7 +35,7 @@ from sklearn.datasets import load_digits
 from .conftest import ClusterClient
 from .functions import (HANDLER_EXAMPLES, code_config_map, condition, delete_namespace, diagnose,
                         example_function, fresh_namespace, handler_logs, handler_ready, model_volume)
-from support.cluster.handler_image import HANDLER_IMAGE
+from support.cluster.recorder import recorder, records, sink, trigger_to_recorder
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -45,30 +45,6 @@ SCANNED, CLASSIFIED = "dev.aifn.digits.scanned", "dev.aifn.digits.classified"
 RETRIES = 2
 READY_TIMEOUT = 300.0  # the example's startupTimeout (5m)
 DELIVERY_TIMEOUT = 120.0
-
-RECORDER = """
-import json, threading, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-LOCK = threading.Lock()  # one whole line per request, whatever the concurrency
-
-class Recorder(BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        line = json.dumps({"at": time.time(), "path": self.path,
-                           "headers": {k.lower(): v for k, v in self.headers.items()},
-                           "body": body.decode("utf-8", "replace")})
-        with LOCK:
-            print(line, flush=True)
-        self.send_response(202)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-ThreadingHTTPServer(("", 8080), Recorder).serve_forever()
-"""
 
 RAISING_WRAPPER = '''
 
@@ -84,33 +60,15 @@ def lambda_handler(event, context):
 '''
 
 
-def recorder(namespace: str) -> list[dict[str, Any]]:
-    labels = {"app": "recorder"}
-    return [
-        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "recorder", "namespace": namespace, "labels": labels},
-         "spec": {"containers": [{"name": "recorder", "image": HANDLER_IMAGE, "imagePullPolicy": "Never",
-                                  "command": ["python", "-c", RECORDER], "ports": [{"containerPort": 8080}],
-                                  "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}],
-                  "nodeSelector": {"aifn.dev/e2e-node": "cpu"}}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "recorder", "namespace": namespace},
-         "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]}},
-    ]
-
-
 def broker(namespace: str) -> dict[str, Any]:
     return {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
             "metadata": {"name": "default", "namespace": namespace},
             "spec": {"delivery": {"retry": RETRIES, "backoffPolicy": "linear", "backoffDelay": "PT0.5S",
-                                  "deadLetterSink": {"ref": {"apiVersion": "v1", "kind": "Service", "name": "recorder"},
-                                                     "uri": "/dead-letter"}}}}
+                                  "deadLetterSink": sink("/dead-letter")}}}
 
 
 def replies_trigger(namespace: str) -> dict[str, Any]:
-    return {"apiVersion": "eventing.knative.dev/v1", "kind": "Trigger",
-            "metadata": {"name": "classified-to-recorder", "namespace": namespace},
-            "spec": {"broker": "default", "filter": {"attributes": {"type": CLASSIFIED}},
-                     "subscriber": {"ref": {"apiVersion": "v1", "kind": "Service", "name": "recorder"},
-                                    "uri": "/classified"}}}
+    return trigger_to_recorder(namespace, "classified-to-recorder", CLASSIFIED, "/classified")
 
 
 class Events:
@@ -147,8 +105,7 @@ class Events:
         assert status == 202, f"the broker ingress answered {status} {body[:300]!r} to event {event_id}"
 
     def recorded(self) -> list[dict[str, Any]]:
-        logs = self.cluster.kubectl("logs", "recorder", "-n", self.namespace, check=False).stdout
-        return [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+        return records(self.cluster.kubectl("logs", "recorder", "-n", self.namespace, check=False).stdout)
 
     def wait_recorded(self, what: str, match: Any) -> dict[str, Any]:
         return self.cluster.wait_for(
