@@ -56,6 +56,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from check_common import error_lines, stop  # noqa: E402
 from support.cluster import eventing, knative  # noqa: E402
 from support.controlplane import ControlPlane, Network  # noqa: E402
 
@@ -329,21 +330,6 @@ def event_flow(plane: ControlPlane, docs: list[dict], workdir: Path, children: l
     return errors
 
 
-def error_lines(log: Path) -> list[str]:
-    lines = []
-    for line in log.read_text(errors="replace").splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            if "panic" in line or "fatal" in line.lower():
-                lines.append(line[:300])
-            continue
-        if str(entry.get("severity", entry.get("level", ""))).upper() in ("ERROR", "FATAL", "PANIC", "DPANIC"):
-            lines.append(f"{entry.get('logger', '')}: {entry.get('message', entry.get('msg', ''))}"
-                         f"{' (' + str(entry['error'])[:200] + ')' if 'error' in entry else ''}")
-    return lines
-
-
 def image_root(command: str, workdir: Path, plane: ControlPlane,
                kubeconfig: Path | None = None) -> tuple[Path, dict[str, str]]:
     """The image's file system unpacked (its one layer) with the admin kubeconfig at /kubeconfig, and its Env."""
@@ -377,18 +363,6 @@ def start(plane: ControlPlane, command: str, workdir: Path, tzdata: bool, tag: s
                                 "--kubeconfig=/kubeconfig"],
                                env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=workdir)
     return process, log
-
-
-def stop(process: subprocess.Popen) -> int | None:
-    early = process.poll()
-    if early is None:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return early
 
 
 def dry_run(plane: ControlPlane, doc: dict) -> subprocess.CompletedProcess:

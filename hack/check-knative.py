@@ -33,6 +33,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from check_common import error_lines, stop  # noqa: E402
 from support.cluster import knative  # noqa: E402
 from support.controlplane import ControlPlane, Network  # noqa: E402
 
@@ -142,39 +143,12 @@ def component_env(component: str, workdir: Path) -> dict[str, str]:
     return env
 
 
-def error_lines(log: Path) -> list[str]:
-    lines = []
-    for line in log.read_text(errors="replace").splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            if "panic" in line or "fatal" in line.lower():
-                lines.append(line[:300])
-            continue
-        if str(entry.get("severity", entry.get("level", ""))).upper() in ("ERROR", "FATAL", "PANIC", "DPANIC"):
-            lines.append(f"{entry.get('logger', '')}: {entry.get('message', entry.get('msg', ''))}"
-                         f"{' (' + str(entry['error'])[:200] + ')' if 'error' in entry else ''}")
-    return lines
-
-
 def run_component(plane: ControlPlane, component: str, workdir: Path) -> tuple[subprocess.Popen, Path]:
     log = workdir / f"{component}.log"
     process = subprocess.Popen([str(knative.BIN / component), f"--kubeconfig={plane.kubeconfig}"],
                                env=component_env(component, workdir), stdout=log.open("w"),
                                stderr=subprocess.STDOUT, cwd=workdir)
     return process, log
-
-
-def stop(process: subprocess.Popen) -> int | None:
-    early = process.poll()
-    if early is None:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return early
 
 
 def check_goldens(plane: ControlPlane) -> list[str]:

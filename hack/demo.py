@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,10 @@ import numpy as np
 from aifunction_operator.local.tritonserver import child_pids
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from support.processes import free_port, wait_until  # noqa: E402
+
 FUNCTION = ROOT / "examples" / "digits.yaml"
 IDLE_TIMEOUT = "5s"
 BATCH = 20
@@ -45,7 +48,7 @@ def main() -> int:
     with open(log_path, "wb") as log:
         gateway = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_for(lambda: live(url, gateway, log_path), 30, "the gateway to start")
+        wait_until("the gateway to start", lambda: live(url, gateway, log_path), 30)
         time.sleep(0.5)
         tritons = triton_pids(gateway.pid)
         print(f"      gateway up at {url} in {time.monotonic() - started:.1f}s; Triton processes running: {len(tritons)}")
@@ -75,10 +78,10 @@ def main() -> int:
               f"(--idle-timeout {IDLE_TIMEOUT}, scaleToZeroRetention in the function)")
         idle_since = time.monotonic()
         reported = [0.0]
-        wait_for(lambda: progress(gateway.pid, idle_since, reported), to_zero + 30, "Triton to stop")
+        wait_until("Triton to stop", lambda: progress(gateway.pid, idle_since, reported), to_zero + 30)
         print(f"      Triton stopped after {time.monotonic() - idle_since:.1f}s idle; Triton processes running: "
               f"{len(triton_pids(gateway.pid))}")
-    except DemoFailed as exc:
+    except (DemoFailed, TimeoutError) as exc:  # TimeoutError: a wait_until ran out
         print(f"\ndemo FAILED: {exc}\n--- aifn run log ---\n{log_path.read_text()[-4000:]}")
         stop(gateway)
         return 1
@@ -167,12 +170,6 @@ def progress(gateway_pid: int, since: float, last_report: list[float]) -> bool:
     return not running
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def live(url: str, gateway: subprocess.Popen[bytes], log_path: Path) -> bool:
     if gateway.poll() is not None:
         raise DemoFailed(f"aifn run exited with status {gateway.returncode}")
@@ -191,15 +188,6 @@ def get_json(url: str) -> dict[str, Any]:
 def triton_pids(parent: int) -> list[int]:
     """tritonserver processes started by the gateway (found in /proc)."""
     return child_pids(parent, "tritonserver")
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise DemoFailed(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def stop(gateway: subprocess.Popen[bytes]) -> int:
