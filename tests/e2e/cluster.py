@@ -1,6 +1,6 @@
 """kubectl/helm for the e2e tests (both providers), the kind cluster and its Knative installation, waits, diagnostics.
 
-`Kube` and `dump_diagnostics` serve both providers (tests/e2e/providers.py); the rest builds the
+`Kubectl` and `dump_diagnostics` serve both providers (tests/e2e/providers.py); the rest builds the
 kind provider's cluster. Everything here drives real tools (docker, kind, kubectl, helm); nothing
 is simulated. Versions are pinned below and can be overridden by environment variables for a
 trial run.
@@ -77,7 +77,7 @@ def run(argv: list[str], *, input: str | None = None, timeout: float = 600, chec
 
 
 @dataclass(frozen=True)
-class Kube:
+class Kubectl:
     """kubectl and helm against the e2e cluster's kubeconfig."""
 
     kubeconfig: Path
@@ -134,7 +134,7 @@ def delete_cluster() -> None:
     run([tool("kind") or "kind", "delete", "cluster", "--name", CLUSTER_NAME], timeout=300, check=False)
 
 
-def install_knative(kube: Kube) -> None:
+def install_knative(kube: Kubectl) -> None:
     """Knative Serving + Kourier + Eventing (core, in-memory channel, MT broker) at the pinned versions, configured as the README says."""
     serving = [download(SERVING_URL.format(version=SERVING_VERSION, file=f)) for f in ("serving-crds.yaml", "serving-core.yaml")]
     kourier = download(KOURIER_URL.format(version=KOURIER_VERSION, file="kourier.yaml"))
@@ -165,12 +165,12 @@ def install_knative(kube: Kube) -> None:
                    lambda cm=configmap, d=data: _patch_configmap(kube, cm, d), 120, interval=2.0)
 
 
-def _patch_configmap(kube: Kube, name: str, data: dict[str, str]) -> bool:
+def _patch_configmap(kube: Kubectl, name: str, data: dict[str, str]) -> bool:
     patch = json.dumps({"data": data})
     return kube.kubectl("patch", f"configmap/{name}", "-n", "knative-serving", "--type", "merge", "-p", patch, check=False).returncode == 0
 
 
-def prepull(kube: Kube, image: str, timeout: float = 2400) -> None:
+def prepull(kube: Kubectl, image: str, timeout: float = 2400) -> None:
     """Pull `image` on both workers once (a DaemonSet that sleeps), so a function's first start is not a download."""
     name = "aifn-e2e-prepull"
     daemonset = {
@@ -195,7 +195,7 @@ def prepull(kube: Kube, image: str, timeout: float = 2400) -> None:
     kube.kubectl("delete", "daemonset", name, "-n", "default", "--wait=false")
 
 
-def advertise_fake_gpu(kube: Kube, count: int = 1) -> str:
+def advertise_fake_gpu(kube: Kubectl, count: int = 1) -> str:
     """Give the GPU-labelled worker an `nvidia.com/gpu` capacity (no device plugin in kind); returns the node name."""
     nodes = kube.get("nodes", selector=GPU_NODE_LABEL)["items"]
     assert len(nodes) == 1, "kind-config.yaml should have one GPU-labelled worker"
@@ -208,7 +208,7 @@ def advertise_fake_gpu(kube: Kube, count: int = 1) -> str:
     return node
 
 
-def dump_diagnostics(kube: Kube, target: Path, namespaces: list[str], gateway_logs: dict[str, str] | None = None) -> Path:
+def dump_diagnostics(kube: Kubectl, target: Path, namespaces: list[str], gateway_logs: dict[str, str] | None = None) -> Path:
     """What a failing e2e leaves behind for a human: objects, descriptions, events and logs.
 
     `gateway_logs`: namespace -> label selector of the networking layer's pods (Kourier, aifn-ingress)."""

@@ -35,7 +35,7 @@ from .cluster import (
     CLUSTER_NAME,
     ROOT,
     WORKDIR,
-    Kube,
+    Kubectl,
     create_cluster,
     delete_cluster,
     dump_diagnostics,
@@ -96,12 +96,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 # --- the kind provider --------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def kube() -> Iterator[Kube]:
+def kube() -> Iterator[Kubectl]:
     """The kind cluster from kind-config.yaml; deleted afterwards unless AIFN_E2E_KEEP=1."""
     WORKDIR.mkdir(parents=True, exist_ok=True)
     kubeconfig = WORKDIR / "kubeconfig"
     create_cluster(kubeconfig)
-    yield Kube(kubeconfig)
+    yield Kubectl(kubeconfig)
     if os.environ.get("AIFN_E2E_KEEP") != "1":
         delete_cluster()
     else:
@@ -109,14 +109,14 @@ def kube() -> Iterator[Kube]:
 
 
 @pytest.fixture(scope="session")
-def knative(kube: Kube) -> Kube:
+def knative(kube: Kubectl) -> Kubectl:
     """Knative Serving + Kourier + Eventing installed and configured."""
     install_knative(kube)
     return kube
 
 
 @pytest.fixture(scope="session")
-def triton_image(kube: Kube) -> str:
+def triton_image(kube: Kubectl) -> str:
     """The Triton image, pulled on the workers before any function starts."""
     image = os.environ.get("AIFN_E2E_TRITON_IMAGE", DEFAULT_TRITON_IMAGE)
     prepull(kube, image)
@@ -124,7 +124,7 @@ def triton_image(kube: Kube) -> str:
 
 
 @pytest.fixture(scope="session")
-def operator_image(kube: Kube) -> str:
+def operator_image(kube: Kubectl) -> str:
     """The operator image built from the Dockerfile and loaded into the kind nodes."""
     image = os.environ.get("AIFN_E2E_OPERATOR_IMAGE") or f"aifunction-operator:e2e-{aifunction_operator.__version__}"
     if not os.environ.get("AIFN_E2E_OPERATOR_IMAGE"):
@@ -134,7 +134,7 @@ def operator_image(kube: Kube) -> str:
 
 
 @pytest.fixture(scope="session")
-def operator_release(knative: Kube, operator_image: str, triton_image: str) -> Iterator[Kube]:
+def operator_release(knative: Kubectl, operator_image: str, triton_image: str) -> Iterator[Kubectl]:
     """`helm install` of charts/aifunction-operator with the e2e image; waits for the Deployment."""
     repository, tag = operator_image.rsplit(":", 1)
     knative.helm(

@@ -22,7 +22,7 @@ from typing import Any
 
 from support.processes import wait_until
 
-from .cluster import GATEWAY, GPU_NODE_LABEL, GPU_PRODUCT, Kube, advertise_fake_gpu
+from .cluster import GATEWAY, GPU_NODE_LABEL, GPU_PRODUCT, Kubectl, advertise_fake_gpu
 
 OPERATOR_NAMESPACE = "aifn-system"
 RELEASE = "aifn"
@@ -36,7 +36,7 @@ class Provider:
     """The cluster under the e2e tests and how it differs between providers."""
 
     name: str
-    kube: Kube
+    kube: Kubectl
     gateway: str  # host:port the host dials; functions are routed by Host header <name>.<namespace>.example.com
     triton_image: str
     owns_release: bool  # True when the suite installed the operator and may uninstall it
@@ -82,7 +82,7 @@ class Provider:
         ]
 
 
-def operator_env(kube: Kube, name: str) -> str | None:
+def operator_env(kube: Kubectl, name: str) -> str | None:
     """An environment variable of the installed operator's container (None when unset)."""
     deployment = kube.get("deployment", OPERATOR_DEPLOYMENT, OPERATOR_NAMESPACE)
     assert deployment is not None, f"the operator release {RELEASE} is not installed in {OPERATOR_NAMESPACE}"
@@ -95,7 +95,7 @@ def operator_env(kube: Kube, name: str) -> str | None:
 
 def local_provider(kubeconfig: Any, gateway_url: Callable[[], str]) -> Provider:
     """This machine's cluster: Knative, aifn-ingress and the operator come with it (support.cluster.stack)."""
-    kube = Kube(kubeconfig)
+    kube = Kubectl(kubeconfig)
     triton_image = operator_env(kube, "AIFN_TRITON_IMAGE")
     assert triton_image, "the stack's operator release sets operator.tritonImage (AIFN_TRITON_IMAGE)"
     return Provider(name="local", kube=kube, gateway=gateway_url().removeprefix("http://").rstrip("/"),
@@ -104,13 +104,13 @@ def local_provider(kubeconfig: Any, gateway_url: Callable[[], str]) -> Provider:
                     notes={"gpus": "device plugin", "gateway": "aifn-ingress + Envoy"})
 
 
-def kind_provider(kube: Kube, triton_image: str) -> Provider:
+def kind_provider(kube: Kubectl, triton_image: str) -> Provider:
     """The kind cluster the e2e conftest created, with Kourier and the suite's own Helm release."""
     return Provider(name="kind", kube=kube, gateway=GATEWAY, triton_image=triton_image, owns_release=True,
                     fake_gpus=True, gateway_logs={"kourier-system": "app=3scale-kourier-gateway"},
                     notes={"gpus": "patched node status", "gateway": "Kourier"})
 
 
-def patch_features(kube: Kube, data: dict[str, str | None], namespace: str = "knative-serving") -> None:
+def patch_features(kube: Kubectl, data: dict[str, str | None], namespace: str = "knative-serving") -> None:
     """Merge-patch config-features (None removes a key); Knative's webhook validates it."""
     kube.kubectl("patch", "configmap/config-features", "-n", namespace, "--type", "merge", "-p", json.dumps({"data": data}))

@@ -40,7 +40,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from support.processes import wait_until
 
-from .cluster import GPU_PRODUCT, ROOT, Kube
+from .cluster import GPU_PRODUCT, ROOT, Kubectl
 from .providers import OPERATOR_DEPLOYMENT, OPERATOR_NAMESPACE, RELEASE, Provider, patch_features
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -95,7 +95,7 @@ def condition(function: dict[str, Any] | None, kind: str) -> dict[str, Any]:
     return {}
 
 
-def wait_ready(kube: Kube, namespace: str, name: str, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
+def wait_ready(kube: Kubectl, namespace: str, name: str, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
     def ready() -> dict[str, Any] | None:
         function = kube.get("aifunction", name, namespace)
         ok = condition(function, "Ready").get("status") == "True" and (function or {}).get("status", {}).get("url")
@@ -104,7 +104,7 @@ def wait_ready(kube: Kube, namespace: str, name: str, timeout: float = READY_TIM
     return wait_until(f"AIFunction {namespace}/{name} to be Ready with a URL", ready, timeout, interval=2)
 
 
-def wait_reason(kube: Kube, namespace: str, name: str, kind: str, reason: str, timeout: float = 180) -> dict[str, Any]:
+def wait_reason(kube: Kubectl, namespace: str, name: str, kind: str, reason: str, timeout: float = 180) -> dict[str, Any]:
     """The condition `kind` once its reason is `reason`."""
     def probe() -> dict[str, Any] | None:
         found = condition(kube.get("aifunction", name, namespace), kind)
@@ -133,7 +133,7 @@ def infer(gateway: str, host: str, images: np.ndarray) -> np.ndarray:
     return np.concatenate(labels)
 
 
-def function_pods(kube: Kube, namespace: str, name: str) -> list[dict[str, Any]]:
+def function_pods(kube: Kubectl, namespace: str, name: str) -> list[dict[str, Any]]:
     return kube.pods(namespace, f"serving.knative.dev/service={name}")
 
 
