@@ -107,6 +107,8 @@ def test_replica_clusters_limit_each_replica_to_container_concurrency() -> None:
     assert grpc["circuit_breakers"]["per_host_thresholds"] == [{"max_connections": 1}]
     options = grpc["typed_extension_protocol_options"][ec.HTTP_OPTIONS_KEY]["explicit_http_config"]
     assert options["http2_protocol_options"] == {"max_concurrent_streams": 4}
+    assert http["typed_extension_protocol_options"][ec.HTTP_OPTIONS_KEY]["explicit_http_config"] == {
+        "http_protocol_options": {}}
     unlimited = {c["name"]: c for c in ec.clusters(FUNCTIONS["http-unlimited"], ec.XdsPaths("/x"))}
     assert "per_host_thresholds" not in unlimited[ec.REPLICAS]["circuit_breakers"]
     assert set(unlimited) == {ec.ACTIVATOR, ec.REPLICAS}  # no gRPC side without a gRPC activator

@@ -24,9 +24,14 @@ going back to proxy mode (no request routed to a replica being removed).
 Per-replica concurrency (containerConcurrency): Triton's HTTP upstream speaks HTTP/1.1, one
 request per connection at a time, so `per_host_thresholds.max_connections = cc` caps each
 replica at cc requests; more wait in the cluster's pending queue (bounded by
-`max_pending_requests`, 503 with Retry-After beyond). For gRPC (HTTP/2 multiplexes streams on
-one connection) the gRPC replica cluster allows one connection per host and at most cc
-concurrent streams on it (`max_concurrent_streams`): Envoy queues streams over that as pending.
+`max_pending_requests`, 503 with Retry-After beyond; a request waiting for its connection to be
+established counts as pending too). For gRPC (HTTP/2 multiplexes streams on one connection) the
+gRPC replica cluster allows one connection per host and at most cc concurrent streams on it
+(`max_concurrent_streams`): Envoy queues streams over that as pending.
+The limit is exact with one Envoy worker (`--concurrency 1`). With N workers each worker's pool
+keeps one connection per host even over the limit (Envoy's rule against a stuck pool), so a
+replica may see up to cc + N - 1 requests; idle upstream connections close after
+UPSTREAM_IDLE so that one worker's idle connections do not hold another worker's slots.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ GRPC_STREAM_METHOD = "ModelStreamInfer"
 ADMIN_APIS = "repository|systemsharedmemory|cudasharedmemory|trace|logging"  # as gateway.ADMIN_PREFIXES
 MODEL_TAIL = r"(/versions/[0-9]+)?(/(ready|config|stats|infer|generate|generate_stream))?"  # as gateway.MODEL_TAIL
 PYTHON_PATHS = ("/v2/health/live", "/v2/health/ready", "/v2", "/metrics", "/aifn/status")
+UPSTREAM_IDLE = "2s"  # an idle connection to a replica closes after this (see containerConcurrency above)
 UNLIMITED = 1_000_000_000  # Envoy's circuit breakers take a number: "no limit" is a big one
 
 Mode = Literal["proxy", "serve"]
@@ -173,7 +179,7 @@ def local_reply_config(fn: FunctionRoute) -> dict[str, Any]:
     timeout = f"{fn.timeout_seconds:g}"
     mappers = [
         _mapper(_flags_filter("UO"), f"too many requests waiting for a Triton replica (limit {fn.queue_limit} "
-                "waiting, containerConcurrency {fn.container_concurrency or 'unlimited'} per replica); retry", 503, retry),
+                f"waiting, containerConcurrency {fn.container_concurrency or 'unlimited'} per replica); retry", 503, retry),
         _mapper(_flags_filter("UH", "NR"), "no Triton replica is ready; retry", 503, retry),
         _mapper(_flags_filter("UT"), f"the Triton replica did not answer within timeoutSeconds ({timeout}s)", 504),
         _mapper(_flags_filter("UF", "UC", "UR", "LR", "URX", "UPE"),
@@ -308,11 +314,18 @@ def route_configuration(fn: FunctionRoute, mode: Mode) -> dict[str, Any]:
 # ---- clusters and endpoints -------------------------------------------------------------------
 
 
-def _http2_options(max_streams: int | None = None) -> dict[str, Any]:
-    http2: dict[str, Any] = {}
-    if max_streams:
-        http2["max_concurrent_streams"] = max_streams
-    return {HTTP_OPTIONS_KEY: {"@type": HTTP_OPTIONS_TYPE, "explicit_http_config": {"http2_protocol_options": http2}}}
+def _http2_options() -> dict[str, Any]:
+    return {HTTP_OPTIONS_KEY: {"@type": HTTP_OPTIONS_TYPE, "explicit_http_config": {"http2_protocol_options": {}}}}
+
+
+def _protocol_options(http2: bool, container_concurrency: int) -> dict[str, Any]:
+    """A replica cluster's upstream protocol: HTTP/1.1 (Triton's HTTP port) or h2c with at most cc streams (gRPC)."""
+    explicit: dict[str, Any] = {"http_protocol_options": {}}
+    if http2:
+        explicit = {"http2_protocol_options": {"max_concurrent_streams": container_concurrency}
+                    if container_concurrency else {}}
+    return {HTTP_OPTIONS_KEY: {"@type": HTTP_OPTIONS_TYPE, "explicit_http_config": explicit,
+                               "common_http_protocol_options": {"idle_timeout": UPSTREAM_IDLE}}}
 
 
 def _static_cluster(name: str, port: int, *, http2: bool = False) -> dict[str, Any]:
@@ -336,6 +349,7 @@ def _replica_cluster(fn: FunctionRoute, name: str, paths: XdsPaths, *, http2: bo
     cluster: dict[str, Any] = {
         "@type": CLUSTER_TYPE, "name": name, "type": "EDS", "connect_timeout": "2s",
         "lb_policy": "LEAST_REQUEST",
+        "typed_extension_protocol_options": _protocol_options(http2, cc),
         "eds_cluster_config": {"service_name": name, "eds_config": paths.config_source(f"eds-{name}")},
         "circuit_breakers": {"thresholds": [thresholds]},
     }
@@ -343,8 +357,6 @@ def _replica_cluster(fn: FunctionRoute, name: str, paths: XdsPaths, *, http2: bo
         # HTTP/1.1: one request per connection at a time, so cc connections = cc requests.
         # HTTP/2: one connection carrying at most cc streams.
         cluster["circuit_breakers"]["per_host_thresholds"] = [{"max_connections": 1 if http2 else cc}]
-    if http2:
-        cluster["typed_extension_protocol_options"] = _http2_options(cc or None)
     return cluster
 
 
