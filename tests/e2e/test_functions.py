@@ -267,13 +267,22 @@ def test_scales_from_zero_through_the_activator(functions: tuple[Provider, str])
 class GpuCase:
     name: str
     count: int
-    product: str
+    product: str | None
     scheduler_says: str | None  # None: the function becomes Ready on the GPU worker
+    products: tuple[str, ...] = ()  # spec.resources.gpu.products instead of product (GPU-type fallback)
+    keep: bool = True  # leave the function running for the tests after this one
+
+    @property
+    def gpu(self) -> dict[str, Any]:
+        return {"count": self.count, **({"products": list(self.products)} if self.products else {"product": self.product})}
 
 
 GPU_CASES = [
     GpuCase("digits-gpu", 1, GPU_PRODUCT, None),
+    # The first product no node has: the real scheduler places the pod on the GPU worker's product, the second choice.
+    GpuCase("digits-fallback", 1, None, None, products=("NVIDIA-H100-80GB-HBM3", GPU_PRODUCT), keep=False),
     GpuCase("digits-h100", 1, "NVIDIA-H100", "didn't match Pod's node affinity/selector"),
+    GpuCase("digits-no-product", 1, None, "didn't match Pod's node affinity/selector", products=("NVIDIA-H100", "NVIDIA-A100-SXM4-80GB")),
     GpuCase("digits-three-gpus", 3, GPU_PRODUCT, "Insufficient nvidia.com/gpu"),
 ]
 
@@ -284,7 +293,7 @@ def test_gpu_placement(functions: tuple[Provider, str], case: GpuCase) -> None:
     kube = provider.kube
     gpu_node = provider.gpu_node(1)
     started = time.monotonic()
-    kube.apply(function_manifest(case.name, namespace, gpu={"count": case.count, "product": case.product}))
+    kube.apply(function_manifest(case.name, namespace, gpu=case.gpu))
     if case.scheduler_says is None:
         function = wait_ready(kube, namespace, case.name)
         figures[f"{case.name} Ready after apply"] = time.monotonic() - started
@@ -296,7 +305,15 @@ def test_gpu_placement(functions: tuple[Provider, str], case: GpuCase) -> None:
         print(f"\n{case.name}: Ready after {figures[f'{case.name} Ready after apply']:.1f}s; pod {pod['metadata']['name']} on "
               f"{spec['nodeName']}, nodeSelector {spec.get('nodeSelector')}, limits {triton['resources'].get('limits')}")
         assert spec["nodeName"] == gpu_node
-        assert spec.get("nodeSelector", {}).get("nvidia.com/gpu.product") == case.product
+        if case.products:
+            required = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+            assert {"key": "nvidia.com/gpu.product", "operator": "In", "values": list(case.products)} in required[0]["matchExpressions"]
+        else:
+            assert spec.get("nodeSelector", {}).get("nvidia.com/gpu.product") == case.product
+        landed = wait_until(f"{case.name}'s status to name the GPU product its pod landed on",
+                            lambda: (kube.get("aifunction", case.name, namespace) or {}).get("status", {}).get("gpuProduct"), 60, interval=2)
+        print(f"{case.name}: status.gpuProduct {landed!r}")
+        assert landed == provider.gpu_product
         assert GPU_TOLERATION in spec.get("tolerations", [])
         assert triton["resources"]["limits"]["nvidia.com/gpu"] == str(case.count)
         if not provider.fake_gpus:  # a device plugin allocated the GPU: it tells the container which, as NVIDIA's does
@@ -310,6 +327,8 @@ def test_gpu_placement(functions: tuple[Provider, str], case: GpuCase) -> None:
         accuracy = float((predicted == truth).mean())
         print(f"{case.name}: {len(truth)} held-out digits, accuracy {accuracy:.4f}")
         assert accuracy >= MIN_ACCURACY
+        if not case.keep:
+            kube.kubectl("delete", "aifunction", case.name, "-n", namespace, "--wait=true", "--timeout=180s", timeout=200)
         return
     scheduled = wait_reason(kube, namespace, case.name, "PodsScheduled", "WaitingForGPUNode")
     figures[f"{case.name} WaitingForGPUNode after apply"] = time.monotonic() - started
@@ -320,7 +339,9 @@ def test_gpu_placement(functions: tuple[Provider, str], case: GpuCase) -> None:
     print(f"\n{case.name}: {scheduled['reason']} after {figures[f'{case.name} WaitingForGPUNode after apply']:.1f}s: "
           f"{scheduled.get('message')!r}; Ready: {condition(function, 'Ready').get('reason')}")
     assert scheduled["status"] == "False" and case.scheduler_says in scheduled.get("message", ""), scheduled
-    assert scheduler and scheduled["message"] in scheduler, ("the function shows the scheduler's own words", scheduler)
+    assert scheduler and any(scheduled["message"].startswith(words) for words in scheduler), ("the function shows the scheduler's own words", scheduler)
+    if case.products:
+        assert f"GPU products tried (nvidia.com/gpu.product): {', '.join(case.products)}" in scheduled["message"], scheduled
     assert condition(function, "Ready").get("status") != "True"
     kube.kubectl("delete", "aifunction", case.name, "-n", namespace, "--wait=true", "--timeout=180s", timeout=200)
 

@@ -52,7 +52,8 @@ FUNCTION_RULES = [  # docs/operator.md "RBAC"
 CRD_WATCH = (("apiextensions.k8s.io",), ("customresourcedefinitions",), ("list", "watch"))
 CLUSTER_PEERING = (("kopf.dev",), ("clusterkopfpeerings",), ("get", "list", "watch", "patch", "create"))
 NAMESPACED_PEERING = (("kopf.dev",), ("kopfpeerings",), ("get", "list", "watch", "patch", "create"))
-DISCOVERY = [(("",), ("namespaces",), ("list", "watch")), CRD_WATCH]
+NODE_READ = (("",), ("nodes",), ("get",))  # status.gpuProduct: the product of the node a GPU pod runs on
+DISCOVERY = [(("",), ("namespaces",), ("list", "watch")), CRD_WATCH, NODE_READ]
 KNATIVE_CONFIG = [(("",), ("configmaps",), ("get", "list", "watch"))]
 HELM_LABELS = {"helm.sh/chart", "app.kubernetes.io/instance", "app.kubernetes.io/managed-by", "app.kubernetes.io/version"}
 
@@ -161,13 +162,13 @@ def test_rbac_has_no_wildcards_and_no_secrets(values: dict[str, str]) -> None:
 
 def test_cluster_mode_rbac_is_exactly_what_the_operator_needs() -> None:
     objects = render()
-    assert rules_of(one(objects, "ClusterRole")) == [*FUNCTION_RULES, CRD_WATCH]
+    assert rules_of(one(objects, "ClusterRole")) == [*FUNCTION_RULES, CRD_WATCH, NODE_READ]
     binding = one(objects, "ClusterRoleBinding")
     account = one(objects, "ServiceAccount")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": "aifn-system"}]
     assert binding["roleRef"]["name"] == one(objects, "ClusterRole")["metadata"]["name"]
     peered = render(PEERING)
-    assert rules_of(one(peered, "ClusterRole")) == [*FUNCTION_RULES, CRD_WATCH, CLUSTER_PEERING]
+    assert rules_of(one(peered, "ClusterRole")) == [*FUNCTION_RULES, CRD_WATCH, NODE_READ, CLUSTER_PEERING]
     assert "--peering=aifn-operator" in deployment_container(peered)["args"]
     assert one(peered, "Deployment")["spec"]["strategy"] == {"type": "RollingUpdate"}
 
@@ -312,7 +313,7 @@ def test_helm_install_creates_the_operator(control_plane: Any, namespace: str, k
     assert deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
     control_plane.get_json("serviceaccount", fullname, "-n", namespace)
     control_plane.get_json("service", f"{fullname}-metrics", "-n", namespace)
-    assert rules_of(control_plane.get_json("clusterrole", fullname)) == [*FUNCTION_RULES, CRD_WATCH]
+    assert rules_of(control_plane.get_json("clusterrole", fullname)) == [*FUNCTION_RULES, CRD_WATCH, NODE_READ]
     control_plane.get_json("clusterrolebinding", fullname)
     assert rules_of(control_plane.get_json("role", f"{fullname}-knative-config", "-n", knative_namespace)) == KNATIVE_CONFIG
     account = f"system:serviceaccount:{namespace}:{fullname}"

@@ -117,7 +117,10 @@ class _Builder:
             items = self.node(schema["items"], path + "[]")
             keys = schema.get("x-kubernetes-list-map-keys")
             unique = (lambda item: tuple(repr(item.get(k)) if isinstance(item, dict) else repr(item) for k in keys)) if keys and self.valid else None
-            return st.lists(items, max_size=3, unique_by=unique) if unique else st.lists(items, max_size=3)
+            if schema.get("x-kubernetes-list-type") == "set" and self.valid:
+                unique = repr
+            min_size = schema.get("minItems", 0) if self.valid else 0
+            return st.lists(items, min_size=min_size, max_size=max(3, min_size), unique_by=unique) if unique else st.lists(items, min_size=min_size, max_size=max(3, min_size))
         if kind == "integer":
             low, high = schema.get("minimum", -5), schema.get("maximum", 10**6)
             return st.one_of(st.integers(low, high), st.sampled_from(sorted({low, high, min(low + 1, high)})))
@@ -264,11 +267,15 @@ def _cross_field_valid(draw: st.DrawFn, spec: dict[str, Any]) -> dict[str, Any]:
         if scaling.get("containerConcurrency") and "targetConcurrency" in scaling:
             scaling["targetConcurrency"] = min(scaling["targetConcurrency"], scaling["containerConcurrency"])
     gpu = spec.get("resources", {}).get("gpu")
-    if isinstance(gpu, dict) and "product" in gpu and not gpu.get("count"):
+    if isinstance(gpu, dict) and "product" in gpu and "products" in gpu:
+        del gpu["product"]
+    if isinstance(gpu, dict) and ("product" in gpu or "products" in gpu) and not gpu.get("count"):
         gpu["count"] = draw(st.integers(1, 4))
     selector = spec.get("placement", {}).get("nodeSelector")
     if isinstance(selector, dict) and "nvidia.com/gpu.product" in selector:
-        if isinstance(gpu, dict) and "product" in gpu:
+        if isinstance(gpu, dict) and "products" in gpu:
+            del selector["nvidia.com/gpu.product"]
+        elif isinstance(gpu, dict) and "product" in gpu:
             selector["nvidia.com/gpu.product"] = gpu["product"]
     model = spec["model"]
     if "credentialsSecret" in model and model["repository"].startswith("pvc://"):

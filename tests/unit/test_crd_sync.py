@@ -119,4 +119,4 @@ def test_printer_columns_and_names() -> None:
     assert crd["spec"]["names"]["shortNames"] == ["aif"] and crd["spec"]["names"]["categories"] == ["ai"]
     version = crd["spec"]["versions"][0]
     assert version["subresources"] == {"status": {}}
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["URL", "Ready", "Reason", "GPUs", "Min", "Max", "Age"]
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["URL", "Ready", "Reason", "GPUs", "Product", "Min", "Max", "Age"]

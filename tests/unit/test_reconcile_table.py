@@ -30,7 +30,8 @@ from tests.support.fake_kube_client import FakeKubeClient
 CASES = Path(__file__).resolve().parent / "cases"
 NOW = "2026-11-29T12:00:00Z"
 ALL_ON = {"multi-container": "enabled", "multi-container-probing": "enabled", "kubernetes.podspec-persistent-volume-claim": "enabled",
-          "kubernetes.podspec-init-containers": "enabled", "kubernetes.podspec-volumes-emptydir": "enabled"}
+          "kubernetes.podspec-init-containers": "enabled", "kubernetes.podspec-volumes-emptydir": "enabled",
+          "kubernetes.podspec-affinity": "enabled", "kubernetes.podspec-tolerations": "enabled", "kubernetes.podspec-nodeselector": "enabled"}
 KNATIVE = KnativeSettings(features=ALL_ON, autoscaler={})
 EVENTING = ("sources.knative.dev/v1", "eventing.knative.dev/v1")
 Manifest = dict[str, Any]
@@ -46,6 +47,9 @@ def function(case: str, **spec_changes: Any) -> Manifest:
 
 
 MINIMAL = function("minimal-defaults.yaml")
+FALLBACK = function("gpu-products-fallback.yaml")  # 1 GPU: NVIDIA-L4, else NVIDIA-A10G, else Tesla-T4
+GPU_NODE = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "gpu-1", "labels": {"nvidia.com/gpu.product": "NVIDIA-A10G"}}}
+NO_GPU_NODE = "0/2 nodes are available: 1 Insufficient nvidia.com/gpu, 1 node(s) didn't match Pod's node affinity/selector."
 HANDLER = function("handler-inline-triggers.yaml")  # a ConfigMap, a PingSource `nightly`, a Trigger `uploads`
 CM, NIGHTLY, UPLOADS = (child_name("digits-lambda", part) for part in ("handler", "nightly", "uploads"))
 
@@ -73,14 +77,21 @@ class Case:
     unserved: tuple[str, ...] = ()
     failures: dict[tuple[str, str], ApiError] = field(default_factory=dict)
     function_exists: bool = True
+    running_on: tuple[str, ...] = ()  # nodes the pod watch saw the function's pods running on
+    unschedulable: str | None = None  # the scheduler's message the pod watch saw
     # What the pass must do.
     writes: tuple[tuple[str, str], ...] = ()
     reason: str | None = None
     conditions: dict[str, tuple[str, str]] = field(default_factory=dict)  # type -> (status, reason)
     message: tuple[str, str] | None = None  # (condition type, text its message contains)
     events: tuple[str, ...] = ()
+    status: dict[str, Any] = field(default_factory=dict)  # status fields and their values
     raises: int | None = None  # the ApiError status the pass raises (transient: kopf retries)
     gone: bool = False
+
+    @property
+    def needs_gpu_product(self) -> bool:
+        return "gpuProduct" in self.status
 
 
 def add_stale_ping_source(client: FakeKubeClient, body: Manifest) -> None:
@@ -151,6 +162,12 @@ TABLE = [
     Case("unresolved Trigger once the Service has an address: it is nudged", HANDLER, after_first_pass=True, change=unresolve_trigger,
          writes=(("patch", f"Trigger/{UPLOADS}"), ("status", "aifunctions/digits-lambda"))),
     Case("function deleted while a cached copy remained: nothing is written", MINIMAL, function_exists=False, gone=True),
+    Case("GPU fallback: the status names the product the running pod landed on", FALLBACK, objects=(GPU_NODE,), running_on=("gpu-1",),
+         writes=(("apply", "Service/fallback"), ("status", "aifunctions/fallback")), status={"gpuProduct": "NVIDIA-A10G"}),
+    Case("waiting for a GPU node: the scheduler's words and every product tried", FALLBACK, unschedulable=NO_GPU_NODE,
+         writes=(("apply", "Service/fallback"), ("status", "aifunctions/fallback")), reason="WaitingForGPUNode",
+         conditions={"PodsScheduled": ("False", "WaitingForGPUNode")},
+         message=("PodsScheduled", NO_GPU_NODE + "; GPU products tried (nvidia.com/gpu.product): NVIDIA-L4, NVIDIA-A10G, Tesla-T4")),
 ]
 
 
@@ -175,11 +192,11 @@ def test_reconcile(case: Case) -> None:
     client, body = first_pass(case)
     if case.raises is not None:
         with pytest.raises(ApiError) as error:
-            reconcile(client, body, OperatorConfig(), case.knative, now=NOW)
+            reconcile(client, body, OperatorConfig(), case.knative, cached(case, body), now=NOW)
         assert error.value.status == case.raises
         assert tuple(client.writes()) == case.writes
         return
-    outcome = reconcile(client, body, OperatorConfig(), case.knative, now=NOW)
+    outcome = reconcile(client, body, OperatorConfig(), case.knative, cached(case, body), now=NOW)
     assert tuple(client.writes()) == case.writes, f"writes: {client.writes()}"
     assert outcome.gone == case.gone
     if case.gone:
@@ -188,8 +205,15 @@ def test_reconcile(case: Case) -> None:
     assert tuple(reason for _, reason, _ in client.events) == case.events
 
 
+def cached(case: Case, body: Manifest) -> Cached:
+    """What the watches would have shown: nothing of the Service or children, the case's pods."""
+    return Cached(reconciled_before=bool(body.get("status")), running_on=case.running_on, unschedulable=case.unschedulable)
+
+
 def check_status(case: Case, outcome: Outcome) -> None:
     conditions = conditions_by_type(outcome.status)
+    for key, value in case.status.items():
+        assert outcome.status.get(key) == value, (key, outcome.status.get(key))
     if case.reason is not None:
         assert outcome.status["reason"] == case.reason
     for type_, (status, reason) in case.conditions.items():
@@ -198,6 +222,8 @@ def check_status(case: Case, outcome: Outcome) -> None:
     if case.message is not None:
         type_, text = case.message
         assert text in conditions[type_]["message"], conditions[type_]
+    if not case.needs_gpu_product:
+        assert outcome.status.get("gpuProduct") is None
     written = any(verb == "status" for verb, _ in case.writes)
     assert outcome.status_written == written
 

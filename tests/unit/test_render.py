@@ -12,6 +12,7 @@ did not make; run again without it to see them pass.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -26,7 +27,9 @@ import yaml
 from aifunction_operator.commands.render import dump_yaml_stream
 from aifunction_operator.render.config import OperatorConfig
 from aifunction_operator.render import render
+from aifunction_operator.controller.preflight import required_flags
 from aifunction_operator.render.metadata import child_name
+from aifunction_operator.render.service import product_weights, with_gpu_products
 from aifunction_operator.spec import InvalidSpec, parse_function
 
 HERE = Path(__file__).parent
@@ -126,6 +129,54 @@ def test_gpu_limits_selector_and_default_toleration() -> None:
     assert container(svc)["resources"] == {"requests": {"cpu": "8", "memory": "32Gi"}, "limits": {"memory": "32Gi", "nvidia.com/gpu": "2"}}
     assert pod(svc)["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
     assert pod(svc)["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def test_product_weights_prefer_earlier_products() -> None:
+    for count in range(1, 9):
+        weights = product_weights(count)
+        assert weights[0] == 100 and all(1 <= w <= 100 for w in weights)
+        assert weights == sorted(weights, reverse=True) and len(set(weights)) == count, weights
+
+
+ZONE = {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a"]}
+PRODUCTS_IN = {"key": "nvidia.com/gpu.product", "operator": "In", "values": ["L4", "T4"]}
+PREFERRED = [{"weight": 100, "preference": {"matchExpressions": [{"key": "nvidia.com/gpu.product", "operator": "In", "values": ["L4"]}]}},
+             {"weight": 50, "preference": {"matchExpressions": [{"key": "nvidia.com/gpu.product", "operator": "In", "values": ["T4"]}]}}]
+USER_PREFERRED = {"weight": 7, "preference": {"matchExpressions": [ZONE]}}
+ANTI = {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 10, "podAffinityTerm": {"topologyKey": "h"}}]}}
+AFFINITY_MERGES = [
+    ("no affinity of the user's", None, {"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [PRODUCTS_IN]}]},
+        "preferredDuringSchedulingIgnoredDuringExecution": PREFERRED}}),
+    ("each required term of the user's is narrowed (terms are ORed)",
+     {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [ZONE]}, {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n"]}]}]}}},
+     {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+         {"matchExpressions": [ZONE, PRODUCTS_IN]},
+         {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n"]}], "matchExpressions": [PRODUCTS_IN]}]},
+         "preferredDuringSchedulingIgnoredDuringExecution": PREFERRED}}),
+    ("the user's preferences come first, pod anti-affinity is kept",
+     {**ANTI, "nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [USER_PREFERRED]}},
+     {**ANTI, "nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [USER_PREFERRED, *PREFERRED],
+                               "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [PRODUCTS_IN]}]}}}),
+]
+
+
+@pytest.mark.parametrize(("case", "affinity", "expected"), AFFINITY_MERGES, ids=[c[0] for c in AFFINITY_MERGES])
+def test_gpu_products_merge_into_node_affinity(case: str, affinity: dict[str, Any] | None, expected: dict[str, Any]) -> None:
+    before = copy.deepcopy(affinity)
+    assert with_gpu_products(affinity, ("L4", "T4")) == expected
+    assert affinity == before, "the spec's own affinity is not modified"
+    assert with_gpu_products(affinity, ()) == affinity
+
+
+def test_gpu_products_need_the_affinity_flag() -> None:
+    svc = service(base("""
+  model: {repository: "s3://m/r"}
+  resources: {gpu: {count: 1, products: [L4, T4]}}
+"""))
+    assert "nodeSelector" not in pod(svc)
+    assert pod(svc)["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"] == [{"matchExpressions": [PRODUCTS_IN]}]
+    assert "kubernetes.podspec-affinity" in {r.flag.key for r in required_flags(svc)}
 
 
 def test_no_gpu_means_no_gpu_toleration_or_limit() -> None:

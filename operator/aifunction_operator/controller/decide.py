@@ -29,6 +29,7 @@ class Wanted:
     generation: int | None
     spec_errors: tuple[str, ...] = ()  # "spec.field: message"; empty when the spec is valid
     needs_gpu: bool = False
+    acceptable_products: tuple[str, ...] = ()  # GPU products the pods may run on, preferred first (empty: any)
     service: Manifest | None = None  # the Knative Service (None: the spec is invalid)
     config_maps: tuple[Manifest, ...] = ()  # handler code, mounted by the Service's pods
     eventing: tuple[Manifest, ...] = ()  # PingSources and Triggers
@@ -58,6 +59,7 @@ class Observed:
     not_served: tuple[str, ...] = ()  # wanted kinds the cluster does not serve (Eventing not installed)
     gone: bool = False  # the function no longer exists: nothing may be written for it
     unschedulable: str | None = None  # the scheduler's message for a Pending pod
+    gpu_products: tuple[str, ...] = ()  # the GPU products of the nodes the function's running pods are on
 
 
 @dataclass(frozen=True)
@@ -96,13 +98,14 @@ def want(body: Mapping[str, Any], config: OperatorConfig, knative: KnativeSettin
         fn = parse_function(body)
     except InvalidSpec as exc:
         return Wanted(**identity, spec_errors=tuple(str(e) for e in exc.errors))
-    needs_gpu = fn.spec.resources.gpu.count > 0
+    gpu = fn.spec.resources.gpu
+    identity.update(needs_gpu=gpu.count > 0, acceptable_products=gpu.acceptable_products)
     try:
         rendered = render_function(fn, config)
     except InvalidSpec as exc:
-        return Wanted(**identity, spec_errors=tuple(str(e) for e in exc.errors), needs_gpu=needs_gpu)
+        return Wanted(**identity, spec_errors=tuple(str(e) for e in exc.errors))
     blockers = find_blockers(rendered.service, knative.features or {}, knative.autoscaler or {}) if knative.known else []
-    return Wanted(**identity, needs_gpu=needs_gpu, service=rendered.service, config_maps=rendered.config_maps,
+    return Wanted(**identity, service=rendered.service, config_maps=rendered.config_maps,
                   eventing=rendered.eventing, blockers=tuple(b.message(config.knative_namespace) for b in blockers),
                   features_checked=knative.known)
 

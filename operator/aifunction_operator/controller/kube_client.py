@@ -60,6 +60,7 @@ AIFUNCTIONS = Resource(API_VERSION, PLURAL)
 KNATIVE_SERVICES = Resource(KNATIVE_SERVING_API, "services")
 CONFIGMAPS = Resource("v1", "configmaps")
 PODS = Resource("v1", "pods")
+NODES = Resource("v1", "nodes", namespaced=False)
 EVENTS = Resource("v1", "events")
 CLUSTER_PEERINGS = Resource("kopf.dev/v1", "clusterkopfpeerings", namespaced=False)
 NAMESPACED_PEERINGS = Resource("kopf.dev/v1", "kopfpeerings")
@@ -72,6 +73,7 @@ KINDS = {
     ("v1", "ConfigMap"): CONFIGMAPS,
     ("sources.knative.dev/v1", "PingSource"): PING_SOURCES,
     ("eventing.knative.dev/v1", "Trigger"): EVENTING_TRIGGERS,
+    ("v1", "Node"): NODES,
 }
 
 

@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..render.manifest import Manifest
+from ..render.service import GPU_PRODUCT_LABEL
 from .children import EVENTING_KINDS, ChildKey, child_key, controlled_by, is_ours, selector
 from .decide import Observed, Wanted
-from .kube_client import AIFUNCTIONS, CONFIGMAPS, EVENTING_TRIGGERS, KNATIVE_SERVICES, PING_SOURCES, ApiError, KubeClient, Resource, resource_of
+from .kube_client import AIFUNCTIONS, CONFIGMAPS, EVENTING_TRIGGERS, KNATIVE_SERVICES, NODES, PING_SOURCES, ApiError, KubeClient, Resource, resource_of
 
 CHILD_RESOURCES: dict[str, Resource] = {"ConfigMap": CONFIGMAPS, "PingSource": PING_SOURCES, "Trigger": EVENTING_TRIGGERS}
 
@@ -29,17 +30,19 @@ class Cached:
     body_is_fresh: bool = False  # kopf just delivered the body: the function exists
     reconciled_before: bool = True  # False: the function has no status yet, so no children either
     unschedulable: str | None = None  # from the pod watch
+    running_on: tuple[str, ...] = ()  # nodes the function's running pods are on (the pod watch)
 
 
 def observe(client: KubeClient, wanted: Wanted, cached: Cached) -> Observed:
     """Read what `decide` and the status need for `wanted`."""
     service = cached.service if cached.service is not None else client.get(KNATIVE_SERVICES, wanted.namespace, wanted.name)
+    gpu_products = gpu_products_of(client, cached.running_on) if wanted.needs_gpu else ()
     if not wanted.appliable:
-        return Observed(service=service, children=cached.children, unschedulable=cached.unschedulable)
+        return Observed(service=service, children=cached.children, unschedulable=cached.unschedulable, gpu_products=gpu_products)
     if service is None and not cached.body_is_fresh and not _still_exists(client, wanted):
         return Observed(gone=True)  # creating now would make objects owned by a deleted uid
     if service is not None and not is_ours(service, wanted.uid):
-        return Observed(service=service, children=cached.children, unschedulable=cached.unschedulable)
+        return Observed(service=service, children=cached.children, unschedulable=cached.unschedulable, gpu_products=gpu_products)
     if cached.children is not None:
         children = dict(cached.children)
     elif cached.reconciled_before:
@@ -64,7 +67,7 @@ def observe(client: KubeClient, wanted: Wanted, cached: Cached) -> Observed:
             else:
                 errors[key] = f"{obj['kind']} {obj['metadata']['name']}: the API server refused to look it up: {exc.message}"
     return Observed(service=service, children=children, by_name=by_name, lookup_errors=errors,
-                    not_served=tuple(not_served), unschedulable=cached.unschedulable)
+                    not_served=tuple(not_served), unschedulable=cached.unschedulable, gpu_products=gpu_products)
 
 
 def list_children(client: KubeClient, namespace: str, function_name: str) -> dict[ChildKey, Manifest]:
@@ -80,6 +83,22 @@ def list_children(client: KubeClient, namespace: str, function_name: str) -> dic
         for item in items:
             found[(kind, item["metadata"]["name"])] = {"apiVersion": resource.api_version, "kind": kind, **item}
     return found
+
+
+def gpu_products_of(client: KubeClient, nodes: tuple[str, ...]) -> tuple[str, ...]:
+    """The nvidia.com/gpu.product label of each node (sorted, without repeats); a node that cannot be read counts as unknown."""
+    products = set()
+    for name in nodes:
+        try:
+            node = client.get(NODES, None, name)
+        except ApiError as exc:
+            if exc.transient:
+                raise
+            continue  # no right to read nodes (an older chart) or gone: the product stays unknown
+        product = (((node or {}).get("metadata") or {}).get("labels") or {}).get(GPU_PRODUCT_LABEL)
+        if product:
+            products.add(product)
+    return tuple(sorted(products))
 
 
 def _still_exists(client: KubeClient, wanted: Wanted) -> bool:

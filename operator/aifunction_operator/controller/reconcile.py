@@ -88,6 +88,8 @@ def report(client: KubeClient, body: Mapping[str, Any], wanted: Wanted, observed
         not_owned="; ".join(plan.not_owned) or None,
         unschedulable=observed.unschedulable,
         needs_gpu=wanted.needs_gpu,
+        acceptable_products=wanted.acceptable_products,
+        gpu_product=observed.gpu_products[0] if observed.gpu_products else None,
         triggers=tuple((label(obj), acted.children.get(child_key(obj))) for obj in wanted.eventing),
         triggers_error=_triggers_error(observed, plan, acted),
     )

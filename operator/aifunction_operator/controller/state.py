@@ -13,6 +13,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from .kube_client import CONFIGMAPS, ApiError, KubeClient
@@ -43,6 +44,21 @@ def unschedulable_message(pod: Mapping[str, Any]) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class PodPlacement:
+    """What the operator keeps of one of a function's pods."""
+
+    unschedulable: str | None  # the scheduler's message while it waits for a node
+    node: str | None  # the node it runs on, once Running
+
+
+def running_node(pod: Mapping[str, Any]) -> str | None:
+    """The node a Running pod is on, else None."""
+    if (pod.get("status") or {}).get("phase") != "Running":
+        return None
+    return (pod.get("spec") or {}).get("nodeName") or None
+
+
 def resource_version(body: Mapping[str, Any]) -> int:
     try:
         return int((body.get("metadata") or {}).get("resourceVersion") or 0)
@@ -68,7 +84,7 @@ class OperatorState:
         self.knative = KnativeSettings()
         self.functions: dict[Key, Mapping[str, Any]] = {}
         self.services: dict[Key, Mapping[str, Any]] = {}  # the newest Knative Service seen per function
-        self.pods: dict[Key, dict[str, str | None]] = defaultdict(dict)
+        self.pods: dict[Key, dict[str, PodPlacement]] = defaultdict(dict)
         # ConfigMaps, PingSources and Triggers per function, fed by watches and our own writes;
         # trusted only for functions in `children_known` (else the next pass lists them).
         self.children: dict[Key, dict[ChildKey, Mapping[str, Any]]] = defaultdict(dict)
@@ -131,18 +147,22 @@ class OperatorState:
         self.children_known.add(key)
 
     def track_pod(self, key: Key, pod_name: str, pod: Mapping[str, Any] | None) -> bool:
-        """Record a pod's scheduling state; True when the function's verdict changed."""
-        before = self.unschedulable(key)
+        """Record a pod's scheduling state and node; True when the function's verdict or nodes changed."""
+        before = (self.unschedulable(key), self.running_on(key))
         if pod is None:
             self.pods[key].pop(pod_name, None)
         else:
-            self.pods[key][pod_name] = unschedulable_message(pod)
-        return self.unschedulable(key) != before
+            self.pods[key][pod_name] = PodPlacement(unschedulable_message(pod), running_node(pod))
+        return (self.unschedulable(key), self.running_on(key)) != before
 
     def unschedulable(self, key: Key) -> str | None:
         """The first scheduler message among the function's Pending pods."""
-        messages = sorted(m for m in self.pods.get(key, {}).values() if m)
+        messages = sorted(p.unschedulable for p in self.pods.get(key, {}).values() if p.unschedulable)
         return messages[0] if messages else None
+
+    def running_on(self, key: Key) -> tuple[str, ...]:
+        """The nodes the function's running pods are on, sorted."""
+        return tuple(sorted({p.node for p in self.pods.get(key, {}).values() if p.node}))
 
     # --- reconciling ---------------------------------------------------------------------
     async def reconcile(self, key: Key, body: Mapping[str, Any] | None = None) -> Outcome | None:
@@ -171,7 +191,8 @@ class OperatorState:
                     key,
                     lambda: reconcile(self.kube, current, self.config, self.knative, Cached(
                         service=dict(live) if live else None, children=children, body_is_fresh=fresh,
-                        reconciled_before=bool(current.get("status")), unschedulable=self.unschedulable(key))),
+                        reconciled_before=bool(current.get("status")), unschedulable=self.unschedulable(key),
+                        running_on=self.running_on(key))),
                 )
             except ApiError as exc:
                 self.metrics.observe_reconcile("error", time.monotonic() - started)

@@ -34,7 +34,7 @@ REASON_EVENTING_NOT_INSTALLED = "EventingNotInstalled"
 REASON_EVENTING_NOT_READY = "EventingNotReady"
 REASON_TRIGGER_NOT_READY = "TriggerNotReady"
 
-STATUS_KEYS = ("observedGeneration", "url", "address", "latestReadyRevision", "reason", "conditions")
+STATUS_KEYS = ("observedGeneration", "url", "address", "latestReadyRevision", "gpuProduct", "reason", "conditions")
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,8 @@ class Findings:
     not_owned: str | None = None  # a Service of that name exists and belongs to someone else
     unschedulable: str | None = None  # the scheduler's message for a Pending pod
     needs_gpu: bool = False
+    acceptable_products: tuple[str, ...] = ()  # GPU products the pods may run on, preferred first
+    gpu_product: str | None = None  # the product of the node a running pod is on
     # The PingSources/Triggers the function wants: ("PingSource fn-nightly", live object or None).
     triggers: tuple[tuple[str, Mapping[str, Any] | None], ...] = ()
     triggers_error: tuple[str, str] | None = None  # (reason, message): Eventing missing, or a rejection
@@ -79,6 +81,7 @@ def build_status(obs: Findings, previous: Mapping[str, Any] | None, now: str) ->
         "url": ksvc_status.get("url"),
         "address": (ksvc_status.get("address") or {}).get("url"),
         "latestReadyRevision": ksvc_status.get("latestReadyRevisionName"),
+        "gpuProduct": obs.gpu_product,
         "reason": reason,
         "conditions": conditions,
     }
@@ -180,8 +183,12 @@ def _trigger_state(label: str, obj: Mapping[str, Any] | None, *, blocked: bool) 
 def _pods_condition(obs: Findings) -> Condition:
     if obs.unschedulable is None:
         return Condition(PODS_SCHEDULED, "True", "Scheduled")
-    reason = REASON_WAITING_FOR_GPU if obs.needs_gpu else REASON_UNSCHEDULABLE
-    return Condition(PODS_SCHEDULED, "False", reason, obs.unschedulable)
+    if not obs.needs_gpu:
+        return Condition(PODS_SCHEDULED, "False", REASON_UNSCHEDULABLE, obs.unschedulable)
+    message = obs.unschedulable
+    if obs.acceptable_products:
+        message += f"; GPU products tried (nvidia.com/gpu.product): {', '.join(obs.acceptable_products)}"
+    return Condition(PODS_SCHEDULED, "False", REASON_WAITING_FOR_GPU, message)
 
 
 def _ready_condition(spec: Condition, features: Condition, service: Condition, triggers: Condition, pods: Condition) -> Condition:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from .config import OperatorConfig
@@ -230,11 +231,37 @@ def _placement(fn: AIFunction) -> Manifest:
         tolerations.append({"key": gpu.type, "operator": "Exists", "effect": "NoSchedule"})
     if tolerations:
         placement["tolerations"] = tolerations
-    if spec.placement.affinity is not None:
-        placement["affinity"] = spec.placement.affinity
+    affinity = with_gpu_products(spec.placement.affinity, gpu.products)
+    if affinity is not None:
+        placement["affinity"] = affinity
     if spec.placement.runtime_class_name is not None:
         placement["runtimeClassName"] = spec.placement.runtime_class_name
     return placement
+
+
+def product_weights(count: int) -> list[int]:
+    """Node-affinity weights for `count` products in order of preference: 100 for the first, evenly down to at least 1."""
+    return [max(1, 100 - (100 * index) // count) for index in range(count)]
+
+
+def with_gpu_products(affinity: Manifest | None, products: tuple[str, ...]) -> Manifest | None:
+    """The user's affinity plus our GPU products: required (the node has one of them) and preferred (in order).
+
+    A required term of the user's is kept and narrowed by ours (terms are ORed, expressions in a
+    term ANDed); preferred terms are added after the user's.
+    """
+    if not products:
+        return affinity
+    merged = copy.deepcopy(affinity) if affinity else {}
+    node = merged.setdefault("nodeAffinity", {})
+    wanted = {"key": GPU_PRODUCT_LABEL, "operator": "In", "values": list(products)}
+    required = node.setdefault("requiredDuringSchedulingIgnoredDuringExecution", {})
+    terms = required.get("nodeSelectorTerms") or [{}]
+    required["nodeSelectorTerms"] = [{**term, "matchExpressions": [*(term.get("matchExpressions") or []), wanted]} for term in terms]
+    preferred = node.setdefault("preferredDuringSchedulingIgnoredDuringExecution", [])
+    for product, weight in zip(products, product_weights(len(products)), strict=True):
+        preferred.append({"weight": weight, "preference": {"matchExpressions": [{"key": GPU_PRODUCT_LABEL, "operator": "In", "values": [product]}]}})
+    return merged
 
 
 def _toleration(t: Any) -> Manifest:

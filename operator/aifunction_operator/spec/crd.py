@@ -12,6 +12,7 @@ PRINTER_COLUMNS = [
     {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
     {"name": "Reason", "type": "string", "jsonPath": ".status.reason"},
     {"name": "GPUs", "type": "integer", "jsonPath": ".spec.resources.gpu.count"},
+    {"name": "Product", "type": "string", "jsonPath": ".status.gpuProduct", "priority": 1},
     {"name": "Min", "type": "integer", "jsonPath": ".spec.scaling.minReplicas"},
     {"name": "Max", "type": "integer", "jsonPath": ".spec.scaling.maxReplicas"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

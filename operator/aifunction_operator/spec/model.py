@@ -60,6 +60,12 @@ class GPU:
     count: int = 0
     type: str = "nvidia.com/gpu"
     product: str | None = None
+    products: tuple[str, ...] = ()  # acceptable products, most preferred first
+
+    @property
+    def acceptable_products(self) -> tuple[str, ...]:
+        """Every product the pods may run on (empty: any)."""
+        return self.products or ((self.product,) if self.product else ())
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,8 @@ def _build_spec(spec: Mapping[str, Any], name: str) -> AIFunctionSpec:
             env=tuple(EnvVar(e["name"], e.get("value"), e.get("valueFrom")) for e in runtime.get("env", ())),
         ),
         resources=Resources(
-            gpu=GPU(count=gpu.get("count", 0), type=gpu.get("type", "nvidia.com/gpu"), product=gpu.get("product")),
+            gpu=GPU(count=gpu.get("count", 0), type=gpu.get("type", "nvidia.com/gpu"), product=gpu.get("product"),
+                    products=tuple(gpu.get("products", ()))),
             cpu=resources.get("cpu"),
             memory=resources.get("memory"),
             shared_memory=resources.get("sharedMemory", "1Gi"),
@@ -162,6 +163,9 @@ def _semantic_errors(spec: Mapping[str, Any]) -> list[FieldError]:
     selected = spec.get("placement", {}).get("nodeSelector", {}).get("nvidia.com/gpu.product")
     if product and selected and product != selected:
         errors.append(FieldError("spec.placement.nodeSelector.nvidia.com/gpu.product", f"conflicts with spec.resources.gpu.product ({product!r})"))
+    if selected and spec.get("resources", {}).get("gpu", {}).get("products"):
+        errors.append(FieldError("spec.placement.nodeSelector.nvidia.com/gpu.product",
+                                 "conflicts with spec.resources.gpu.products (a node selector allows one product; list them in products)"))
     return errors
 
 

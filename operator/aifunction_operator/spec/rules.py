@@ -63,6 +63,18 @@ def _product_needs_gpus(gpu: dict[str, Any], path: str) -> list[FieldError]:
     return []
 
 
+def _products_need_gpus(gpu: dict[str, Any], path: str) -> list[FieldError]:
+    if "products" in gpu and (_int(gpu, "count") or 0) <= 0:
+        return [FieldError(f"{path}.products", "needs spec.resources.gpu.count > 0")]
+    return []
+
+
+def _one_product_field(gpu: dict[str, Any], path: str) -> list[FieldError]:
+    if "product" in gpu and "products" in gpu:
+        return [FieldError(f"{path}.products", "spec.resources.gpu.product and spec.resources.gpu.products are exclusive")]
+    return []
+
+
 def _no_credentials_for_pvc(model: dict[str, Any], path: str) -> list[FieldError]:
     if "credentialsSecret" in model and str(model.get("repository", "")).startswith("pvc://"):
         return [FieldError(f"{path}.credentialsSecret", "does not apply to pvc:// repositories")]
@@ -123,6 +135,8 @@ _BY_MESSAGE: dict[str, Rule] = {
     "spec.scaling.targetRequestsPerSecond needs spec.scaling.metric rps": _rps_target_needs_rps,
     "spec.scaling.targetConcurrency needs spec.scaling.metric concurrency": _concurrency_target_needs_concurrency,
     "spec.resources.gpu.product needs spec.resources.gpu.count > 0": _product_needs_gpus,
+    "spec.resources.gpu.products needs spec.resources.gpu.count > 0": _products_need_gpus,
+    "spec.resources.gpu.product and spec.resources.gpu.products are exclusive": _one_product_field,
     "spec.model.credentialsSecret does not apply to pvc:// repositories": _no_credentials_for_pvc,
 }
 

@@ -18,6 +18,7 @@ ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 # A tritonserver restriction flag that names a group aifn already refuses (triton_command.py),
 # or the flag without `=` (its value would be the next argument): Triton would exit at start.
 RESTRICTION_ARG_PATTERN = r"^--(http-restricted-api|grpc-restricted-protocol)(=[^:]*(model-repository|shared-memory|trace|logging).*)?$"
+LABEL_VALUE_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"  # a non-empty label value
 RESOURCE_NAME_PATTERN = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$"
 
 
@@ -116,6 +117,15 @@ RESOURCES = _obj(
                 "count": _int("GPUs per replica; 0 runs on CPU.", minimum=0, maximum=16, default=0),
                 "type": _str("Extended resource name of the GPU.", pattern=RESOURCE_NAME_PATTERN, maxLength=253, default="nvidia.com/gpu"),
                 "product": _str("GPU product, becomes the node selector nvidia.com/gpu.product (e.g. NVIDIA-A100-SXM4-80GB).", maxLength=63),
+                "products": {
+                    "type": "array",
+                    "description": ("Acceptable GPU products, most preferred first (instead of product): the pods run on a node whose "
+                                    "nvidia.com/gpu.product is one of them, preferring earlier ones (node affinity)."),
+                    "items": _str("A GPU product (a nvidia.com/gpu.product label value).", maxLength=63, pattern=LABEL_VALUE_PATTERN),
+                    "minItems": 1,
+                    "maxItems": 8,
+                    "x-kubernetes-list-type": "set",
+                },
             },
         ),
         "cpu": _quantity("CPU request."),
@@ -254,6 +264,10 @@ CROSS_FIELD_RULES: list[tuple[str, str, str]] = [
      "spec.scaling.targetConcurrency needs spec.scaling.metric concurrency"),
     ("resources.gpu", "!has(self.product) || (has(self.count) && self.count > 0)",
      "spec.resources.gpu.product needs spec.resources.gpu.count > 0"),
+    ("resources.gpu", "!has(self.products) || (has(self.count) && self.count > 0)",
+     "spec.resources.gpu.products needs spec.resources.gpu.count > 0"),
+    ("resources.gpu", "!(has(self.product) && has(self.products))",
+     "spec.resources.gpu.product and spec.resources.gpu.products are exclusive"),
     ("model", "self.repository.matches('^(s3|gs|as|pvc|http|https|hf|hdfs|webhdfs|modelscope|file)://.+$') || !self.repository.contains('://')",
      "spec.model.repository must use s3, gs, as, pvc, http, https, hf, hdfs, webhdfs, modelscope or file, or be a local path"),
     ("model", "!has(self.credentialsSecret) || !self.repository.startsWith('pvc://')",
@@ -272,6 +286,7 @@ STATUS = _obj(
         "url": _str("Where the function is served (the Knative Service URL)."),
         "address": _str("Cluster-internal URL."),
         "latestReadyRevision": _str("The Knative Revision serving traffic."),
+        "gpuProduct": _str("The GPU product (nvidia.com/gpu.product) of the node a running pod of the function landed on."),
         "reason": _str("Short reason for the Ready condition, shown by kubectl get."),
         "conditions": {
             "type": "array",

@@ -108,6 +108,13 @@ def _is_array(value: Any, schema: Schema, path: str, errors: list[FieldError]) -
         errors.append(FieldError(path, f"must have at most {schema['maxItems']} items, got {len(value)}"))
     for index, item in enumerate(value):
         value[index] = _check(item, schema["items"], f"{path}[{index}]", errors)
+    if "minItems" in schema and len(value) < schema["minItems"]:
+        errors.append(FieldError(path, f"must have at least {schema['minItems']} items, got {len(value)}"))
+    if schema.get("x-kubernetes-list-type") == "set":
+        scalars = [item for item in value if isinstance(item, (str, int, float, bool))]
+        for index, item in enumerate(value):
+            if item in scalars[:index]:
+                errors.append(FieldError(f"{path}[{index}]", f"duplicate value {item!r}"))
     seen: set[tuple[Any, ...]] = set()
     for index, item in enumerate(value):
         if isinstance(item, dict) and schema.get("x-kubernetes-list-map-keys"):
