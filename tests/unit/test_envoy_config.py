@@ -136,6 +136,7 @@ def test_xds_files_are_written_in_a_safe_order(mode: ec.Mode) -> None:
     kinds = [Path(f).parent.name for f in files]
     assert set(kinds) == set(ec.XDS_KINDS)
     assert (kinds.index("rds") > kinds.index("eds-replicas")) == (mode == "serve")
+    assert kinds.index("cds") > kinds.index("eds-replicas-grpc")  # a cluster's EDS file exists before the cluster
     for document in ec.xds_files(FUNCTIONS["grpc-cc4"], paths, mode, REPLICAS, "7").values():
         assert document["version_info"] == "7"
         if document["resources"][0]["@type"] == ec.ENDPOINTS_TYPE:

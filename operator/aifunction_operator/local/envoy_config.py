@@ -19,7 +19,8 @@ subscription, each in its own directory so that a move into one directory reload
 Files are replaced whole by rename (write a temporary file in the same directory, then
 os.replace: Envoy reloads on the move and never reads a half-written file). Python writes EDS
 before RDS when going to serve mode (replicas known before routed to) and RDS before EDS when
-going back to proxy mode (no request routed to a replica being removed).
+going back to proxy mode (no request routed to a replica being removed); EDS files always
+before CDS (a cluster's EDS file must exist when the cluster arrives).
 
 Per-replica concurrency (containerConcurrency): Triton's HTTP upstream speaks HTTP/1.1, one
 request per connection at a time, so `per_host_thresholds.max_connections = cc` caps each
@@ -387,10 +388,11 @@ def xds_files(fn: FunctionRoute, paths: XdsPaths, mode: Mode, replicas: list[Rep
     """Every dynamic file (path -> content) for one state, in the order to write them for that mode."""
     eds = {f"eds-{name}": discovery_response(version, [assignment])
            for name, assignment in endpoints(fn, replicas).items()}
-    first = {"lds": discovery_response(version, [listener(fn, paths)]),
-             "cds": discovery_response(version, clusters(fn, paths))}
+    cds_lds = {"cds": discovery_response(version, clusters(fn, paths)),
+               "lds": discovery_response(version, [listener(fn, paths)])}
     rds = {"rds": discovery_response(version, [route_configuration(fn, mode)])}
-    content = {**first, **eds, **rds} if mode == "serve" else {**first, **rds, **eds}
+    # An EDS file must exist before the cluster naming it (Envoy rejects the CDS update otherwise).
+    content = {**eds, **cds_lds, **rds} if mode == "serve" else {**rds, **eds, **cds_lds}
     return {paths.file(kind): document for kind, document in content.items()}
 
 

@@ -10,6 +10,7 @@ leaves no Envoy. Not wired into `aifn run` yet (serve.py still serves through ai
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -209,8 +210,8 @@ def test_stats_count_the_requests(data_path: DataPath) -> None:
 def test_container_concurrency_queues_then_503_with_retry_after(data_path: DataPath) -> None:
     """One slot per replica and one queued request: a third at once gets Envoy's 503 with Retry-After."""
     with Upstream("slow-replica") as slow:
-        limited = ec.FunctionRoute(**{**data_path.fn.__dict__, "container_concurrency": 1, "queue_limit": 1,
-                                      "timeout_seconds": 10})
+        original = data_path.fn
+        limited = dataclasses.replace(original, container_concurrency=1, queue_limit=1, timeout_seconds=10)
         data_path.switch("serve", [ec.ReplicaAddress(slow.port)], limited)
         results: list[tuple[int, dict[str, str], bytes]] = []
 
@@ -237,10 +238,32 @@ def test_container_concurrency_queues_then_503_with_retry_after(data_path: DataP
         assert "too many requests waiting" in refused.json()["error"]
         assert sorted(status for status, _, _ in results) == [200, 200]
         assert len(slow.requests) == 2  # never two at once: the second waited in Envoy's queue
-        data_path.switch("serve", [data_path.triton_replica()], data_path.fn.__class__(**{**limited.__dict__,
-                                                                                          "container_concurrency": 2,
-                                                                                          "queue_limit": 256,
-                                                                                          "timeout_seconds": 1}))
+        data_path.switch("serve", [data_path.triton_replica()], original)
+
+
+def test_grpc_reaches_triton_and_admin_calls_are_unimplemented(data_path: DataPath) -> None:
+    """h2c on the same port: the model's gRPC calls go to the replicas' gRPC ports, the repository API nowhere."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    original = data_path.fn
+    data_path.switch("serve", [data_path.triton_replica()], dataclasses.replace(original, activator_grpc_port=free_port()))
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{original.port}")
+    try:
+        tensor = grpcclient.InferInput("image", [2, 8, 8], "FP32")
+        tensor.set_data_from_numpy(digits_images(2))
+        assert client.infer("digits", [tensor]).as_numpy("probabilities").shape == (2, 10)
+        with pytest.raises(InferenceServerException) as caught:
+            client.get_model_repository_index()
+        assert caught.value.status() == "StatusCode.UNIMPLEMENTED", str(caught.value)
+        assert "not exposed" in str(caught.value)
+        with pytest.raises(InferenceServerException) as caught:
+            client.unload_model("digits")
+        assert caught.value.status() == "StatusCode.UNIMPLEMENTED", str(caught.value)
+    finally:
+        client.close()
+    assert data_path.envoy.cluster_load(ec.REPLICAS_GRPC).total >= 1
+    data_path.switch("serve", [data_path.triton_replica()], original)
 
 
 def test_a_dead_replica_is_502_json(data_path: DataPath) -> None:
