@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import http.client as http_client
 import json
 import os
 import signal
@@ -184,6 +185,17 @@ def test_a_body_over_the_limit_is_413_json(data_path: DataPath) -> None:
     response = http("POST", data_path.url + "/v2/models/digits/infer", body, {"Content-Type": "application/json"})
     assert response.status == 413, response.body
     assert f"limit of {data_path.fn.max_body_bytes} bytes" in response.json()["error"]
+    # Chunked (no Content-Length): refused once the buffered body passes the limit.
+    connection = http_client.HTTPConnection("127.0.0.1", data_path.fn.port, timeout=30)
+    try:
+        chunks = (body[i:i + 8192] for i in range(0, len(body), 8192))
+        connection.request("POST", "/v2/models/digits/infer", chunks, {"Content-Type": "application/json"},
+                           encode_chunked=True)
+        chunked = connection.getresponse()
+        assert chunked.status == 413
+        assert f"limit of {data_path.fn.max_body_bytes} bytes" in json.loads(chunked.read())["error"]
+    finally:
+        connection.close()
 
 
 def test_a_slow_answer_is_504_json(data_path: DataPath) -> None:
@@ -302,3 +314,26 @@ def test_sigkill_of_the_parent_leaves_no_envoy(tmp_path: Path) -> None:
         parent.send_signal(signal.SIGKILL)
         parent.wait()
     wait_until("Envoy to exit after its parent was SIGKILLed", lambda: not process_group_pids(envoy_pid), 10)
+
+
+def test_stop_drains_a_request_in_flight_then_exits(tmp_path: Path) -> None:
+    """SIGTERM path: drain_listeners, the request in flight is answered, then Envoy exits 0 and nothing is left."""
+    envoy_or_skip()
+    with Upstream("activator") as activator:
+        fn = ec.FunctionRoute(model="digits", port=free_port(), activator_port=activator.port, timeout_seconds=10)
+        paths = ec.XdsPaths(str(tmp_path / "xds"))
+        envoy = EnvoyProcess(ec.bootstrap(paths), workdir=tmp_path / "envoy", drain_seconds=5)
+        envoy.write_xds(ec.xds_files(fn, paths, "proxy", [], "1"))
+        envoy.start().wait_ready()
+        answers: list[int] = []
+        slow = threading.Thread(target=lambda: answers.append(
+            http("GET", f"http://127.0.0.1:{fn.port}/v2/models/digits/ready", headers={SLOW_HEADER: "1.5"}).status))
+        slow.start()
+        wait_until("the request to reach the activator", lambda: activator.requests, 5)
+        started = time.monotonic()
+        code = envoy.stop(grace=5)
+        slow.join()
+        assert answers == [200], "the request in flight was not answered during the drain"
+        assert code == 0, envoy.log_tail()
+        assert time.monotonic() - started < 5, "stop waited for more than the request in flight"
+        assert not envoy.group_pids()
