@@ -164,3 +164,22 @@ def test_the_real_envoy_accepts_the_resources(name: str, mode: ec.Mode, tmp_path
     dynamic = tmp_path / "bootstrap.json"
     dynamic.write_text(json.dumps(ec.bootstrap(paths)))
     validate(envoy, dynamic)
+
+
+def test_stats_parsing_gives_the_load_and_the_applied_versions() -> None:
+    from aifunction_operator.local.envoy_process import applied_versions, cluster_load, parse_stats
+
+    stats = parse_stats({"stats": [
+        {"name": "cluster.replicas.upstream_rq_active", "value": 3},
+        {"name": "cluster.replicas.upstream_rq_pending_active", "value": 2},
+        {"name": "cluster.replicas.upstream_rq_total", "value": 40},
+        {"name": "cluster.replicas.upstream_rq_pending_overflow", "value": 1},
+        {"name": "cluster.replicas.version_text", "value": "7"},
+        {"name": "http.aifn.rds.aifn.version_text", "value": "7"},
+        {"name": "listener_manager.lds.version_text", "value": "6"},
+        {"histograms": {"supported_quantiles": [50]}},
+    ]})
+    load = cluster_load(stats, ec.REPLICAS)
+    assert (load.active, load.pending, load.total, load.pending_overflow, load.demand) == (3, 2, 40, 1, 5)
+    assert cluster_load(stats, ec.REPLICAS_GRPC).demand == 0
+    assert applied_versions(stats) == {"lds": "6", "rds": "7", "eds-replicas": "7"}

@@ -31,7 +31,8 @@ gRPC replica cluster allows one connection per host and at most cc concurrent st
 (`max_concurrent_streams`): Envoy queues streams over that as pending.
 The limit is exact with one Envoy worker (`--concurrency 1`). With N workers each worker's pool
 keeps one connection per host even over the limit (Envoy's rule against a stuck pool), so a
-replica may see up to cc + N - 1 requests; idle upstream connections close after
+replica may see up to cc + N - 1 requests (seen: 4 workers, cc 1, 12 requests at once: 4 at the
+replica at a time; 1 worker: 1 at a time); idle upstream connections close after
 UPSTREAM_IDLE so that one worker's idle connections do not hold another worker's slots.
 """
 
