@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -314,6 +315,75 @@ def test_sigkill_of_the_parent_leaves_no_envoy(tmp_path: Path) -> None:
         parent.send_signal(signal.SIGKILL)
         parent.wait()
     wait_until("Envoy to exit after its parent was SIGKILLed", lambda: not process_group_pids(envoy_pid), 10)
+
+
+class GrpcActivator:
+    """A grpc.aio server on its own loop in a thread, standing for the Python gRPC side: it answers
+    ServerLive and ModelReady and records every call."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.calls: list[str] = []
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._server: Any = None
+
+    def _handler(self, details: Any) -> Any:
+        import grpc
+        from tritonclient.grpc import service_pb2
+
+        answers = {"ServerLive": service_pb2.ServerLiveResponse(live=True),
+                   "ModelReady": service_pb2.ModelReadyResponse(ready=True)}
+        name = details.method.rsplit("/", 1)[-1]
+        if name not in answers:
+            return None
+
+        async def unary(request: bytes, context: Any) -> bytes:
+            self.calls.append(name)
+            return answers[name].SerializeToString()
+
+        return grpc.unary_unary_rpc_method_handler(unary, lambda b: b, lambda b: b)
+
+    async def _start(self) -> None:
+        import grpc
+
+        activator = self
+
+        class Generic(grpc.GenericRpcHandler):
+            def service(self, details: Any) -> Any:
+                return activator._handler(details)
+
+        self._server = grpc.aio.server()
+        self._server.add_generic_rpc_handlers([Generic()])
+        self._server.add_insecure_port(f"127.0.0.1:{self.port}")
+        await self._server.start()
+
+    def __enter__(self) -> GrpcActivator:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._server.stop(0), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+
+def test_cold_grpc_calls_and_health_reach_the_grpc_activator(data_path: DataPath) -> None:
+    """Proxy mode over h2c: health and the model's calls go to the Python gRPC side."""
+    import tritonclient.grpc as grpcclient
+
+    original = data_path.fn
+    with GrpcActivator() as activator:
+        data_path.switch("proxy", [], dataclasses.replace(original, activator_grpc_port=activator.port))
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{original.port}")
+        try:
+            assert client.is_server_live()
+            assert client.is_model_ready("digits")
+        finally:
+            client.close()
+        assert activator.calls == ["ServerLive", "ModelReady"]
+        data_path.switch("serve", [data_path.triton_replica()], original)
 
 
 def test_stop_drains_a_request_in_flight_then_exits(tmp_path: Path) -> None:
