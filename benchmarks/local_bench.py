@@ -47,7 +47,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="cold starts measured per path (median reported)")
     parser.add_argument("--seconds", type=float, default=4.0, help="load duration per concurrency and path")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
-    parser.add_argument("--envoy-workers", type=int, default=1, help="Envoy's --concurrency (worker threads; 1 was faster on 2 CPUs)")
+    parser.add_argument("--envoy-workers", type=int, default=1, help="Envoy's --concurrency (worker threads; aifn's default is 1)")
     parser.add_argument("--skip-cold", action="store_true", help="measure the warm paths only")
     args = parser.parse_args()
     from aifunction_operator.local.tritonserver import TritonProcess, find_triton, free_ports  # noqa: PLC0415

@@ -116,9 +116,9 @@ class EnvoyProcess:
     """One Envoy serving a bootstrap; its xDS files are written through `write_xds`.
 
     One worker thread by default: containerConcurrency is then exact (envoy_config's docstring),
-    and on a 2-CPU machine it served more than two workers did (benchmarks/local_bench.py: 83% of
-    direct Triton's throughput at 64 in flight, against 54% with two workers sharing the CPUs
-    with Triton and the clients).
+    and on a 2-CPU machine it did no worse than two workers sharing the CPUs with Triton and the
+    clients (benchmarks/local_bench.py, 64 in flight, share of direct Triton's throughput: two
+    workers 54%; one worker 83% and 57% in two later runs; the figures are noisy on a shared host).
     """
 
     def __init__(self, bootstrap: dict[str, Any], *, workdir: Path | str | None = None, concurrency: int = 1,
