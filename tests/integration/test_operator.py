@@ -148,8 +148,14 @@ def test_invalid_spec_is_reported_once_and_not_retried(kube: TestClient, namespa
     assert events[0].type == "Warning" and "spec.model.repository" in events[0].message
     assert kube.get_service(namespace, "bad") is None
 
-    # A permanent error: no retry loop (no new writes, no more events, no more reconciles).
-    version = kube.get_function(namespace, "bad")["metadata"]["resourceVersion"]  # type: ignore[index]
+    # A permanent error: no retry loop (no new writes, no more events, no more reconciles). kopf writes
+    # its own annotations just after the handler returns: wait for a version that holds for a second.
+    def settled() -> str | None:
+        before = kube.get_function(namespace, "bad")["metadata"]["resourceVersion"]  # type: ignore[index]
+        time.sleep(1)
+        return before if kube.get_function(namespace, "bad")["metadata"]["resourceVersion"] == before else None  # type: ignore[index]
+
+    version = wait_until("the function's resourceVersion to settle", settled, PROMPT)
     reconciles = reconcile_count(op)
     time.sleep(3)
     assert kube.get_function(namespace, "bad")["metadata"]["resourceVersion"] == version  # type: ignore[index]
