@@ -28,6 +28,7 @@ MODELS: dict[str, type] = {
     "placement": m.Placement,
     "placement.tolerations[]": m.Toleration,
     "scaling": m.Scaling,
+    "rollout": m.Rollout,
     "triggers": m.Triggers,
     "triggers.http": m.HTTPTrigger,
     "triggers.schedules[]": m.Schedule,
@@ -119,4 +120,4 @@ def test_printer_columns_and_names() -> None:
     assert crd["spec"]["names"]["shortNames"] == ["aif"] and crd["spec"]["names"]["categories"] == ["ai"]
     version = crd["spec"]["versions"][0]
     assert version["subresources"] == {"status": {}}
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["URL", "Ready", "Reason", "GPUs", "Product", "Min", "Max", "Age"]
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["URL", "Ready", "Reason", "GPUs", "Product", "Traffic", "Min", "Max", "Age"]

@@ -86,6 +86,7 @@ class Case:
     message: tuple[str, str] | None = None  # (condition type, text its message contains)
     events: tuple[str, ...] = ()
     status: dict[str, Any] = field(default_factory=dict)  # status fields and their values
+    traffic: list[dict[str, Any]] | None = None  # the Service's traffic targets after the pass
     raises: int | None = None  # the ApiError status the pass raises (transient: kopf retries)
     gone: bool = False
 
@@ -106,6 +107,14 @@ def unresolve_trigger(client: FakeKubeClient, body: Manifest) -> None:
     """Eventing left the Trigger unresolved; the Service has an address now (knative/eventing#5374)."""
     with_status(client, "services", "digits-lambda", {"address": {"url": "http://digits-lambda.apps.svc.cluster.local"}})
     with_status(client, "triggers", UPLOADS, {"conditions": [{"type": "SubscriberResolved", "status": "False"}]})
+
+
+def start_canary(client: FakeKubeClient, body: Manifest) -> None:
+    """minimal-00001 is rolled out (Knative reports it Ready); the user asks for a 20% canary."""
+    with_status(client, "services", "minimal", {"observedGeneration": 1, "latestCreatedRevisionName": "minimal-00001",
+                                                "latestReadyRevisionName": "minimal-00001", "conditions": [{"type": "Ready", "status": "True"}]})
+    body["status"]["rollout"] = {"stableRevision": "minimal-00001"}
+    body["spec"]["rollout"] = {"canaryTrafficPercent": 20}
 
 
 def drift_service_image(client: FakeKubeClient, body: Manifest) -> None:
@@ -162,6 +171,9 @@ TABLE = [
     Case("unresolved Trigger once the Service has an address: it is nudged", HANDLER, after_first_pass=True, change=unresolve_trigger,
          writes=(("patch", f"Trigger/{UPLOADS}"), ("status", "aifunctions/digits-lambda"))),
     Case("function deleted while a cached copy remained: nothing is written", MINIMAL, function_exists=False, gone=True),
+    Case("canary: the rolled-out revision keeps 80%, the latest gets 20%", MINIMAL, after_first_pass=True, change=start_canary,
+         writes=(("apply", "Service/minimal"), ("status", "aifunctions/minimal")),
+         traffic=[{"revisionName": "minimal-00001", "percent": 80}, {"latestRevision": True, "percent": 20}]),
     Case("GPU fallback: the status names the product the running pod landed on", FALLBACK, objects=(GPU_NODE,), running_on=("gpu-1",),
          writes=(("apply", "Service/fallback"), ("status", "aifunctions/fallback")), status={"gpuProduct": "NVIDIA-A10G"}),
     Case("waiting for a GPU node: the scheduler's words and every product tried", FALLBACK, unschedulable=NO_GPU_NODE,
@@ -203,6 +215,9 @@ def test_reconcile(case: Case) -> None:
         return
     check_status(case, outcome)
     assert tuple(reason for _, reason, _ in client.events) == case.events
+    if case.traffic is not None:
+        live = client.get(*_service_resource(), case.function["metadata"]["name"])
+        assert live is not None and live["spec"]["traffic"] == case.traffic
 
 
 def cached(case: Case, body: Manifest) -> Cached:

@@ -14,9 +14,12 @@ from typing import Any
 from ..render import render_function
 from ..render.config import OperatorConfig
 from ..render.manifest import Manifest
+from ..render.service import canary_traffic, with_traffic
 from ..spec import InvalidSpec, parse_function
+from ..spec.model import Rollout
 from .children import ChildKey, child_key, controlled_by, covers, is_ours, not_owned_message, to_nudge, to_prune
 from .preflight import KnativeSettings, find_blockers
+from .status import stable_revision
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class Wanted:
     eventing: tuple[Manifest, ...] = ()  # PingSources and Triggers
     blockers: tuple[str, ...] = ()  # Knative settings that would make the webhook refuse the Service
     features_checked: bool = True  # False when Knative's settings could not be read
+    rollout: Rollout = Rollout()
+    stable_revision: str | None = None  # the last fully rolled-out Revision, as the status recorded it
 
     @property
     def appliable(self) -> bool:
@@ -99,7 +104,8 @@ def want(body: Mapping[str, Any], config: OperatorConfig, knative: KnativeSettin
     except InvalidSpec as exc:
         return Wanted(**identity, spec_errors=tuple(str(e) for e in exc.errors))
     gpu = fn.spec.resources.gpu
-    identity.update(needs_gpu=gpu.count > 0, acceptable_products=gpu.acceptable_products)
+    identity.update(needs_gpu=gpu.count > 0, acceptable_products=gpu.acceptable_products, rollout=fn.spec.rollout,
+                    stable_revision=stable_revision(body.get("status")))
     try:
         rendered = render_function(fn, config)
     except InvalidSpec as exc:
@@ -123,7 +129,9 @@ def decide(wanted: Wanted, observed: Observed) -> Plan:
     if not_owned:  # the pods would mount someone else's ConfigMap: apply nothing more
         return Plan(config_maps=config_maps, not_owned=not_owned, adopted=adopted)
     assert wanted.service is not None  # appliable
-    service_write = None if service is not None and covers(service, wanted.service) else Write(wanted.service, _uid(service))
+    # A canary shares traffic with the rolled-out revision; a Service that is not there yet has none.
+    desired = with_traffic(wanted.service, canary_traffic(wanted.rollout, wanted.stable_revision if service is not None else None))
+    service_write = None if service is not None and covers(service, desired) else Write(desired, _uid(service))
     eventing, eventing_not_owned, adopted_eventing = _child_writes(
         tuple(obj for obj in wanted.eventing if obj["kind"] not in observed.not_served), wanted.uid, observed)
     live = {**observed.children, **adopted, **adopted_eventing}

@@ -90,6 +90,9 @@ def report(client: KubeClient, body: Mapping[str, Any], wanted: Wanted, observed
         needs_gpu=wanted.needs_gpu,
         acceptable_products=wanted.acceptable_products,
         gpu_product=observed.gpu_products[0] if observed.gpu_products else None,
+        canary=wanted.rollout.canary,
+        canary_percent=wanted.rollout.canary_traffic_percent,
+        stable_revision=wanted.stable_revision,
         triggers=tuple((label(obj), acted.children.get(child_key(obj))) for obj in wanted.eventing),
         triggers_error=_triggers_error(observed, plan, acted),
     )

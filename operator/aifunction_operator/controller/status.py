@@ -34,7 +34,7 @@ REASON_EVENTING_NOT_INSTALLED = "EventingNotInstalled"
 REASON_EVENTING_NOT_READY = "EventingNotReady"
 REASON_TRIGGER_NOT_READY = "TriggerNotReady"
 
-STATUS_KEYS = ("observedGeneration", "url", "address", "latestReadyRevision", "gpuProduct", "reason", "conditions")
+STATUS_KEYS = ("observedGeneration", "url", "address", "latestReadyRevision", "gpuProduct", "rollout", "reason", "conditions")
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,9 @@ class Findings:
     needs_gpu: bool = False
     acceptable_products: tuple[str, ...] = ()  # GPU products the pods may run on, preferred first
     gpu_product: str | None = None  # the product of the node a running pod is on
+    canary: bool = False  # spec.rollout asks for a split (or a rollback: 0)
+    canary_percent: int | None = None
+    stable_revision: str | None = None  # the last fully rolled-out Revision, as the stored status says
     # The PingSources/Triggers the function wants: ("PingSource fn-nightly", live object or None).
     triggers: tuple[tuple[str, Mapping[str, Any] | None], ...] = ()
     triggers_error: tuple[str, str] | None = None  # (reason, message): Eventing missing, or a rejection
@@ -82,15 +85,58 @@ def build_status(obs: Findings, previous: Mapping[str, Any] | None, now: str) ->
         "address": (ksvc_status.get("address") or {}).get("url"),
         "latestReadyRevision": ksvc_status.get("latestReadyRevisionName"),
         "gpuProduct": obs.gpu_product,
+        "rollout": _rollout(obs),
         "reason": reason,
         "conditions": conditions,
     }
 
 
 def normalized(status: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A stored status with every key present (None where absent), to compare with build_status."""
+    """A stored status with every key present (None where absent), to compare with build_status.
+
+    `rollout`'s keys set to None are written (a merge patch removes them) but never stored.
+    """
     status = status or {}
-    return {key: status.get(key) for key in STATUS_KEYS}
+    values = {key: status.get(key) for key in STATUS_KEYS}
+    rollout = {key: value for key, value in (values["rollout"] or {}).items() if value is not None}
+    values["rollout"] = rollout or None
+    return values
+
+
+def stable_revision(status: Mapping[str, Any] | None) -> str | None:
+    """The function's last fully rolled-out Revision (before the rollout status existed: its latest ready one)."""
+    status = status or {}
+    return (status.get("rollout") or {}).get("stableRevision") or status.get("latestReadyRevision")
+
+
+def _rollout(obs: Findings) -> dict[str, Any] | None:
+    """Which revision is rolled out, which is the canary, and the split Knative routes (from its Service status).
+
+    The rolled-out revision moves to the latest one once Knative has it Ready with every revision
+    created (the Service's status describes its current generation) and no canary holds it back;
+    a first deployment is rolled out even with a canary asked for. All keys are present, None
+    where unset, so that a merge patch removes what no longer applies.
+    """
+    if obs.service is None:
+        return None
+    ksvc = obs.service.get("status") or {}
+    created, latest_ready = ksvc.get("latestCreatedRevisionName"), ksvc.get("latestReadyRevisionName")
+    current = ksvc.get("observedGeneration") == (obs.service.get("metadata") or {}).get("generation")
+    ready = any(c.get("type") == READY and c.get("status") == "True" for c in ksvc.get("conditions") or [])
+    stable = obs.stable_revision
+    if current and ready and created and created == latest_ready and (not obs.canary or stable is None):
+        stable = latest_ready
+    traffic = [{key: target[key] for key in ("revisionName", "percent", "tag", "url") if target.get(key) is not None}
+               for target in ksvc.get("traffic") or []]
+    canary = obs.canary and stable is not None and created is not None and created != stable
+    return {
+        "stableRevision": stable,
+        "latestRevision": created,
+        "canaryTrafficPercent": obs.canary_percent if obs.canary and stable is not None else None,
+        "canaryReady": (latest_ready == created) if canary else None,
+        "traffic": traffic or None,
+        "split": ", ".join(f"{t['revisionName']} {t.get('percent', 0)}%" for t in traffic if "revisionName" in t) or None,
+    }
 
 
 def needs_write(new: Mapping[str, Any], stored: Mapping[str, Any] | None) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 from .config import OperatorConfig
 from ..constants import KNATIVE_SERVING_API, LABEL_VISIBILITY
 from ..spec import AIFunction, FieldError, InvalidSpec, RepositorySource, SourceKind, classify
+from ..spec.model import Rollout
 from .handler import handler_container, handler_volume
 from .metadata import child_metadata, function_labels
 from ..triton_command import GRPC_PORT, HTTP_PORT, TritonPorts, triton_args
@@ -25,7 +26,11 @@ GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 
 
 def render_service(fn: AIFunction, config: OperatorConfig) -> Manifest:
-    """The Knative Service for `fn`; raises InvalidSpec for what a cluster cannot serve."""
+    """The Knative Service for `fn`; raises InvalidSpec for what a cluster cannot serve.
+
+    Traffic is Knative's default (all to the latest revision); a canary split needs the function's
+    rolled-out revision, which only its status knows: the operator adds it (`with_traffic`).
+    """
     source = classify(fn.spec.model.repository)
     assert not isinstance(source, FieldError)  # parse_function already rejected bad URIs
     if source.kind is SourceKind.LOCAL:
@@ -44,6 +49,33 @@ def render_service(fn: AIFunction, config: OperatorConfig) -> Manifest:
             }
         },
     }
+
+
+STABLE_TAG, CANARY_TAG = "stable", "canary"
+
+
+def canary_traffic(rollout: Rollout, stable_revision: str | None) -> list[Manifest]:
+    """Knative traffic targets: for a canary the rolled-out revision keeps 100 - N percent and the
+    latest ready revision gets N (0: a rollback); otherwise Knative's default, all to the latest
+    (stated, so that ending a canary removes its split), also before any revision was rolled out:
+    a first deployment has nothing to share with.
+
+    `latestRevision: true` follows the latest *ready* revision, so a canary revision that never
+    becomes ready receives nothing: its share stays on the rolled-out revision.
+    """
+    if not rollout.canary or stable_revision is None:
+        return [{"latestRevision": True, "percent": 100}]
+    percent = rollout.canary_traffic_percent or 0
+    stable: Manifest = {"revisionName": stable_revision, "percent": 100 - percent}
+    canary: Manifest = {"latestRevision": True, "percent": percent}
+    if rollout.tags:
+        stable["tag"], canary["tag"] = STABLE_TAG, CANARY_TAG
+    return [stable, canary]
+
+
+def with_traffic(service: Manifest, traffic: list[Manifest]) -> Manifest:
+    """The Service with these traffic targets."""
+    return {**service, "spec": {**service["spec"], "traffic": traffic}}
 
 
 def _template_annotations(fn: AIFunction) -> dict[str, str]:

@@ -13,6 +13,7 @@ PRINTER_COLUMNS = [
     {"name": "Reason", "type": "string", "jsonPath": ".status.reason"},
     {"name": "GPUs", "type": "integer", "jsonPath": ".spec.resources.gpu.count"},
     {"name": "Product", "type": "string", "jsonPath": ".status.gpuProduct", "priority": 1},
+    {"name": "Traffic", "type": "string", "jsonPath": ".status.rollout.split"},
     {"name": "Min", "type": "integer", "jsonPath": ".spec.scaling.minReplicas"},
     {"name": "Max", "type": "integer", "jsonPath": ".spec.scaling.maxReplicas"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

@@ -163,6 +163,19 @@ class Handler:
 
 
 @dataclass(frozen=True)
+class Rollout:
+    """How a spec change reaches traffic: all at once, or a canary share for the new revision."""
+
+    canary_traffic_percent: int | None = None  # None or 100: all traffic to the latest revision
+    tags: bool = False  # per-revision URLs: stable-<name> and canary-<name>
+
+    @property
+    def canary(self) -> bool:
+        """Whether traffic is split (or rolled back: 0) rather than all on the latest revision."""
+        return self.canary_traffic_percent is not None and self.canary_traffic_percent < 100
+
+
+@dataclass(frozen=True)
 class AIFunctionSpec:
     model: Model
     runtime: Runtime = Runtime()
@@ -172,6 +185,7 @@ class AIFunctionSpec:
     handler: Handler | None = None
     triggers: Triggers = Triggers()
     timeout_seconds: int | None = None
+    rollout: Rollout = Rollout()
 
 
 @dataclass(frozen=True)

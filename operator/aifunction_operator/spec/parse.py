@@ -26,6 +26,7 @@ from .model import (
     Model,
     Placement,
     Resources,
+    Rollout,
     Runtime,
     Scaling,
     Schedule,
@@ -89,6 +90,7 @@ def _build_spec(spec: Mapping[str, Any], name: str) -> AIFunctionSpec:
     gpu = resources.get("gpu", {})
     placement = spec.get("placement", {})
     scaling = spec.get("scaling", {})
+    rollout = spec.get("rollout", {})
     triggers = spec.get("triggers", {})
     http = triggers.get("http", {})
     handler = spec.get("handler")
@@ -153,6 +155,7 @@ def _build_spec(spec: Mapping[str, Any], name: str) -> AIFunctionSpec:
             ),
         ),
         timeout_seconds=spec.get("timeoutSeconds"),
+        rollout=Rollout(canary_traffic_percent=rollout.get("canaryTrafficPercent"), tags=bool(rollout.get("tags", False))),
     )
 
 

@@ -227,6 +227,18 @@ TRIGGERS = _obj(
     },
 )
 
+ROLLOUT = _obj(
+    "How a spec change reaches traffic (KServe's canaryTrafficPercent semantics).",
+    {
+        "canaryTrafficPercent": _int(
+            "Share of traffic for the revision a spec change creates; the last fully rolled-out revision keeps the rest. "
+            "Unset or 100 promotes the latest revision; 0 rolls back to the rolled-out one without deleting the new revision.",
+            minimum=0, maximum=100),
+        "tags": {"type": "boolean", "description": "Give both revisions their own URL while a canary runs (Knative traffic tags stable and canary).",
+                 "default": False},
+    },
+)
+
 SPEC = _obj(
     "The desired state of an AIFunction.",
     {
@@ -238,6 +250,7 @@ SPEC = _obj(
         "handler": HANDLER,
         "triggers": TRIGGERS,
         "timeoutSeconds": _int("Request timeout; the cluster's max-revision-timeout-seconds (default 600) bounds it.", minimum=1, maximum=3600),
+        "rollout": ROLLOUT,
     },
     required=["model"],
 )
@@ -287,6 +300,19 @@ STATUS = _obj(
         "address": _str("Cluster-internal URL."),
         "latestReadyRevision": _str("The Knative Revision serving traffic."),
         "gpuProduct": _str("The GPU product (nvidia.com/gpu.product) of the node a running pod of the function landed on."),
+        "rollout": _obj(
+            "Revisions and traffic (spec.rollout).",
+            {
+                "stableRevision": _str("The last fully rolled-out Revision: it keeps the traffic a canary does not get."),
+                "latestRevision": _str("The latest Revision Knative created (the canary while one runs)."),
+                "canaryTrafficPercent": _int("The canary's share while one runs."),
+                "canaryReady": {"type": "boolean", "description": "Whether the canary Revision is Ready (a canary that is not receives no traffic)."},
+                "traffic": {"type": "array", "description": "The traffic split Knative routes.", "items": _obj("A traffic target.", {
+                    "revisionName": _str("The Revision."), "percent": _int("Its share."), "tag": _str("Its traffic tag."),
+                    "url": _str("The tag's own URL.")})},
+                "split": _str("The split in one line, for kubectl get."),
+            },
+        ),
         "reason": _str("Short reason for the Ready condition, shown by kubectl get."),
         "conditions": {
             "type": "array",
