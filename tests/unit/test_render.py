@@ -380,3 +380,17 @@ def test_handler_gets_the_request_timeout_and_a_default_memory_limit() -> None:
     assert "AIFN_REQUEST_TIMEOUT_SECONDS" not in {e["name"] for e in unset["env"]}, "Knative's default (300 s) is the runtime's too"
     sized = pod(render(parse_function(yaml.safe_load(HANDLER_SPEC.replace("code:", "memory: 1Gi, code:"))), CONFIG)[0])["containers"][0]
     assert sized["resources"] == {"requests": {"cpu": "100m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}
+
+
+def test_a_change_of_inline_code_changes_the_revision_template() -> None:
+    """Knative rolls out a new Revision only for a template change: the code's digest is in the template."""
+    def template(code: str) -> dict[str, Any]:
+        return service(base(f"""
+  model: {{repository: "s3://m/r"}}
+  handler: {{entrypoint: "h:f", code: {code!r}}}
+"""))["spec"]["template"]
+
+    one, same, other = template("def f(e, c):\n    return 1\n"), template("def f(e, c):\n    return 1\n"), template("def f(e, c):\n    return 2\n")
+    assert one == same
+    assert one["metadata"]["annotations"]["aifn.dev/handler-code-sha256"] != other["metadata"]["annotations"]["aifn.dev/handler-code-sha256"]
+    assert "aifn.dev/handler-code-sha256" not in service(base("  model: {repository: 's3://m/r'}"))["spec"]["template"]["metadata"]["annotations"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from .config import OperatorConfig
@@ -38,6 +39,19 @@ def render_config_map(fn: AIFunction) -> dict[str, Any] | None:
         return None
     key, _ = module_file(handler)
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": child_metadata(fn, handler_config_map_name(fn)), "data": {key: handler.code}}
+
+
+CODE_DIGEST_ANNOTATION = "aifn.dev/handler-code-sha256"
+
+
+def code_digest_annotation(fn: AIFunction) -> dict[str, str]:
+    """The inline code's digest, for the revision template: a code change is a template change, so
+    Knative rolls out a new Revision (the ConfigMap alone changes in place, which running pods,
+    having loaded the code at start, would never notice)."""
+    handler = fn.spec.handler
+    if handler is None or handler.code is None:
+        return {}
+    return {CODE_DIGEST_ANNOTATION: hashlib.sha256(handler.code.encode()).hexdigest()[:16]}
 
 
 def handler_volume(fn: AIFunction) -> dict[str, Any] | None:

@@ -9,7 +9,7 @@ from .config import OperatorConfig
 from ..constants import KNATIVE_SERVING_API, LABEL_VISIBILITY
 from ..spec import AIFunction, FieldError, InvalidSpec, RepositorySource, SourceKind, classify
 from ..spec.model import Rollout
-from .handler import handler_container, handler_volume
+from .handler import code_digest_annotation, handler_container, handler_volume
 from .metadata import child_metadata, function_labels
 from ..triton_command import GRPC_PORT, HTTP_PORT, TritonPorts, triton_args
 from .manifest import Manifest
@@ -96,6 +96,7 @@ def _template_annotations(fn: AIFunction) -> dict[str, str]:
         prefix + "scale-to-zero-pod-retention-period": None if scaling.scale_to_zero_retention is None else f"{scaling.scale_to_zero_retention}s",
     }
     annotations.update({key: str(value) for key, value in optional.items() if value is not None})
+    annotations.update(code_digest_annotation(fn))
     return dict(sorted(annotations.items()))
 
 
