@@ -30,19 +30,21 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 NAME = "canary"
 CODE = '''import json, os
 
+CODE_VERSION = 1
+
 
 def lambda_handler(event, context):
-    return {"statusCode": 200, "body": json.dumps({"revision": os.environ.get("K_REVISION")})}
+    return {"statusCode": 200, "body": json.dumps({"revision": os.environ.get("K_REVISION"), "code": CODE_VERSION})}
 '''
 REQUESTS = 300
 READY_TIMEOUT = 300.0
 
 
-def function(namespace: str, version: int, rollout: dict[str, Any] | None) -> dict[str, Any]:
+def function(namespace: str, version: int, rollout: dict[str, Any] | None, code: str = CODE) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "model": {"name": "digits", "repository": "pvc://aifn-models"},
         "runtime": {"env": [{"name": "AIFN_TEST_VERSION", "value": str(version)}]},
-        "handler": {"entrypoint": "handler:lambda_handler", "code": CODE, "cpu": "50m"},
+        "handler": {"entrypoint": "handler:lambda_handler", "code": code, "cpu": "50m"},
         "resources": {"cpu": "200m", "memory": "2Gi", "sharedMemory": "256Mi"},  # two revisions fit beside Knative on the CPU worker
         "scaling": {"minReplicas": 1, "maxReplicas": 1, "startupTimeout": "5m"},
         "timeoutSeconds": 30,
@@ -52,8 +54,8 @@ def function(namespace: str, version: int, rollout: dict[str, Any] | None) -> di
     return {"apiVersion": "aifn.dev/v1alpha1", "kind": "AIFunction", "metadata": {"name": NAME, "namespace": namespace}, "spec": spec}
 
 
-def ask(gateway: str, host: str) -> str:
-    """POST / with Host `host`; the revision that answered."""
+def ask(gateway: str, host: str, field: str = "revision") -> str:
+    """POST / with Host `host`; the revision that answered (or another field of the answer)."""
     url = urlparse(gateway)
     connection = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=30)
     try:
@@ -63,7 +65,7 @@ def ask(gateway: str, host: str) -> str:
     finally:
         connection.close()
     assert response.status == 200, (host, response.status, body[:300])
-    return str(json.loads(body)["revision"])
+    return str(json.loads(body)[field])
 
 
 def rollout_where(cluster: ClusterClient, namespace: str, what: str, check: Any) -> dict[str, Any]:
@@ -125,6 +127,13 @@ def test_canary_split_rollback_and_promotion(cluster: ClusterClient, namespace: 
         rollout_where(cluster, namespace, f"{second} promoted", lambda r: r.get("stableRevision") == second and r.get("split") == f"{second} 100%")
         settled(gateway, host, {second})
         assert Counter(ask(gateway, host) for _ in range(50)) == Counter({second: 50})
+
+        # A change of the handler's code alone is a new revision too, which then answers with the new code.
+        third = f"{NAME}-00003"
+        cluster.apply(function(namespace, 2, None, code=CODE.replace("CODE_VERSION = 1", "CODE_VERSION = 2")))
+        rollout_where(cluster, namespace, f"{third} rolled out", lambda r: r.get("stableRevision") == third)
+        settled(gateway, host, {third})
+        assert {ask(gateway, host, "code") for _ in range(20)} == {"2"}
     finally:
         cluster.kubectl("delete", "aifunction", NAME, "-n", namespace, "--wait=false", check=False)
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
