@@ -72,16 +72,22 @@ class TestClient:
     def delete_service(self, namespace: str, name: str) -> None:
         self.custom.delete_namespaced_custom_object(KS_GROUP, KS_VERSION, namespace, KS_PLURAL, name)
 
-    def mark_service_ready(self, namespace: str, name: str, ready: str = "True") -> dict[str, Any]:
-        """Write the status Knative's controller writes once a revision serves (simulated: no Knative runs here)."""
+    def mark_service_ready(self, namespace: str, name: str, ready: str = "True", revision: int = 1,
+                           traffic: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Write the status Knative's controller writes once a revision serves (simulated: no Knative runs here).
+
+        `revision` is the latest created and ready one; `traffic` what the Route reports (default: all to it).
+        """
         svc = self.get_service(namespace, name)
         assert svc is not None, f"Knative Service {namespace}/{name} does not exist"
+        latest = f"{name}-{revision:05d}"
         status = {
             "observedGeneration": svc["metadata"]["generation"],
             "url": f"http://{name}.{namespace}.example.com",
             "address": {"url": f"http://{name}.{namespace}.svc.cluster.local"},
-            "latestCreatedRevisionName": f"{name}-00001",
-            "latestReadyRevisionName": f"{name}-00001",
+            "latestCreatedRevisionName": latest,
+            "latestReadyRevisionName": latest,
+            "traffic": traffic if traffic is not None else [{"revisionName": latest, "latestRevision": True, "percent": 100}],
             "conditions": [
                 {"type": "ConfigurationsReady", "status": ready, "lastTransitionTime": "2026-01-01T00:00:00Z"},
                 {"type": "Ready", "status": ready, "lastTransitionTime": "2026-01-01T00:00:00Z"},
