@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.envoy import envoy_or_skip
 
 from aifunction_operator.local import envoy_config as ec
 from aifunction_operator.local import gateway
-from aifunction_operator.local.envoy_process import EnvoyUnavailable, find_envoy
 
 FUNCTIONS = {
     "http-unlimited": ec.FunctionRoute(model="digits", port=18080, activator_port=18081, timeout_seconds=60),
@@ -28,14 +28,6 @@ FUNCTIONS = {
 }
 REPLICAS = [ec.ReplicaAddress(20001, 20002), ec.ReplicaAddress(20011, 20012)]
 MODES: tuple[ec.Mode, ...] = ("proxy", "serve")
-
-
-def envoy_or_skip() -> Path:
-    try:
-        return find_envoy()
-    except EnvoyUnavailable as exc:
-        print(f"skipping: {exc}")
-        pytest.skip(str(exc))
 
 
 def routes_by_name(fn: ec.FunctionRoute, mode: ec.Mode) -> dict[str, dict[str, Any]]:

@@ -89,10 +89,6 @@ class Plan:
     eventing_not_owned: tuple[str, ...] = ()  # PingSources/Triggers whose name is someone else's
     adopted: Mapping[ChildKey, Manifest] = field(default_factory=dict)  # found by name, ours and as rendered
 
-    @property
-    def writes(self) -> int:
-        return len(self.config_maps) + (self.service is not None) + len(self.eventing) + len(self.prune) + len(self.nudge)
-
 
 def want(body: Mapping[str, Any], config: OperatorConfig, knative: KnativeSettings) -> Wanted:
     """Parse, render and pre-flight the function: its desired objects, or why there are none."""

@@ -28,11 +28,12 @@ from typing import Any
 import numpy as np
 import pytest
 from aiohttp import web
+from support.envoy import envoy_or_skip
 from support.processes import free_port, wait_until
 from support.triton import serve_model
 
 from aifunction_operator.local import envoy_config as ec
-from aifunction_operator.local.envoy_process import EnvoyProcess, EnvoyUnavailable, find_envoy
+from aifunction_operator.local.envoy_process import EnvoyProcess
 from aifunction_operator.local.tritonserver import TritonProcess, process_group_pids
 
 from .conftest import digits_repo_or_skip, digits_request, http, triton_or_skip
@@ -40,14 +41,6 @@ from .conftest import digits_repo_or_skip, digits_request, http, triton_or_skip
 pytestmark = [pytest.mark.triton, pytest.mark.slow, pytest.mark.timeout(240)]
 
 SLOW_HEADER = "X-Test-Sleep"  # the activator sleeps this many seconds before answering (the 504 check)
-
-
-def envoy_or_skip() -> Path:
-    try:
-        return find_envoy()
-    except EnvoyUnavailable as exc:
-        print(f"skipping: {exc}")
-        pytest.skip(str(exc))
 
 
 class Upstream:
