@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-.PHONY: eventing eventing-check conformance-build conformance e2e-local setup tools test unit models demo dev-apiserver cluster cluster-down cluster-deps operator-image knative knative-check crds bench e2e images clean
+.PHONY: monitoring-deps eventing eventing-check conformance-build conformance e2e-local setup tools test unit models demo dev-apiserver cluster cluster-down cluster-deps operator-image knative knative-check crds bench e2e images clean
 
 setup: $(VENV)/.installed ## create .venv and install the project editable with its dev extras
 
@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 tools: ## build kube-apiserver, etcd, kube-controller-manager, helm, ksvc-check into ~/.cache/aifn and link them in bin/
 	bash hack/build-tools.sh
 
-test: setup tools knative eventing conformance-build cluster-deps ## the whole suite (unit, Triton, control plane, cluster, e2e on the local cluster; root)
+test: setup tools knative eventing conformance-build cluster-deps monitoring-deps ## the whole suite (unit, Triton, control plane, cluster, e2e on the local cluster; root)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 unit: setup ## unit tests only
@@ -44,6 +44,9 @@ dev-apiserver: setup tools ## a real control plane in the foreground; kubeconfig
 
 cluster-deps: ## install what the cluster's nodes run (containerd, runc, CNI plugins, ...) from Debian if missing
 	bash hack/cluster-deps.sh
+
+monitoring-deps: ## install Debian's prometheus package (prometheus, promtool) if missing: the alert rules' and dashboard's tests
+	bash hack/monitoring-deps.sh
 
 cluster: setup tools knative eventing cluster-deps ## a real cluster (2 nodes, one a GPU worker) with Knative Serving, its networking layer, Knative Eventing (broker, in-memory channel) and the operator, in the foreground; kubeconfig and gateway address in .aifn/cluster/
 	$(PY) hack/cluster.py up

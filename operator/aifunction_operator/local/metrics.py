@@ -9,7 +9,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 
 
 class GatewayMetrics:
-    """Requests by code, in-flight, queue depth, replicas, cold starts, proxied latency."""
+    """Requests by code, in-flight, queue depth, replicas, cold starts (and their timeouts), proxied latency."""
 
     def __init__(self, function: str) -> None:
         self.function = function
@@ -34,6 +34,10 @@ class GatewayMetrics:
         self.cold_start_seconds = Histogram(
             "aifn_cold_start_seconds", "Seconds from starting a replica to its model being ready", one,
             buckets=COLD_START_BUCKETS, registry=self.registry,
+        ).labels(function)
+        self.cold_start_timeouts = Counter(
+            "aifn_cold_start_timeouts", "Replica starts not ready within startupTimeout (also counted as replica failures)", one,
+            registry=self.registry,
         ).labels(function)
         self.replica_failures = Counter(
             "aifn_replica_failures", "Replicas that failed to start or exited on their own", one, registry=self.registry

@@ -22,7 +22,7 @@ from typing import Any
 from .autoscaler import Autoscaler, ScalingPolicy
 from .metrics import GatewayMetrics
 from .replicas import Replica, State
-from .tritonserver import TritonProcess, TritonStartError
+from .tritonserver import TritonProcess, TritonStartError, TritonStartTimeout
 
 log = logging.getLogger("aifn.run")
 
@@ -255,6 +255,8 @@ class ReplicaPool:
             except Exception:  # noqa: BLE001 - nothing may have been started
                 log.exception("replica %d: cleaning up after the failed start", replica.id)
             self.metrics.replica_failures.inc()
+            if isinstance(exc, TritonStartTimeout):
+                self.metrics.cold_start_timeouts.inc()
             self._backoff_until = self._clock() + START_FAILURE_BACKOFF
             message = str(exc) if isinstance(exc, TritonStartError) else f"replica {replica.id}: {type(exc).__name__}: {exc}"
             if isinstance(exc, TritonStartError):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from .tritonserver import TritonProcess, TritonStartError
+from .tritonserver import TritonProcess, TritonStartError, TritonStartTimeout
 
 POLL_INTERVAL = 0.05
 
@@ -165,7 +165,7 @@ class Replica:
             except (aiohttp.ClientError, asyncio.TimeoutError):
                 pass
             if time.monotonic() > deadline:
-                raise TritonStartError(
+                raise TritonStartTimeout(
                     f"tritonserver for model {self.process.model_name!r} was not {which} within the startup timeout; "
                     f"log {self.process.log_path}:\n{self.process.log_tail(1500)}"
                 )

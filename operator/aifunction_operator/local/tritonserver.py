@@ -63,6 +63,10 @@ class TritonStartError(RuntimeError):
     """tritonserver exited or did not become ready; the message carries the end of its log."""
 
 
+class TritonStartTimeout(TritonStartError):
+    """tritonserver was not ready within the function's startupTimeout."""
+
+
 @dataclass(frozen=True)
 class TritonInstall:
     """A tritonserver binary, a backends directory with a working python backend, its libraries."""

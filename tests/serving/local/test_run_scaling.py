@@ -128,6 +128,9 @@ def test_startup_timeout_answers_503_and_the_gateway_keeps_serving(run_function)
     message = json.loads(response.body)["error"]
     assert "startupTimeout" in message or "could not start" in message, message
     assert run.get("/v2/health/live").status == 200
+    wait_until("the start that missed startupTimeout to be counted",
+               lambda: 'aifn_cold_start_timeouts_total{function="fn0"} 1.0' in run.get("/metrics").body.decode(), 15,
+               diagnose=lambda: run.get("/metrics").body.decode())
     wait_until("the replica that missed its startup timeout to be stopped", lambda: run.triton_pids() == [], 15)
 
 
