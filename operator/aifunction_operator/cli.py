@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import sys
 from collections.abc import Sequence
 
@@ -16,17 +17,29 @@ COMMANDS = {
     "operator": "aifunction_operator.commands.operator",
     "run": "aifunction_operator.commands.run",
     "invoke": "aifunction_operator.commands.invoke",
+    "deploy": "aifunction_operator.commands.deploy",
+    "delete": "aifunction_operator.commands.delete",
 }
+DISTRIBUTION = "aifunction-operator"
 
 
 def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     """The argument parser; only `selected`'s module is imported when one is named."""
     parser = argparse.ArgumentParser(prog="aifn", description="Serverless AI functions on Kubernetes (Knative + Triton), and on one machine.")
+    parser.add_argument("--version", action="version", version=f"aifn {version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules = {COMMANDS[selected]} if selected in COMMANDS else dict.fromkeys(COMMANDS.values())
     for module in modules:
         importlib.import_module(module).register(subparsers)
     return parser
+
+
+def version() -> str:
+    """The installed package's version."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

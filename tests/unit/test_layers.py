@@ -15,7 +15,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "aifunction_operator"
 PURE = ["spec", "render", "constants.py", "triton_command.py", "controller/status.py", "controller/preflight.py",
         "controller/children.py", "controller/decide.py",
-        "ingress/kingress.py", "ingress/envoy.py", "ingress/status.py"]
+        "ingress/kingress.py", "ingress/envoy.py", "ingress/status.py", "commands/progress.py"]
 FORBIDDEN = ("kopf", "kubernetes", "aiohttp", "tritonclient", "kserve", "subprocess", "requests", "urllib", "http.server",
              "aifunction_operator.controller.kube_client", "aifunction_operator.controller.state",
              "aifunction_operator.controller.wiring", "aifunction_operator.local", "aifunction_operator.ingress.controller")

@@ -33,6 +33,8 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("target", help="function URL, or AIFunction YAML file")
     p.add_argument("--url", default=DEFAULT_LOCAL_URL, help=f"where a YAML TARGET is served (default {DEFAULT_LOCAL_URL})")
+    p.add_argument("--gateway", metavar="URL", help="send the request to this address with TARGET's host as the Host header "
+                   "(a gateway that routes by host, e.g. make cluster's: $(cat .aifn/cluster/gateway))")
     p.add_argument("--model", help="model name (default: from the YAML file, or the only model the server lists)")
     p.add_argument("--input", "-i", action="append", default=[], metavar="NAME=VALUE",
                    help="an input tensor: JSON array, @file.json, or file.npy; repeatable")
@@ -51,11 +53,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         url, model = _target(args)
         parsed = urlsplit(url if "://" in url else f"http://{url}")
+        gateway = args.gateway
+        address = urlsplit(gateway if "://" in gateway else f"http://{gateway}") if gateway else parsed
+        headers = {"Host": parsed.netloc} if gateway else None
         client = httpclient.InferenceServerClient(
-            url=parsed.netloc, ssl=parsed.scheme == "https", connection_timeout=args.timeout, network_timeout=args.timeout
+            url=address.netloc, ssl=address.scheme == "https", connection_timeout=args.timeout, network_timeout=args.timeout
         )
-        model = model or _only_model(url)
-        metadata = client.get_model_metadata(model)
+        model = model or _only_model(f"{address.scheme}://{address.netloc}", headers)
+        metadata = client.get_model_metadata(model, headers=headers)
         tensors = _tensors(args, metadata, np)
     except InvokeError as exc:
         print(f"aifn invoke: {exc}", file=sys.stderr)
@@ -72,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         tensor.set_data_from_numpy(array, binary_data=True)
         inputs.append(tensor)
     try:
-        result = client.infer(model, inputs)
+        result = client.infer(model, inputs, headers=headers)
     except InferenceServerException as exc:
         print(f"aifn invoke: {model}: {exc.message()}", file=sys.stderr)
         return EXIT_FAILED
@@ -103,11 +108,11 @@ def _target(args: argparse.Namespace) -> tuple[str, str | None]:
     return target, args.model
 
 
-def _only_model(url: str) -> str:
+def _only_model(url: str, headers: dict[str, str] | None) -> str:
     import urllib.request  # noqa: PLC0415
 
     try:
-        with urllib.request.urlopen(url.rstrip("/") + "/v2", timeout=10) as resp:
+        with urllib.request.urlopen(urllib.request.Request(url.rstrip("/") + "/v2", headers=headers or {}), timeout=10) as resp:
             models = json.loads(resp.read()).get("models") or []
     except (OSError, ValueError):
         models = []
