@@ -40,6 +40,12 @@ def digits_training():  # -> module
 
 
 @pytest.fixture(scope="session")
+def co2_training():  # -> module
+    """model_repo/co2_training.py: the co2 series, split, training and export code."""
+    return load_model_repo_module("co2_training")
+
+
+@pytest.fixture(scope="session")
 def triton_install() -> TritonInstall:
     """The wheel's tritonserver, prepared; skips (with the reason) when there is none."""
     try:
@@ -57,6 +63,12 @@ def _serve(install: TritonInstall, model: str, log_dir: Path) -> Iterator[Triton
 def digits_server(triton_install: TritonInstall, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonProcess]:
     """A real Triton serving model_repo/digits."""
     yield from _serve(triton_install, "digits", tmp_path_factory.mktemp("digits"))
+
+
+@pytest.fixture(scope="session")
+def co2_server(triton_install: TritonInstall, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonProcess]:
+    """A real Triton serving model_repo/co2."""
+    yield from _serve(triton_install, "co2", tmp_path_factory.mktemp("co2"))
 
 
 @pytest.fixture(scope="session")
