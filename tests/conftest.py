@@ -5,8 +5,9 @@ Tiers (folders, markers): unit tests (tests/unit) need nothing; `cluster` tests 
 nvidia-pytriton wheel; `integration` tests (tests/integration) start a real etcd + kube-apiserver +
 kube-controller-manager built by `make tools`; `e2e` tests (tests/e2e) run on a provider:
 `local` by default (the same local cluster as the `cluster` tier, `local_cluster`) or `kind` with
-`--e2e` / `--e2e-provider=kind` (Docker and kind). A tier whose requirement is missing is skipped
-with the reason printed (-rs).
+`--e2e` / `--e2e-provider=kind` (Docker and kind); tests/monitoring checks the chart's alerts and
+dashboard with promtool and helm (Debian's prometheus package, `make tools`). A tier whose
+requirement is missing is skipped with the reason printed (-rs).
 """
 
 from __future__ import annotations
