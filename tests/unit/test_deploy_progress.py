@@ -44,19 +44,19 @@ def pod(ready: int = 0, node: str | None = "worker", waiting: tuple[str, str] | 
 GPU_WAIT = "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector."
 LOADING = "Triton loading the model (pod fn-00001-deployment-abc: 1/2 containers ready)"
 
-# (what the operator reported, pods) -> the last stage shown, its state and text, and the verdict's (ok, reason)
+# (what the operator reported, pods) -> the last stage shown, its state and text, and the verdict's (ok, reason, settled)
 CASES = [
     pytest.param(None, (), ("spec", WAITING, "waiting for the operator to observe generation 1"), None, id="not-observed"),
     pytest.param(Findings(1, spec_errors=("spec.model.repository: bad",)), (),
-                 ("spec", FAILED, "spec rejected by the operator: InvalidSpec: spec.model.repository: bad"), (False, "InvalidSpec"), id="invalid"),
+                 ("spec", FAILED, "spec rejected by the operator: InvalidSpec: spec.model.repository: bad"), (False, "InvalidSpec", True), id="invalid"),
     pytest.param(Findings(1, blockers=("needs kubernetes.podspec-tolerations",)), (),
                  ("knative", FAILED, "Knative feature flags: KnativeFeatureDisabled: needs kubernetes.podspec-tolerations"),
-                 (False, "KnativeFeatureDisabled"), id="feature-disabled"),
+                 (False, "KnativeFeatureDisabled", True), id="feature-disabled"),
     pytest.param(Findings(1, service=None), (), ("revision", WAITING, "waiting for Knative to create a revision"), None, id="service-missing"),
     pytest.param(Findings(1, service=ksvc(ready=None, observed=False, created=None, ready_revision=None)), (),
                  ("revision", WAITING, "waiting for Knative to create a revision"), None, id="knative-not-observed"),
     pytest.param(Findings(1, not_owned="Service fn belongs to someone else"), (),
-                 ("revision", FAILED, "Knative Service: NotOwned: Service fn belongs to someone else"), (False, "NotOwned"), id="not-owned"),
+                 ("revision", FAILED, "Knative Service: NotOwned: Service fn belongs to someone else"), (False, "NotOwned", True), id="not-owned"),
     pytest.param(Findings(1, service=ksvc("Unknown", "RevisionMissing", ready_revision=None)), (),
                  ("pods", WAITING, "waiting for pods to be scheduled"), None, id="no-pods-yet"),
     pytest.param(Findings(1, service=ksvc("False", "RevisionFailed", ready_revision=None), unschedulable=GPU_WAIT, needs_gpu=True,
@@ -71,23 +71,27 @@ CASES = [
                  ("model", WAITING, "pod fn-00001-deployment-abc ready; waiting for Knative to mark the revision ready"), None, id="pod-ready"),
     pytest.param(Findings(1, service=ksvc("Unknown", "RevisionMissing", ready_revision=None)), (pod(waiting=("ImagePullBackOff", "no such image")),),
                  ("model", WAITING, "pod fn-00001-deployment-abc: triton: ImagePullBackOff: no such image"), None, id="image-pull"),
-    pytest.param(Findings(1, service=ksvc("False", "RevisionFailed", "Container triton exited: 1", ready_revision=None)), (pod(ready=1),),
-                 ("model", FAILED, "Knative Service: RevisionFailed: Container triton exited: 1"), (False, "RevisionFailed"), id="revision-failed"),
+    pytest.param(Findings(1, service=ksvc("False", "RevisionFailed", "Container triton exited: 1", ready_revision=None)), (),
+                 ("pods", FAILED, "Knative Service: RevisionFailed: Container triton exited: 1"), (False, "RevisionFailed", False), id="revision-failed"),
+    pytest.param(Findings(1, service=ksvc("False", "RevisionMissing", "no ready Revision", ready_revision=None)), (pod(ready=1),),
+                 ("model", WAITING, LOADING), None, id="knative-failed-while-a-pod-starts"),
+    pytest.param(Findings(1, service=ksvc("False", "RevisionFailed", ready_revision=None)), (pod(waiting=("CrashLoopBackOff", "back-off 20s")),),
+                 ("model", WAITING, "pod fn-00001-deployment-abc: triton: CrashLoopBackOff: back-off 20s"), (False, "RevisionFailed", False), id="crash-loop"),
     pytest.param(Findings(1, service=ksvc(), triggers=(("PingSource fn-nightly", None),)), (),
                  ("triggers", WAITING, "triggers: EventingNotReady: PingSource fn-nightly is being created"), None, id="triggers-pending"),
-    pytest.param(Findings(1, service=ksvc()), (), ("ready", DONE, f"Ready at {URL}"), (True, "Ready"), id="ready-scaled-to-zero"),
-    pytest.param(Findings(1, service=ksvc()), (pod(ready=2),), ("ready", DONE, f"Ready at {URL}"), (True, "Ready"), id="ready"),
+    pytest.param(Findings(1, service=ksvc()), (), ("ready", DONE, f"Ready at {URL}"), (True, "Ready", True), id="ready-scaled-to-zero"),
+    pytest.param(Findings(1, service=ksvc()), (pod(ready=2),), ("ready", DONE, f"Ready at {URL}"), (True, "Ready", True), id="ready"),
 ]
 
 
 @pytest.mark.parametrize(("obs", "pods", "last", "expected"), CASES)
-def test_stages_and_verdict(obs: Findings | None, pods: tuple[Pod, ...], last: tuple[str, str, str], expected: tuple[bool, str] | None) -> None:
+def test_stages_and_verdict(obs: Findings | None, pods: tuple[Pod, ...], last: tuple[str, str, str], expected: tuple[bool, str, bool] | None) -> None:
     fn = function(obs)
     shown = steps(fn, pods)
     assert (shown[-1].key, shown[-1].state, shown[-1].text) == last
     assert all(step.state == DONE for step in shown[:-1]), "stages stop at the first one not done"
-    result = verdict(fn)
-    assert (None if result is None else (result.ok, result.reason)) == expected
+    result = verdict(fn, pods)
+    assert (None if result is None else (result.ok, result.reason, result.settled)) == expected
 
 
 def test_a_ready_function_shows_every_stage_in_order() -> None:

@@ -24,6 +24,8 @@ from .progress import Pod, Verdict, describe_events, related_events, steps, time
 EXIT_FAILED = 1
 EXIT_INVALID = 2
 POLL_SECONDS = 1.0
+# How long a failure Knative reports (not the operator) must last, with no pod starting, to be believed.
+FAILURE_WINDOW_SECONDS = 20.0
 
 
 def register(subparsers: Any) -> None:
@@ -50,6 +52,7 @@ class Deployment:
     printed: dict[str, str] = field(default_factory=dict)
     last: dict[str, Any] | None = None
     outcome: Verdict | None = None
+    failing_since: float | None = None  # when an unsettled failure was first seen, in follow()'s seconds
 
 
 def run(args: argparse.Namespace) -> int:
@@ -134,7 +137,14 @@ def _poll(cluster: Cluster, item: Deployment, elapsed: float) -> None:
     pods = [Pod.from_manifest(p) for p in cluster.revision_pods(item.namespace, revision)] if revision else []
     for step in steps(item.last, pods):
         _say(item, step.key, step.text, elapsed)
-    item.outcome = verdict(item.last)
+    result = verdict(item.last, pods)
+    if result is None or result.settled:
+        item.failing_since = None
+        item.outcome = result
+        return
+    item.failing_since = elapsed if item.failing_since is None else item.failing_since
+    if elapsed - item.failing_since >= FAILURE_WINDOW_SECONDS:
+        item.outcome = result
 
 
 def _say(item: Deployment, key: str, text: str, elapsed: float) -> None:

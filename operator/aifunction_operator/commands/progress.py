@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..controller.status import (
-    FEATURES_READY, PODS_SCHEDULED, READY, REASON_NO_TRIGGERS, REASON_UNSCHEDULABLE, REASON_WAITING_FOR_GPU, SERVICE_READY,
+    FEATURES_READY, PODS_SCHEDULED, READY, REASON_APPLY_FAILED, REASON_EVENTING_NOT_INSTALLED, REASON_FEATURE_DISABLED,
+    REASON_INVALID_SPEC, REASON_NO_TRIGGERS, REASON_NOT_OWNED, REASON_UNSCHEDULABLE, REASON_WAITING_FOR_GPU, SERVICE_READY,
     SPEC_VALID, TRIGGERS_READY, condition,
 )
 
@@ -22,6 +23,9 @@ DONE, WAITING, FAILED = "done", "waiting", "failed"
 NOT_OBSERVED = "NotObserved"
 # Waits, not failures, though Knative reports them as Ready=False: a node may come (a cluster autoscaler).
 _WAITS = frozenset({REASON_WAITING_FOR_GPU, REASON_UNSCHEDULABLE})
+# Ready=False reasons the operator decides; they hold until the spec or the cluster's settings change.
+_SETTLED = frozenset({REASON_INVALID_SPEC, REASON_FEATURE_DISABLED, REASON_NOT_OWNED, REASON_APPLY_FAILED,
+                      REASON_EVENTING_NOT_INSTALLED, "NotCreated"})
 # Container states that are part of every start, not worth a line of their own.
 _STARTING = frozenset({"ContainerCreating", "PodInitializing"})
 
@@ -70,11 +74,18 @@ class Step:
 
 @dataclass(frozen=True)
 class Verdict:
-    """Where a deployment ends: Ready (ok), or a reason and message to report."""
+    """Where a deployment ends: Ready (ok), or a reason and message to report.
+
+    A failure the operator decided (an invalid spec, a Knative flag off, a name taken) is `settled`:
+    it lasts until the spec or the cluster changes. One Knative reports can still clear (Knative
+    keeps a Revision failed while a pod that was briefly unschedulable starts); the command gives it
+    a while before it believes it.
+    """
 
     ok: bool
     reason: str
     message: str = ""
+    settled: bool = True
 
 
 def observed(function: Mapping[str, Any]) -> bool:
@@ -100,16 +111,23 @@ def steps(function: Mapping[str, Any], pods: Sequence[Pod] = ()) -> list[Step]:
     return out
 
 
-def verdict(function: Mapping[str, Any] | None) -> Verdict | None:
-    """Ready or failed for the current generation; None while the deployment is under way (waits for a node included)."""
+def verdict(function: Mapping[str, Any] | None, pods: Sequence[Pod] = ()) -> Verdict | None:
+    """Ready or failed for the current generation; None while the deployment is under way: waits for a
+    node, and a Service Knative reports failed while a pod of its revision is scheduled and starting."""
     if function is None or not observed(function):
         return None
-    ready = condition(function.get("status"), READY) or {}
+    status = function.get("status") or {}
+    ready = _cond(status, READY)
     if ready.get("status") == "True":
         return Verdict(True, "Ready")
-    if ready.get("status") == "False" and ready.get("reason") not in _WAITS:
-        return Verdict(False, str(ready.get("reason") or "NotReady"), str(ready.get("message") or ""))
-    return None
+    if ready.get("status") != "False" or ready.get("reason") in _WAITS:
+        return None
+    reason, message = str(ready.get("reason") or "NotReady"), str(ready.get("message") or "")
+    if reason in _SETTLED:
+        return Verdict(False, reason, message)
+    if _cond(status, SERVICE_READY).get("status") != "True" and any(p.node and not p.waiting for p in pods):
+        return None
+    return Verdict(False, reason, message, settled=False)
 
 
 def timeout_verdict(function: Mapping[str, Any] | None) -> Verdict:
@@ -172,27 +190,25 @@ def _pods(status: Mapping[str, Any], pods: Sequence[Pod]) -> Step:
         nodes = ", ".join(sorted({p.node for p in placed if p.node}))
         what = f"pod {placed[0].name}" if len(placed) == 1 else f"{len(placed)} pods"
         return Step("pods", DONE, f"{what} scheduled on {nodes}")
-    if _cond(status, SERVICE_READY).get("status") == "True":
+    service = _cond(status, SERVICE_READY)
+    if service.get("status") == "True":
         return Step("pods", DONE, "pods scheduled")
+    if service.get("status") == "False":
+        return Step("pods", FAILED, f"Knative Service: {_problem(service)}")
     return Step("pods", WAITING, "waiting for pods to be scheduled")
 
 
 def _model(status: Mapping[str, Any], pods: Sequence[Pod]) -> Step:
-    service = _cond(status, SERVICE_READY)
-    revision = status.get("latestReadyRevision")
-    if service.get("status") == "True":
-        return Step("model", DONE, f"Triton serving the model (revision {revision} ready)")
-    if service.get("status") == "False":
-        return Step("model", FAILED, f"Knative Service: {_problem(service)}")
+    """Reached once the pods stage is done: the Service is Ready, or a pod of the revision is placed."""
+    if _cond(status, SERVICE_READY).get("status") == "True":
+        return Step("model", DONE, f"Triton serving the model (revision {status.get('latestReadyRevision')} ready)")
     stuck = next((p for p in pods if p.waiting), None)
     if stuck is not None:
         return Step("model", WAITING, f"pod {stuck.name}: {stuck.waiting}")
-    loading = next((p for p in pods if p.node), None)
-    if loading is not None and loading.ready == loading.containers:
+    loading = next(p for p in pods if p.node)
+    if loading.ready == loading.containers:
         return Step("model", WAITING, f"pod {loading.name} ready; waiting for Knative to mark the revision ready")
-    if loading is not None:
-        return Step("model", WAITING, f"Triton loading the model (pod {loading.name}: {loading.ready}/{loading.containers} containers ready)")
-    return Step("model", WAITING, f"waiting for the revision to become ready ({_problem(service)})")
+    return Step("model", WAITING, f"Triton loading the model (pod {loading.name}: {loading.ready}/{loading.containers} containers ready)")
 
 
 def _triggers(status: Mapping[str, Any], pods: Sequence[Pod]) -> Step | None:
