@@ -108,6 +108,7 @@ class FakeKubeClient:
     def merge_patch(self, obj: Mapping[str, Any], patch: Mapping[str, Any]) -> Manifest:
         name = f"{obj['kind']}/{obj['metadata']['name']}"
         self.actions.append(("patch", name))
+        self._fail("patch", name)
         key = self._key(resource_of(obj), obj["metadata"].get("namespace"), obj["metadata"]["name"])
         live = self.objects.get(key)
         want_uid = (patch.get("metadata") or {}).get("uid")

@@ -148,9 +148,11 @@ class _Builder:
             return st.sampled_from(["def handle(event, context):\n    return {}\n", "x = 1\n", ""])
         if path == "spec.handler.entrypoint":
             return st.sampled_from(["handler:handle", "pkg.mod:Fn", "h:lambda_handler"]) | _pattern_text(ENTRYPOINT_PATTERN, 256)
-        if path == "spec.triggers.schedules[].cron":
-            return st.sampled_from(["@hourly", "*/5 * * * *", "0 0 * * 1", "@daily"]) | _pattern_text(CRON_PATTERN, 128)
-        if path == "spec.triggers.schedules[].timezone":
+        if path in ("spec.triggers.schedules[].cron", "spec.scaling.schedules[].cron"):
+            # Valid draws hold cron expressions PingSource accepts (the parser checks their fields, the CRD only their shape).
+            valid_cron = st.sampled_from(["@hourly", "*/5 * * * *", "0 0 * * 1", "@daily", "30 7 * * MON-FRI", "0 8-18/2 1,15 * *"])
+            return valid_cron if self.valid else valid_cron | _pattern_text(CRON_PATTERN, 128)
+        if path in ("spec.triggers.schedules[].timezone", "spec.scaling.schedules[].timezone"):
             return st.sampled_from(["UTC", "Europe/Paris", "America/New_York"])
         if path == "spec.placement.affinity":
             return st.sampled_from([
@@ -266,6 +268,9 @@ def _cross_field_valid(draw: st.DrawFn, spec: dict[str, Any]) -> dict[str, Any]:
             scaling.pop("targetRequestsPerSecond", None)
         if scaling.get("containerConcurrency") and "targetConcurrency" in scaling:
             scaling["targetConcurrency"] = min(scaling["targetConcurrency"], scaling["containerConcurrency"])
+        if "maxReplicas" in scaling:
+            for schedule in scaling.get("schedules", ()):
+                schedule["minReplicas"] = min(schedule["minReplicas"], scaling["maxReplicas"])
     gpu = spec.get("resources", {}).get("gpu")
     if isinstance(gpu, dict) and "product" in gpu and "products" in gpu:
         del gpu["product"]

@@ -32,6 +32,7 @@ MODELS: dict[str, type] = {
     "triggers": m.Triggers,
     "triggers.http": m.HTTPTrigger,
     "triggers.schedules[]": m.Schedule,
+    "scaling.schedules[]": m.PrewarmSchedule,
     "triggers.events[]": m.EventTrigger,
     "triggers.events[].filter": m.EventFilter,
     "handler": m.Handler,
@@ -78,6 +79,8 @@ def test_schema_defaults_match_dataclass_defaults() -> None:
                 expected = defaults[snake(key)]
                 if key == "startupTimeout":
                     assert expected == 900 and sub["default"] == "15m"
+                elif key == "leadTime":
+                    assert expected == 300 and sub["default"] == "5m"
                 else:
                     assert sub["default"] == expected, f"{path}.{key}"
                 checked += 1
@@ -120,4 +123,4 @@ def test_printer_columns_and_names() -> None:
     assert crd["spec"]["names"]["shortNames"] == ["aif"] and crd["spec"]["names"]["categories"] == ["ai"]
     version = crd["spec"]["versions"][0]
     assert version["subresources"] == {"status": {}}
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["URL", "Ready", "Reason", "GPUs", "Product", "Traffic", "Min", "Max", "Age"]
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["URL", "Ready", "Reason", "GPUs", "Product", "Traffic", "Min", "Warm", "Max", "Age"]

@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from aifunction_operator.local.cron import Cron
+from aifunction_operator.spec.cron import Cron
 
 REFERENCE = Path(__file__).parent / "cron_robfig"
 

@@ -117,6 +117,34 @@ def start_canary(client: FakeKubeClient, body: Manifest) -> None:
     body["spec"]["rollout"] = {"canaryTrafficPercent": 20}
 
 
+# A window 11:55-13:00 (warm from 11:55, open 12:00-13:00) around NOW, 12:00 UTC.
+PREWARM = function("minimal-defaults.yaml", scaling={"minReplicas": 1, "schedules": [
+    {"name": "noon", "cron": "0 12 * * *", "duration": "1h", "minReplicas": 3}]})
+NOON = {"name": "noon", "warmFrom": "2026-11-29T11:55:00Z", "start": "2026-11-29T12:00:00Z", "end": "2026-11-29T13:00:00Z", "minReplicas": 3}
+TOMORROW = {**NOON, **{k: NOON[k].replace("-29T", "-30T") for k in ("warmFrom", "start", "end")}}
+
+
+def revision(name: str, min_scale: str) -> Manifest:
+    return {"apiVersion": "serving.knative.dev/v1", "kind": "Revision", "metadata": {
+        "name": name, "namespace": "apps", "labels": {"serving.knative.dev/service": "minimal"},
+        "annotations": {"autoscaling.knative.dev/min-scale": min_scale, "autoscaling.knative.dev/metric": "concurrency"}}}
+
+
+def routed_revisions(client: FakeKubeClient, body: Manifest) -> None:
+    """Knative created minimal-00001 (an earlier window raised it to 3) and routes all traffic to minimal-00002."""
+    client.put(revision("minimal-00001", "3"))
+    client.put(revision("minimal-00002", "1"))
+    with_status(client, "services", "minimal", {"traffic": [{"revisionName": "minimal-00002", "percent": 100}]})
+
+
+def window_over(client: FakeKubeClient, body: Manifest) -> None:
+    """The schedule was removed after a window raised the routed revision: it is put back."""
+    routed_revisions(client, body)
+    client.objects[("revisions", "apps", "minimal-00002")]["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"] = "3"
+    body["spec"]["scaling"] = {"minReplicas": 1}
+    body["status"]["prewarm"] = {"minReplicas": 3, "windows": [NOON]}
+
+
 def drift_service_image(client: FakeKubeClient, body: Manifest) -> None:
     """Someone edited a field the operator renders."""
     with_status(client, "services", "digits-lambda", {})
@@ -176,6 +204,20 @@ TABLE = [
          traffic=[{"revisionName": "minimal-00001", "percent": 80}, {"latestRevision": True, "percent": 20}]),
     Case("GPU fallback: the status names the product the running pod landed on", FALLBACK, objects=(GPU_NODE,), running_on=("gpu-1",),
          writes=(("apply", "Service/fallback"), ("status", "aifunctions/fallback")), status={"gpuProduct": "NVIDIA-A10G"}),
+    Case("pre-warm window open: the routed revision gets min-scale 3, one raised earlier and no longer routed gets 1 back, no Service apply",
+         PREWARM, after_first_pass=True, change=routed_revisions,
+         writes=(("patch", "Revision/minimal-00001"), ("patch", "Revision/minimal-00002"), ("status", "aifunctions/minimal")),
+         status={"prewarm": {"minReplicas": 3, "windows": [NOON], "next": TOMORROW, "problem": None}}),
+    Case("pre-warm schedules removed: both revisions get spec.scaling.minReplicas back and status.prewarm goes", PREWARM,
+         after_first_pass=True, change=window_over,
+         writes=(("patch", "Revision/minimal-00001"), ("patch", "Revision/minimal-00002"), ("status", "aifunctions/minimal")),
+         status={"prewarm": None}),
+    Case("pre-warm without the right to patch revisions: the status says so, the rest goes on", PREWARM, after_first_pass=True,
+         change=routed_revisions, failures={("patch", "Revision/minimal-00002"): ApiError(403, "revisions is forbidden")},
+         writes=(("patch", "Revision/minimal-00001"), ("patch", "Revision/minimal-00002"), ("status", "aifunctions/minimal")),
+         conditions={"ServiceReady": ("Unknown", "Deploying")}, message=None,
+         status={"prewarm": {"minReplicas": 3, "windows": [NOON], "next": TOMORROW,
+                             "problem": "Revision minimal-00002: the API server refused min-scale 3: revisions is forbidden"}}),
     Case("waiting for a GPU node: the scheduler's words and every product tried", FALLBACK, unschedulable=NO_GPU_NODE,
          writes=(("apply", "Service/fallback"), ("status", "aifunctions/fallback")), reason="WaitingForGPUNode",
          conditions={"PodsScheduled": ("False", "WaitingForGPUNode")},

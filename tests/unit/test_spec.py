@@ -16,6 +16,7 @@ def doc(spec: dict[str, Any], name: str = "fn", **top: Any) -> dict[str, Any]:
 
 
 MODEL = {"repository": "s3://bucket/repo"}
+WINDOW = {"name": "morning", "cron": "0 8 * * MON-FRI", "timezone": "Europe/Berlin", "duration": "1h", "minReplicas": 3}
 
 
 def test_defaults() -> None:
@@ -137,6 +138,15 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
     ("handler cpu not a quantity", {"spec": {"model": MODEL, "handler": {"entrypoint": "m:f", "cpu": "lots"}}}, "spec.handler.cpu", "must be a Kubernetes quantity"),
     ("bad cron", {"spec": {"model": MODEL, "handler": {"entrypoint": "m:f"}, "triggers": {"schedules": [{"name": "n", "cron": "daily"}]}}}, "spec.triggers.schedules[0].cron", "must be a string matching"),
     ("duplicate schedule", {"spec": {"model": MODEL, "handler": {"entrypoint": "m:f"}, "triggers": {"schedules": [{"name": "n", "cron": "@daily"}, {"name": "n", "cron": "@hourly"}]}}}, "spec.triggers.schedules[1]", "duplicate name 'n'"),
+    ("trigger cron minute out of range", {"spec": {"model": MODEL, "handler": {"entrypoint": "m:f"}, "triggers": {"schedules": [{"name": "n", "cron": "61 * * * *"}]}}}, "spec.triggers.schedules[0].cron", "minute field '61': 61 is outside 0-59"),
+    ("pre-warm cron Sunday as 7", {"spec": {"model": MODEL, "scaling": {"schedules": [{**WINDOW, "cron": "0 8 * * 7"}]}}}, "spec.scaling.schedules[0].cron", "PingSource refuses 7"),
+    ("pre-warm unknown timezone", {"spec": {"model": MODEL, "scaling": {"schedules": [{**WINDOW, "timezone": "Mars/Olympus"}]}}}, "spec.scaling.schedules[0].timezone", "not a known IANA timezone"),
+    ("pre-warm above maxReplicas", {"spec": {"model": MODEL, "scaling": {"maxReplicas": 2, "schedules": [WINDOW]}}}, "spec.scaling.schedules[0].minReplicas", "must be <= spec.scaling.maxReplicas (2)"),
+    ("pre-warm window under a minute", {"spec": {"model": MODEL, "scaling": {"schedules": [{**WINDOW, "duration": "30s"}]}}}, "spec.scaling.schedules[0].duration", "must be between 60s and 86400s"),
+    ("pre-warm lead over an hour", {"spec": {"model": MODEL, "scaling": {"schedules": [{**WINDOW, "leadTime": "2h"}]}}}, "spec.scaling.schedules[0].leadTime", "must be between 0s and 3600s"),
+    ("pre-warm zero replicas", {"spec": {"model": MODEL, "scaling": {"schedules": [{**WINDOW, "minReplicas": 0}]}}}, "spec.scaling.schedules[0].minReplicas", "must be >= 1"),
+    ("pre-warm without duration", {"spec": {"model": MODEL, "scaling": {"schedules": [{"name": "w", "cron": "@daily", "minReplicas": 1}]}}}, "spec.scaling.schedules[0].duration", "required field is missing"),
+    ("duplicate pre-warm schedule", {"spec": {"model": MODEL, "scaling": {"schedules": [WINDOW, WINDOW]}}}, "spec.scaling.schedules[1]", "duplicate name 'morning'"),
     # Found by the spec fuzz test in a CI run: the apiserver refuses the rendered Service's duplicate env keys.
     ("duplicate env name", {"spec": {"model": MODEL, "runtime": {"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}}}, "spec.runtime.env[1]", "duplicate name 'A'"),
     ("event filter not strings", {"spec": {"model": MODEL, "handler": {"entrypoint": "m:f"}, "triggers": {"events": [{"name": "e", "filter": {"attributes": {"type": 1}}}]}}}, "spec.triggers.events[0].filter.attributes.type", "must be a string"),

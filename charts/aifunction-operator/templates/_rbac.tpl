@@ -17,6 +17,10 @@ watched namespace in namespaced mode). */}}
 - apiGroups: ["serving.knative.dev"]
   resources: ["services"]
   verbs: ["get", "list", "watch", "create", "patch"]
+# Revisions of functions' Services: scheduled pre-warm writes only their min-scale annotation.
+- apiGroups: ["serving.knative.dev"]
+  resources: ["revisions"]
+  verbs: ["get", "list", "watch", "patch"]
 # Pods of functions: tells "waiting for a GPU node" from other pending states.
 - apiGroups: [""]
   resources: ["pods"]

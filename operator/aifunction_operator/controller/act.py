@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..render.manifest import Manifest
+from ..render.service import MIN_SCALE
 from .children import EVENTING_KINDS, SUBSCRIBER_ANNOTATION, ChildKey, child_key, label
 from .decide import Plan, Write
 from .kube_client import ApiError, KubeClient, resource_of
@@ -30,6 +31,8 @@ class Acted:
     config_map_errors: list[str] = field(default_factory=list)
     eventing_errors: list[str] = field(default_factory=list)
     not_served: list[str] = field(default_factory=list)  # kinds found unserved while applying
+    min_scale_set: list[str] = field(default_factory=list)  # Revisions whose min-scale was written (pre-warm)
+    min_scale_errors: list[str] = field(default_factory=list)
 
 
 def act(client: KubeClient, plan: Plan, children: Mapping[ChildKey, Manifest] | None) -> Acted:
@@ -48,7 +51,22 @@ def act(client: KubeClient, plan: Plan, children: Mapping[ChildKey, Manifest] | 
         acted.children_deleted += 1
     for obj in plan.nudge:
         _nudge(client, obj, plan.address, acted)
+    for revision, value in plan.min_scale:
+        _set_min_scale(client, revision, value, acted)
     return acted
+
+
+def _set_min_scale(client: KubeClient, revision: Manifest, value: str, acted: Acted) -> None:
+    """Write only the Revision's min-scale annotation (any other annotation would roll its pods)."""
+    meta = revision["metadata"]
+    try:
+        client.merge_patch(revision, {"metadata": {"uid": meta.get("uid"), "annotations": {MIN_SCALE: value}}})
+        acted.min_scale_set.append(f"{meta['name']}={value}")
+    except ApiError as exc:
+        if exc.transient:
+            raise
+        if exc.status != 404:  # a Revision deleted since it was listed needs nothing
+            acted.min_scale_errors.append(f"Revision {meta['name']}: the API server refused min-scale {value}: {exc.message}")
 
 
 def replaced(exc: ApiError) -> bool:

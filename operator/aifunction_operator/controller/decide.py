@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from ..render import render_function
 from ..render.config import OperatorConfig
 from ..render.manifest import Manifest
-from ..render.service import canary_traffic, with_traffic
+from ..render.service import MIN_SCALE, canary_traffic, with_traffic
 from ..spec import InvalidSpec, parse_function
 from ..spec.model import Rollout
+from ..spec.prewarm import Prewarm, prewarm_at
 from .children import ChildKey, child_key, controlled_by, covers, is_ours, not_owned_message, to_nudge, to_prune
 from .preflight import KnativeSettings, find_blockers
 from .status import stable_revision
@@ -40,6 +42,9 @@ class Wanted:
     features_checked: bool = True  # False when Knative's settings could not be read
     rollout: Rollout = Rollout()
     stable_revision: str | None = None  # the last fully rolled-out Revision, as the status recorded it
+    prewarm: Prewarm | None = None  # the pre-warm floor and windows now (None: no spec.scaling.schedules)
+    base_min_replicas: int = 0  # spec.scaling.minReplicas: the floor outside windows
+    check_revisions: bool = False  # windows exist, or did (status.prewarm): the Revisions' min-scale is looked at
 
     @property
     def appliable(self) -> bool:
@@ -65,6 +70,8 @@ class Observed:
     gone: bool = False  # the function no longer exists: nothing may be written for it
     unschedulable: str | None = None  # the scheduler's message for a Pending pod
     gpu_products: tuple[str, ...] = ()  # the GPU products of the nodes the function's running pods are on
+    revisions: tuple[Manifest, ...] | None = None  # the Service's Revisions (None: not looked at, or refused)
+    revisions_error: str | None = None  # why the Revisions could not be listed
 
 
 @dataclass(frozen=True)
@@ -88,10 +95,11 @@ class Plan:
     not_owned: tuple[str, ...] = ()  # the Service's or a ConfigMap's name is someone else's: nothing else is done
     eventing_not_owned: tuple[str, ...] = ()  # PingSources/Triggers whose name is someone else's
     adopted: Mapping[ChildKey, Manifest] = field(default_factory=dict)  # found by name, ours and as rendered
+    min_scale: tuple[tuple[Manifest, str], ...] = ()  # Revisions whose min-scale annotation is set to the value (pre-warm)
 
 
-def want(body: Mapping[str, Any], config: OperatorConfig, knative: KnativeSettings) -> Wanted:
-    """Parse, render and pre-flight the function: its desired objects, or why there are none."""
+def want(body: Mapping[str, Any], config: OperatorConfig, knative: KnativeSettings, now: datetime) -> Wanted:
+    """Parse, render and pre-flight the function at `now`: its desired objects, or why there are none."""
     meta = body.get("metadata") or {}
     identity = {"namespace": str(meta.get("namespace") or ""), "name": str(meta.get("name") or ""),
                 "uid": meta.get("uid"), "generation": meta.get("generation")}
@@ -100,8 +108,11 @@ def want(body: Mapping[str, Any], config: OperatorConfig, knative: KnativeSettin
     except InvalidSpec as exc:
         return Wanted(**identity, spec_errors=tuple(str(e) for e in exc.errors))
     gpu = fn.spec.resources.gpu
+    scaling = fn.spec.scaling
     identity.update(needs_gpu=gpu.count > 0, acceptable_products=gpu.acceptable_products, rollout=fn.spec.rollout,
-                    stable_revision=stable_revision(body.get("status")))
+                    stable_revision=stable_revision(body.get("status")), base_min_replicas=scaling.min_replicas,
+                    prewarm=prewarm_at(scaling, now) if scaling.schedules else None,
+                    check_revisions=bool(scaling.schedules or (body.get("status") or {}).get("prewarm")))
     try:
         rendered = render_function(fn, config)
     except InvalidSpec as exc:
@@ -136,7 +147,35 @@ def decide(wanted: Wanted, observed: Observed) -> Plan:
     address = _address(service)
     nudge = tuple(obj for obj in to_nudge(live, address, wanted.uid) if child_key(obj) not in pruned)
     return Plan(config_maps=config_maps, service=service_write, eventing=eventing, prune=prune, nudge=nudge, address=address,
-                eventing_not_owned=eventing_not_owned, adopted={**adopted, **adopted_eventing})
+                eventing_not_owned=eventing_not_owned, adopted={**adopted, **adopted_eventing},
+                min_scale=min_scale_writes(wanted, service, observed.revisions))
+
+
+def min_scale_writes(wanted: Wanted, service: Mapping[str, Any] | None, revisions: tuple[Manifest, ...] | None) -> tuple[tuple[Manifest, str], ...]:
+    """The Revisions whose `autoscaling.knative.dev/min-scale` must change for scheduled pre-warm, with the value.
+
+    Knative honours min-scale only on routed Revisions and reads it from the Revision (a template
+    change would create a new Revision; docs/knative.md): the routed ones get the pre-warm floor,
+    and one raised earlier that no longer is routed gets spec.scaling.minReplicas back (set, not
+    removed: a missing key means the cluster's default).
+    """
+    if revisions is None:
+        return ()
+    routed = {t.get("revisionName") for t in (((service or {}).get("status") or {}).get("traffic") or [])}
+    floor = wanted.prewarm.min_replicas if wanted.prewarm else wanted.base_min_replicas
+    writes = []
+    for revision in revisions:
+        meta = revision.get("metadata") or {}
+        current = (meta.get("annotations") or {}).get(MIN_SCALE)
+        if meta.get("name") in routed:
+            wanted_value = str(floor)
+        elif current is not None and current.isdigit() and int(current) > wanted.base_min_replicas:
+            wanted_value = str(wanted.base_min_replicas)
+        else:
+            continue
+        if current != wanted_value:
+            writes.append((revision, wanted_value))
+    return tuple(writes)
 
 
 def _child_writes(desired: tuple[Manifest, ...], uid: str | None, observed: Observed) -> tuple[tuple[Write, ...], tuple[str, ...], dict[ChildKey, Manifest]]:

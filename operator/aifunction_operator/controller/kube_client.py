@@ -58,6 +58,7 @@ class Resource:
 
 AIFUNCTIONS = Resource(API_VERSION, PLURAL)
 KNATIVE_SERVICES = Resource(KNATIVE_SERVING_API, "services")
+REVISIONS = Resource(KNATIVE_SERVING_API, "revisions")
 CONFIGMAPS = Resource("v1", "configmaps")
 PODS = Resource("v1", "pods")
 NODES = Resource("v1", "nodes", namespaced=False)
@@ -69,6 +70,7 @@ EVENTING_TRIGGERS = Resource("eventing.knative.dev/v1", "triggers")
 
 KINDS = {
     (KNATIVE_SERVING_API, "Service"): KNATIVE_SERVICES,
+    (KNATIVE_SERVING_API, "Revision"): REVISIONS,
     (API_VERSION, KIND): AIFUNCTIONS,
     ("v1", "ConfigMap"): CONFIGMAPS,
     ("sources.knative.dev/v1", "PingSource"): PING_SOURCES,

@@ -16,7 +16,8 @@ from ..render.manifest import Manifest
 from ..render.service import GPU_PRODUCT_LABEL
 from .children import EVENTING_KINDS, ChildKey, child_key, controlled_by, is_ours, selector
 from .decide import Observed, Wanted
-from .kube_client import AIFUNCTIONS, CONFIGMAPS, EVENTING_TRIGGERS, KNATIVE_SERVICES, NODES, PING_SOURCES, ApiError, KubeClient, Resource, resource_of
+from .kube_client import (AIFUNCTIONS, CONFIGMAPS, EVENTING_TRIGGERS, KNATIVE_SERVICES, NODES, PING_SOURCES, REVISIONS, ApiError, KubeClient,
+                          Resource, resource_of)
 
 CHILD_RESOURCES: dict[str, Resource] = {"ConfigMap": CONFIGMAPS, "PingSource": PING_SOURCES, "Trigger": EVENTING_TRIGGERS}
 
@@ -66,8 +67,21 @@ def observe(client: KubeClient, wanted: Wanted, cached: Cached) -> Observed:
                 not_served.append(obj["kind"])
             else:
                 errors[key] = f"{obj['kind']} {obj['metadata']['name']}: the API server refused to look it up: {exc.message}"
+    revisions, revisions_error = list_revisions(client, wanted) if wanted.check_revisions and service is not None else (None, None)
     return Observed(service=service, children=children, by_name=by_name, lookup_errors=errors,
-                    not_served=tuple(not_served), unschedulable=cached.unschedulable, gpu_products=gpu_products)
+                    not_served=tuple(not_served), unschedulable=cached.unschedulable, gpu_products=gpu_products,
+                    revisions=revisions, revisions_error=revisions_error)
+
+
+def list_revisions(client: KubeClient, wanted: Wanted) -> tuple[tuple[Manifest, ...] | None, str | None]:
+    """The function's Knative Revisions (for scheduled pre-warm), or None and why they cannot be read."""
+    try:
+        items = client.list(REVISIONS, wanted.namespace, label_selector=f"serving.knative.dev/service={wanted.name}")
+    except ApiError as exc:
+        if exc.transient:
+            raise
+        return None, f"cannot list the Knative Revisions of {wanted.name} (the operator needs get, list, watch and patch on revisions): {exc.message}"
+    return tuple({"apiVersion": REVISIONS.api_version, "kind": "Revision", **item} for item in items), None
 
 
 def list_children(client: KubeClient, namespace: str, function_name: str) -> dict[ChildKey, Manifest]:

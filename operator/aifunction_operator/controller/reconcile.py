@@ -1,8 +1,8 @@
 """One reconcile pass for one function, straight down: observe, decide, act, report.
 
-    wanted   = want(body, config, knative)        decide.py   pure: parse, render, pre-flight
+    wanted   = want(body, config, knative, now)   decide.py   pure: parse, render, pre-flight, pre-warm floor
     observed = observe(client, wanted, cached)    observe.py  reads: Service, children, names
-    plan     = decide(wanted, observed)           decide.py   pure: what to apply, prune, nudge
+    plan     = decide(wanted, observed)           decide.py   pure: what to apply, prune, nudge, min-scale
     acted    = act(client, plan, ...)             act.py      writes, in the plan's order
     outcome  = report(client, body, ...)          here        status (pure, status.py), its write, Events
 
@@ -44,6 +44,8 @@ class Outcome:
     children_applied: int = 0
     children_deleted: int = 0
     gone: bool = False  # the function no longer exists (a cached copy outlived it): nothing was written
+    wake_at: datetime | None = None  # when a pre-warm window opens or closes next: reconcile again then
+    min_scale_set: tuple[str, ...] = ()  # "revision=value" for each Revision whose min-scale was written
 
     @property
     def result(self) -> str:
@@ -51,9 +53,12 @@ class Outcome:
         return str(self.status.get("reason") or "Unknown")
 
 
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
 def utcnow() -> str:
     """Now, as Kubernetes writes times."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime(TIME_FORMAT)
 
 
 def reconcile(client: KubeClient, body: Mapping[str, Any], config: OperatorConfig, knative: KnativeSettings,
@@ -64,13 +69,14 @@ def reconcile(client: KubeClient, body: Mapping[str, Any], config: OperatorConfi
     not applied again. Transient API errors propagate as ApiError.
     """
     cached = cached or Cached(reconciled_before=bool(body.get("status")))
-    wanted = want(body, config, knative)
+    now = now or utcnow()
+    wanted = want(body, config, knative, datetime.strptime(now, TIME_FORMAT).replace(tzinfo=UTC))
     observed = observe(client, wanted, cached)
     if observed.gone:
         return Outcome(status={}, gone=True)
     plan = decide(wanted, observed)
     acted = act(client, plan, observed.children)
-    return report(client, body, wanted, observed, plan, acted, now or utcnow())
+    return report(client, body, wanted, observed, plan, acted, now)
 
 
 def report(client: KubeClient, body: Mapping[str, Any], wanted: Wanted, observed: Observed, plan: Plan, acted: Acted, now: str) -> Outcome:
@@ -95,12 +101,16 @@ def report(client: KubeClient, body: Mapping[str, Any], wanted: Wanted, observed
         stable_revision=wanted.stable_revision,
         triggers=tuple((label(obj), acted.children.get(child_key(obj))) for obj in wanted.eventing),
         triggers_error=_triggers_error(observed, plan, acted),
+        prewarm=wanted.prewarm,
+        base_min_replicas=wanted.base_min_replicas,
+        prewarm_problem="; ".join(filter(None, [observed.revisions_error, *acted.min_scale_errors])) or None,
     )
     previous = body.get("status") or {}
     outcome = Outcome(
         status=build_status(findings, previous, now), applied=acted.service is not None, service=service,
         errors=wanted.spec_errors, children=acted.children if observed.children is not None else None,
-        children_applied=acted.children_applied, children_deleted=acted.children_deleted)
+        children_applied=acted.children_applied, children_deleted=acted.children_deleted,
+        wake_at=wanted.prewarm.changes_at if wanted.prewarm else None, min_scale_set=tuple(acted.min_scale_set))
     if needs_write(outcome.status, previous):
         client.patch_status(AIFUNCTIONS, wanted.namespace, wanted.name, outcome.status)
         outcome.status_written = True

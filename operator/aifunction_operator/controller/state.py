@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from .kube_client import CONFIGMAPS, ApiError, KubeClient
@@ -31,6 +32,11 @@ log = logging.getLogger("aifn.operator")
 # error: one running this long is wedged, and only a restart frees its worker.
 STUCK_PASS_SECONDS = 300.0
 KNATIVE_RETRY_SECONDS = 5.0
+# Pre-warm wake-ups: a little after the window's edge (the pass reads the clock then), at least
+# every few minutes (a clock step, a missed edge), and again soon after a failed pass.
+WAKE_SLACK_SECONDS = 1.0
+WAKE_MAX_SECONDS = 300.0
+WAKE_RETRY_SECONDS = 10.0
 
 
 def unschedulable_message(pod: Mapping[str, Any]) -> str | None:
@@ -100,6 +106,8 @@ class OperatorState:
         self.stuck_after = STUCK_PASS_SECONDS
         self._running: dict[int, tuple[Key, float]] = {}  # passes executing in a worker: id -> (function, start)
         self._knative_thread: threading.Thread | None = None
+        self._wakeups: dict[Key, asyncio.TimerHandle] = {}  # the next pre-warm edge per function
+        self._wake_tasks: set[asyncio.Task[None]] = set()
 
     # --- caches -------------------------------------------------------------------------
     def remember(self, body: Mapping[str, Any]) -> None:
@@ -119,6 +127,7 @@ class OperatorState:
         self.child_events.pop(key, None)
         self.service_events.pop(key, None)
         self._locks.pop(key, None)
+        self._set_wakeup(key, None)
         self.metrics.move_function(self.readiness.pop(key, None), None)
 
     def observe_service(self, key: Key, service: Mapping[str, Any] | None) -> None:
@@ -217,7 +226,38 @@ class OperatorState:
                 log.info("%s/%s: Ready=%s %s%s", *key, ready, reason, " (Service applied)" if outcome.applied else "")
             self.metrics.move_function(self.readiness.get(key), summary(outcome.status))
             self.readiness[key] = summary(outcome.status)
+            if outcome.min_scale_set:
+                log.info("%s/%s: pre-warm min-scale %s", *key, ", ".join(outcome.min_scale_set))
+            self._set_wakeup(key, outcome.wake_at)
             return outcome
+
+    # --- pre-warm wake-ups ------------------------------------------------------------------
+    def _set_wakeup(self, key: Key, when: datetime | None, *, delay: float | None = None) -> None:
+        """Reconcile `key` again at `when` (a pre-warm window's edge) or after `delay`; None cancels."""
+        handle = self._wakeups.pop(key, None)
+        if handle is not None:
+            handle.cancel()
+        if when is None and delay is None:
+            return
+        if delay is None:
+            assert when is not None
+            delay = min(max((when - datetime.now(UTC)).total_seconds(), 0.0) + WAKE_SLACK_SECONDS, WAKE_MAX_SECONDS)
+        loop = asyncio.get_running_loop()
+        self._wakeups[key] = loop.call_later(delay, self._start_wake, key)
+
+    def _start_wake(self, key: Key) -> None:
+        self._wakeups.pop(key, None)
+        task = asyncio.get_running_loop().create_task(self._wake(key))
+        self._wake_tasks.add(task)
+        task.add_done_callback(self._wake_tasks.discard)
+
+    async def _wake(self, key: Key) -> None:
+        try:
+            await self.reconcile(key)
+        except ApiError as exc:
+            log.warning("%s/%s: reconciling at a pre-warm window's edge failed: %s; retrying", *key, exc)
+            if key in self.functions:
+                self._set_wakeup(key, None, delay=WAKE_RETRY_SECONDS)
 
     def _same_function(self, key: Key, body: Mapping[str, Any]) -> bool:
         """Whether the cache still holds the function `body` is a copy of (same uid)."""

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..spec.prewarm import Prewarm
+
 READY = "Ready"
 SPEC_VALID = "SpecValid"
 FEATURES_READY = "KnativeFeaturesReady"
@@ -34,7 +36,7 @@ REASON_EVENTING_NOT_INSTALLED = "EventingNotInstalled"
 REASON_EVENTING_NOT_READY = "EventingNotReady"
 REASON_TRIGGER_NOT_READY = "TriggerNotReady"
 
-STATUS_KEYS = ("observedGeneration", "url", "address", "latestReadyRevision", "gpuProduct", "rollout", "reason", "conditions")
+STATUS_KEYS = ("observedGeneration", "url", "address", "latestReadyRevision", "gpuProduct", "rollout", "prewarm", "reason", "conditions")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,9 @@ class Findings:
     # The PingSources/Triggers the function wants: ("PingSource fn-nightly", live object or None).
     triggers: tuple[tuple[str, Mapping[str, Any] | None], ...] = ()
     triggers_error: tuple[str, str] | None = None  # (reason, message): Eventing missing, or a rejection
+    prewarm: Prewarm | None = None  # the pre-warm floor and windows now (None: no spec.scaling.schedules)
+    base_min_replicas: int = 0  # spec.scaling.minReplicas
+    prewarm_problem: str | None = None  # why the Revisions' min-scale could not be read or written
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,7 @@ def build_status(obs: Findings, previous: Mapping[str, Any] | None, now: str) ->
         "latestReadyRevision": ksvc_status.get("latestReadyRevisionName"),
         "gpuProduct": obs.gpu_product,
         "rollout": _rollout(obs),
+        "prewarm": _prewarm(obs),
         "reason": reason,
         "conditions": conditions,
     }
@@ -94,12 +100,12 @@ def build_status(obs: Findings, previous: Mapping[str, Any] | None, now: str) ->
 def normalized(status: Mapping[str, Any] | None) -> dict[str, Any]:
     """A stored status with every key present (None where absent), to compare with build_status.
 
-    `rollout`'s keys set to None are written (a merge patch removes them) but never stored.
+    `rollout`'s and `prewarm`'s keys set to None are written (a merge patch removes them) but never stored.
     """
     status = status or {}
     values = {key: status.get(key) for key in STATUS_KEYS}
-    rollout = {key: value for key, value in (values["rollout"] or {}).items() if value is not None}
-    values["rollout"] = rollout or None
+    for key in ("rollout", "prewarm"):
+        values[key] = {k: v for k, v in (values[key] or {}).items() if v is not None} or None
     return values
 
 
@@ -136,6 +142,20 @@ def _rollout(obs: Findings) -> dict[str, Any] | None:
         "canaryReady": (latest_ready == created) if canary else None,
         "traffic": traffic or None,
         "split": ", ".join(f"{t['revisionName']} {t.get('percent', 0)}%" for t in traffic if "revisionName" in t) or None,
+    }
+
+
+def _prewarm(obs: Findings) -> dict[str, Any] | None:
+    """The floor the Revisions get now, the windows warming or open, the next one, and any problem
+    writing it; None without schedules once nothing is left to put back. All keys are present."""
+    if obs.prewarm is None and obs.prewarm_problem is None:
+        return None
+    prewarm = obs.prewarm
+    return {
+        "minReplicas": prewarm.min_replicas if prewarm else obs.base_min_replicas,
+        "windows": [w.as_status() for w in prewarm.active] if prewarm and prewarm.active else None,
+        "next": prewarm.next.as_status() if prewarm and prewarm.next else None,
+        "problem": obs.prewarm_problem,
     }
 
 

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 from ..spec.model import Schedule
-from .cron import Cron
+from ..spec.cron import Cron
 from ..handler.http import HttpRequest, HttpResponse
 
 log = logging.getLogger("aifn.schedule")

@@ -78,13 +78,16 @@ def with_traffic(service: Manifest, traffic: list[Manifest]) -> Manifest:
     return {**service, "spec": {**service["spec"], "traffic": traffic}}
 
 
+MIN_SCALE = "autoscaling.knative.dev/min-scale"  # also written on routed Revisions by scheduled pre-warm
+
+
 def _template_annotations(fn: AIFunction) -> dict[str, str]:
     scaling = fn.spec.scaling
     prefix = "autoscaling.knative.dev/"
     annotations = {
         prefix + "class": KPA_CLASS,
         prefix + "metric": scaling.metric,
-        prefix + "min-scale": str(scaling.min_replicas),
+        MIN_SCALE: str(scaling.min_replicas),
         "serving.knative.dev/progress-deadline": f"{scaling.startup_timeout}s",
     }
     target = scaling.target_concurrency if scaling.metric == "concurrency" else scaling.target_requests_per_second

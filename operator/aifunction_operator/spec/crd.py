@@ -15,6 +15,7 @@ PRINTER_COLUMNS = [
     {"name": "Product", "type": "string", "jsonPath": ".status.gpuProduct", "priority": 1},
     {"name": "Traffic", "type": "string", "jsonPath": ".status.rollout.split"},
     {"name": "Min", "type": "integer", "jsonPath": ".spec.scaling.minReplicas"},
+    {"name": "Warm", "type": "integer", "jsonPath": ".status.prewarm.minReplicas", "priority": 1},
     {"name": "Max", "type": "integer", "jsonPath": ".spec.scaling.maxReplicas"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]

@@ -94,6 +94,18 @@ class Placement:
 
 
 @dataclass(frozen=True)
+class PrewarmSchedule:
+    """A recurring window with at least `min_replicas` warm replicas, requested `lead_time` seconds before it starts."""
+
+    name: str
+    cron: str
+    duration: int  # seconds
+    min_replicas: int
+    timezone: str | None = None
+    lead_time: int = 300  # seconds
+
+
+@dataclass(frozen=True)
 class Scaling:
     min_replicas: int = 0
     max_replicas: int | None = None
@@ -105,6 +117,7 @@ class Scaling:
     scale_down_delay: int | None = None  # seconds
     scale_to_zero_retention: int | None = None  # seconds
     startup_timeout: int = 900  # seconds
+    schedules: tuple[PrewarmSchedule, ...] = ()  # scheduled pre-warm windows
 
 
 @dataclass(frozen=True)

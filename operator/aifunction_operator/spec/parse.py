@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..constants import API_VERSION, KIND
+from .cron import Cron
 from .durations import parse_duration
 from .annotation_budget import annotation_budget_errors
 from .errors import FieldError, InvalidSpec
@@ -25,6 +26,7 @@ from .model import (
     HTTPTrigger,
     Model,
     Placement,
+    PrewarmSchedule,
     Resources,
     Rollout,
     Runtime,
@@ -134,6 +136,11 @@ def _build_spec(spec: Mapping[str, Any], name: str) -> AIFunctionSpec:
             scale_down_delay=_seconds(scaling.get("scaleDownDelay")),
             scale_to_zero_retention=_seconds(scaling.get("scaleToZeroRetention")),
             startup_timeout=parse_duration(scaling.get("startupTimeout", "15m")) or 900,
+            schedules=tuple(
+                PrewarmSchedule(s["name"], s["cron"], parse_duration(s["duration"]) or 0, s["minReplicas"], s.get("timezone"),
+                                parse_duration(s.get("leadTime", "5m")) or 0)
+                for s in scaling.get("schedules", ())
+            ),
         ),
         handler=None if handler is None else Handler(
             entrypoint=handler["entrypoint"],
@@ -160,8 +167,9 @@ def _build_spec(spec: Mapping[str, Any], name: str) -> AIFunctionSpec:
 
 
 def _semantic_errors(spec: Mapping[str, Any]) -> list[FieldError]:
-    """Rules that span sections of the spec."""
-    errors = []
+    """Rules that span sections of the spec, and cron expressions read as Knative's PingSource reads them."""
+    errors = _cron_errors(spec.get("triggers", {}).get("schedules", ()), "spec.triggers.schedules")
+    errors += _cron_errors(spec.get("scaling", {}).get("schedules", ()), "spec.scaling.schedules")
     product = spec.get("resources", {}).get("gpu", {}).get("product")
     selected = spec.get("placement", {}).get("nodeSelector", {}).get("nvidia.com/gpu.product")
     if product and selected and product != selected:
@@ -169,6 +177,21 @@ def _semantic_errors(spec: Mapping[str, Any]) -> list[FieldError]:
     if selected and spec.get("resources", {}).get("gpu", {}).get("products"):
         errors.append(FieldError("spec.placement.nodeSelector.nvidia.com/gpu.product",
                                  "conflicts with spec.resources.gpu.products (a node selector allows one product; list them in products)"))
+    return errors
+
+
+def _cron_errors(schedules: Any, path: str) -> list[FieldError]:
+    """A FieldError for each schedule whose cron expression or timezone PingSource's parser (spec.cron) would refuse."""
+    errors = []
+    for index, schedule in enumerate(schedules if isinstance(schedules, list) else ()):
+        if not isinstance(schedule, Mapping) or not isinstance(schedule.get("cron"), str):
+            continue
+        timezone = schedule.get("timezone") if isinstance(schedule.get("timezone"), str) else None
+        try:
+            Cron.parse(schedule["cron"], timezone)
+        except ValueError as exc:
+            field = "timezone" if str(exc).startswith("timezone") else "cron"
+            errors.append(FieldError(f"{path}[{index}].{field}", str(exc)))
     return errors
 
 

@@ -38,6 +38,14 @@ def _initial_le_max(scaling: dict[str, Any], path: str) -> list[FieldError]:
     return []
 
 
+def _schedules_le_max(scaling: dict[str, Any], path: str) -> list[FieldError]:
+    high, schedules = _int(scaling, "maxReplicas"), scaling.get("schedules")
+    if high is None or not isinstance(schedules, list):
+        return []
+    return [FieldError(f"{path}.schedules[{index}].minReplicas", f"must be <= spec.scaling.maxReplicas ({high})")
+            for index, item in enumerate(schedules) if isinstance(item, dict) and (_int(item, "minReplicas") or 0) > high]
+
+
 def _target_le_container_concurrency(scaling: dict[str, Any], path: str) -> list[FieldError]:
     limit, target = _int(scaling, "containerConcurrency"), _int(scaling, "targetConcurrency")
     if target is not None and limit and target > limit:
@@ -131,6 +139,7 @@ _BY_MESSAGE: dict[str, Rule] = {
     "spec.model.repository must use s3, gs, as, pvc, http, https, hf, hdfs, webhdfs, modelscope or file, or be a local path": _known_scheme,
     "spec.scaling.maxReplicas must be >= spec.scaling.minReplicas": _max_ge_min,
     "spec.scaling.initialReplicas must be <= spec.scaling.maxReplicas": _initial_le_max,
+    "spec.scaling.schedules[].minReplicas must be <= spec.scaling.maxReplicas": _schedules_le_max,
     "spec.scaling.targetConcurrency must be <= spec.scaling.containerConcurrency": _target_le_container_concurrency,
     "spec.scaling.targetRequestsPerSecond needs spec.scaling.metric rps": _rps_target_needs_rps,
     "spec.scaling.targetConcurrency needs spec.scaling.metric concurrency": _concurrency_target_needs_concurrency,

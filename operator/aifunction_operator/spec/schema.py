@@ -144,6 +144,25 @@ PLACEMENT = _obj(
     },
 )
 
+CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|hourly)|(\S+\s+){4}\S+)$"
+SHORT_NAME_PATTERN = DNS_LABEL_PATTERN
+
+PREWARM_SCHEDULE = _obj(
+    "A recurring window in which replicas are kept warm (scheduled pre-warm), e.g. weekday mornings. "
+    "The replicas are requested leadTime before each window starts and released when it ends; no new revision is created.",
+    {
+        "name": _str("Name, unique among the function's pre-warm schedules.", pattern=SHORT_NAME_PATTERN, maxLength=40),
+        "cron": _str("When each window starts: five fields (minute hour day-of-month month day-of-week) or @daily, @hourly, ...",
+                     pattern=CRON_PATTERN, maxLength=128),
+        "timezone": _str("IANA time zone of the cron expression, e.g. Europe/Berlin; default UTC.", maxLength=64),
+        "duration": _duration("How long each window lasts, from 1m to 24h.", min_seconds=60, max_seconds=86400),
+        "minReplicas": _int("Replicas kept ready during the window (the higher of this and spec.scaling.minReplicas).", minimum=1, maximum=1000),
+        "leadTime": _duration("How long before each window starts its replicas are requested, to cover the cold start; at most 1h.",
+                              max_seconds=3600, default="5m"),
+    },
+    required=["name", "cron", "duration", "minReplicas"],
+)
+
 SCALING = _obj(
     "Serverless scaling (Knative KPA).",
     {
@@ -157,6 +176,8 @@ SCALING = _obj(
         "scaleDownDelay": _duration("Wait before scaling down, at most 1h.", max_seconds=3600),
         "scaleToZeroRetention": _duration("Minimum time the last replica stays after the decision to scale to zero, at most 1h.", max_seconds=3600),
         "startupTimeout": _duration("How long a replica may take to become ready (GPU cold starts are slow), at most 24h.", min_seconds=1, max_seconds=86400, default="15m"),
+        "schedules": {"type": "array", "description": "Scheduled pre-warm: windows in which at least minReplicas replicas are kept warm.",
+                      "items": PREWARM_SCHEDULE, "maxItems": 16, "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     },
 )
 
@@ -165,9 +186,6 @@ SCALING = _obj(
 # else in the function; 112 KiB leaves room for the rest. spec.annotation_budget is the exact check.
 INLINE_CODE_MAX_CHARS = 112 * 1024
 ENTRYPOINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
-CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|hourly)|(\S+\s+){4}\S+)$"
-SHORT_NAME_PATTERN = DNS_LABEL_PATTERN
-
 HANDLER = _obj(
     "Python code in front of the model: Lambda style (module:function taking event, context) or KServe style "
     "(module:Class with preprocess/postprocess). The code comes from code, configMap, or is baked into image.",
@@ -275,6 +293,8 @@ CROSS_FIELD_RULES: list[tuple[str, str, str]] = [
      "spec.scaling.targetRequestsPerSecond needs spec.scaling.metric rps"),
     ("scaling", "!has(self.targetConcurrency) || !has(self.metric) || self.metric == 'concurrency'",
      "spec.scaling.targetConcurrency needs spec.scaling.metric concurrency"),
+    ("scaling", "!has(self.maxReplicas) || !has(self.schedules) || self.schedules.all(s, s.minReplicas <= self.maxReplicas)",
+     "spec.scaling.schedules[].minReplicas must be <= spec.scaling.maxReplicas"),
     ("resources.gpu", "!has(self.product) || (has(self.count) && self.count > 0)",
      "spec.resources.gpu.product needs spec.resources.gpu.count > 0"),
     ("resources.gpu", "!has(self.products) || (has(self.count) && self.count > 0)",
@@ -291,6 +311,17 @@ METADATA_RULE = {
     "rule": "self.metadata.name.size() <= 57 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
     "message": "metadata.name must be a DNS-1035 label of at most 57 characters (Knative names revisions <name>-00001)",
 }
+
+PREWARM_WINDOW = _obj(
+    "One window of a pre-warm schedule (times in UTC).",
+    {
+        "name": _str("The schedule."),
+        "warmFrom": _str("When its replicas are requested (start - leadTime).", format="date-time"),
+        "start": _str("When the window starts.", format="date-time"),
+        "end": _str("When the window ends and its replicas are released.", format="date-time"),
+        "minReplicas": _int("Replicas kept ready during the window."),
+    },
+)
 
 STATUS = _obj(
     "The observed state, written by the operator.",
@@ -311,6 +342,15 @@ STATUS = _obj(
                     "revisionName": _str("The Revision."), "percent": _int("Its share."), "tag": _str("Its traffic tag."),
                     "url": _str("The tag's own URL.")})},
                 "split": _str("The split in one line, for kubectl get."),
+            },
+        ),
+        "prewarm": _obj(
+            "Scheduled pre-warm (spec.scaling.schedules): the replicas kept warm now, and why.",
+            {
+                "minReplicas": _int("The floor the routed Revisions have now: spec.scaling.minReplicas or the highest window warming or open."),
+                "windows": {"type": "array", "description": "The windows warming or open now.", "items": PREWARM_WINDOW},
+                "next": PREWARM_WINDOW,
+                "problem": _str("Why the Revisions' min-scale could not be read or written (e.g. missing RBAC on revisions)."),
             },
         ),
         "reason": _str("Short reason for the Ready condition, shown by kubectl get."),
@@ -354,7 +394,7 @@ def duration_rules() -> dict[str, tuple[int, int]]:
     rules: dict[str, tuple[int, int]] = {}
 
     def walk(node: dict[str, Any]) -> None:
-        for sub in node.get("properties", {}).values():
+        for sub in [*node.get("properties", {}).values(), *([node["items"]] if "items" in node else [])]:
             for validation in sub.get("x-kubernetes-validations", ()):
                 if validation["rule"].startswith("duration(self)"):
                     low, high = (int(part.split("')")[0].rstrip("s")) for part in validation["rule"].split("duration('")[1:])

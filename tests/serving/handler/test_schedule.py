@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from aifunction_operator.local.cron import Cron
+from aifunction_operator.spec.cron import Cron
 from aifunction_operator.handler.http import HttpRequest, HttpResponse, json_response
 from aifunction_operator.local.schedule import PING_TYPE, ManualClock, Scheduler
 from aifunction_operator.spec.model import Schedule
