@@ -6,7 +6,7 @@ For each model it starts the wheel's tritonserver on model_repo/, warms it up, a
   conc-8    one item per request, 8 clients at once (HTTP; dynamic batching merges them)
 and prints the figures with ratios to the single-request HTTP throughput, side by side.
 
-Usage: python benchmarks/models.py [digits] [minilm] [--seconds 5] [--json out.json]
+Usage: python benchmarks/models.py [digits] [co2] [minilm] [--seconds 5] [--json out.json]
 """
 
 from __future__ import annotations
@@ -63,7 +63,17 @@ def minilm_inputs(module, items: int):
     return [tensor]
 
 
-INPUTS: dict[str, Callable] = {"digits": digits_inputs, "minilm": minilm_inputs}
+def co2_inputs(module, items: int):
+    from statsmodels.datasets import co2
+
+    monthly = co2.load_pandas().data["co2"].resample("MS").mean().interpolate(method="time").to_numpy(np.float32)
+    windows = np.stack([monthly[i : i + 36] for i in range(items)])
+    tensor = module.InferInput("history", [items, 36], "FP32")
+    tensor.set_data_from_numpy(windows)
+    return [tensor]
+
+
+INPUTS: dict[str, Callable] = {"digits": digits_inputs, "co2": co2_inputs, "minilm": minilm_inputs}
 
 
 def measure(make_call: Callable[[], Callable[[], object]], seconds: float, clients: int = 1) -> tuple[list[float], float]:
@@ -162,7 +172,7 @@ def print_table(figures: list[Figure]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="*", metavar="{digits,minilm}", help="default: both")
+    parser.add_argument("models", nargs="*", metavar="{digits,co2,minilm}", help="default: all")
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each scenario")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)

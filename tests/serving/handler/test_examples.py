@@ -26,7 +26,7 @@ def render(path: Path) -> str:
 
 
 def test_every_example_has_a_readme_and_its_code() -> None:
-    assert len(FUNCTIONS) == 3
+    assert len(FUNCTIONS) == 4
     for path in FUNCTIONS:
         fn = yaml.safe_load(path.read_text())
         module = fn["spec"]["handler"]["entrypoint"].split(":")[0]
