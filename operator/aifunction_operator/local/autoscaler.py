@@ -13,7 +13,8 @@ The rules follow Knative's autoscaler, shortened for one machine:
   (at least `scale_down_delay`), one replica per `step_interval`;
 - scale to zero (when `min_replicas` is 0) once there was no demand for `to_zero_after`
   seconds: the idle timeout, but never less than `scaleToZeroRetention` or `scaleDownDelay`;
-- always between `min_replicas` and `max_replicas`.
+- always between `min_replicas` and `max_replicas`; a pre-warm window (spec.scaling.schedules)
+  raises the minimum while it is warming or open: the caller passes that `floor`.
 
 Nothing here reads a clock or starts a process; the caller passes `now` and acts on the answer.
 """
@@ -54,7 +55,7 @@ class ScalingPolicy:
     @classmethod
     def from_scaling(cls, scaling: Scaling, *, idle_timeout: float, default_max_replicas: int) -> ScalingPolicy:
         """The policy for a function's `spec.scaling`, with `aifn run`'s idle timeout."""
-        max_replicas = scaling.max_replicas or max(default_max_replicas, scaling.min_replicas, 1)
+        max_replicas = scaling.max_replicas or max(default_max_replicas, scaling.min_replicas, *(s.min_replicas for s in scaling.schedules), 1)
         target = scaling.target_concurrency or scaling.container_concurrency or DEFAULT_TARGET_CONCURRENCY
         return cls(
             min_replicas=scaling.min_replicas,
@@ -74,9 +75,9 @@ class ScalingPolicy:
         """Seconds without demand before the last replica goes."""
         return max(self.idle_timeout, self.scale_to_zero_retention, self.scale_down_delay)
 
-    def clamp(self, replicas: int) -> int:
-        """`replicas` kept within min and max."""
-        return max(self.min_replicas, min(self.max_replicas, replicas))
+    def clamp(self, replicas: int, floor: int = 0) -> int:
+        """`replicas` kept within min (or a higher pre-warm `floor`) and max."""
+        return max(self.min_replicas, min(floor, self.max_replicas), min(self.max_replicas, replicas))
 
 
 class Autoscaler:
@@ -105,22 +106,22 @@ class Autoscaler:
         while self._samples and self._samples[0][0] < horizon:
             self._samples.popleft()
 
-    def decide(self, now: float, current: int) -> int:
-        """Replicas wanted now, given `current` replicas starting or ready."""
+    def decide(self, now: float, current: int, floor: int = 0) -> int:
+        """Replicas wanted now, given `current` replicas starting or ready and the pre-warm `floor`."""
         policy = self.policy
         held = policy.initial_replicas if now < self._hold_initial_until else 0
         needed_now = self._needed(now, policy.panic_window)
-        if max(needed_now, held) > current:
-            return self._change(now, current, policy.clamp(max(needed_now, held)))
+        if max(needed_now, held, floor) > current:
+            return self._change(now, current, policy.clamp(max(needed_now, held), floor))
         if held:
-            return policy.clamp(current)
+            return policy.clamp(current, floor)
         if now - self._last_active >= policy.to_zero_after and needed_now == 0:
-            return self._change(now, current, policy.clamp(0))
+            return self._change(now, current, policy.clamp(0, floor))
         stable_window = max(policy.stable_window, policy.scale_down_delay)
         wanted_stable = max(self._needed(now, stable_window), 1)
         if wanted_stable < current and now - self._last_change >= policy.step_interval:
-            return self._change(now, current, policy.clamp(current - 1))
-        return policy.clamp(current)
+            return self._change(now, current, policy.clamp(current - 1, floor))
+        return policy.clamp(current, floor)
 
     def _needed(self, now: float, window: float) -> int:
         """Replicas the demand of the last `window` seconds needs at the target."""

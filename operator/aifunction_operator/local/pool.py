@@ -16,8 +16,12 @@ import math
 import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from datetime import UTC, datetime
 from typing import Any
+
+from ..spec.model import PrewarmSchedule, Scaling
+from ..spec.prewarm import Prewarm, prewarm_at
 
 from .autoscaler import Autoscaler, ScalingPolicy
 from .metrics import GatewayMetrics
@@ -60,6 +64,8 @@ class ReplicaPool:
         startup_timeout: float = 900.0,
         tick: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
+        schedules: Sequence[PrewarmSchedule] = (),
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.policy = policy
         self.metrics = metrics
@@ -81,6 +87,9 @@ class ReplicaPool:
         self._arrivals = 0  # requests since the last autoscaler sample (for the rps metric)
         self._backoff_until = 0.0
         self._closing = False
+        self._prewarm_scaling = Scaling(min_replicas=policy.min_replicas, schedules=tuple(schedules))
+        self._wall_clock = wall_clock
+        self._prewarm: Prewarm | None = None
 
     # -- requests -------------------------------------------------------------------------
 
@@ -178,8 +187,22 @@ class ReplicaPool:
         self.replicas.clear()
         self._publish()
 
+    def prewarm(self) -> Prewarm | None:
+        """The pre-warm floor and windows now (spec.scaling.schedules; None without), recomputed once an edge passes."""
+        if not self._prewarm_scaling.schedules:
+            return None
+        now = self._wall_clock()
+        known = self._prewarm
+        if known is None or (known.changes_at is not None and now >= known.changes_at):
+            self._prewarm = prewarm_at(self._prewarm_scaling, now)
+            if known is None or known.min_replicas != self._prewarm.min_replicas:
+                windows = ", ".join(f"{w.name} until {w.end:%H:%M} UTC" for w in self._prewarm.active) or "no window open"
+                log.info("pre-warm: at least %d replicas (%s)", self._prewarm.min_replicas, windows)
+        return self._prewarm
+
     def describe(self) -> dict[str, object]:
-        """A JSON-ready snapshot: replicas, queue, policy, last cold start."""
+        """A JSON-ready snapshot: replicas, queue, policy, pre-warm, last cold start."""
+        prewarm = self.prewarm()
         return {
             "replicas": [r.describe() for r in self.replicas],
             "queued": self.queued,
@@ -197,6 +220,11 @@ class ReplicaPool:
                 "queue_limit": self.queue_limit,
                 "startup_timeout": self.startup_timeout,
             },
+            "prewarm": None if prewarm is None else {
+                "min_replicas": prewarm.min_replicas,
+                "windows": [w.as_status() for w in prewarm.active],
+                "next": prewarm.next.as_status() if prewarm.next else None,
+            },
         }
 
     def _scale(self) -> None:
@@ -205,7 +233,8 @@ class ReplicaPool:
         self._autoscaler.observe(now, self.in_flight + self.queued, self._arrivals)
         self._arrivals = 0
         active = [r for r in self.replicas if r.state in (State.STARTING, State.READY)]
-        desired = self._autoscaler.decide(now, len(active))
+        prewarm = self.prewarm()
+        desired = self._autoscaler.decide(now, len(active), prewarm.min_replicas if prewarm else 0)
         if desired > len(active) and now >= self._backoff_until:
             from_zero = not any(r.state is State.READY for r in active)
             for _ in range(desired - len(active)):

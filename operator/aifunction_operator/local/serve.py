@@ -108,6 +108,7 @@ def build_pool(
         metrics,
         queue_limit=options.queue_limit,
         startup_timeout=float(scaling.startup_timeout),
+        schedules=scaling.schedules,
     )
 
 

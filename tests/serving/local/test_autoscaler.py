@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aifunction_operator.local.autoscaler import Autoscaler, ScalingPolicy
-from aifunction_operator.spec.model import Scaling
+from aifunction_operator.spec.model import PrewarmSchedule, Scaling
 
 POLICY = ScalingPolicy(
     min_replicas=0, max_replicas=3, target_concurrency=4, container_concurrency=16,
@@ -158,3 +158,27 @@ def test_policy_reads_metric_rps_target_and_initial_replicas() -> None:
     )
     assert (policy.metric, policy.target_rps, policy.initial_replicas) == ("rps", 50.0, 2)
     assert ScalingPolicy.from_scaling(Scaling(metric="rps"), idle_timeout=5.0, default_max_replicas=4).target_rps == 200.0
+
+
+def test_a_prewarm_floor_starts_replicas_without_demand_holds_them_and_lets_go_after() -> None:
+    clocked = Clocked()
+    floors = [2] * 100 + [0] * 200  # a window open for 10 s, then none
+    history = []
+    for floor in floors:
+        clocked.now = round(clocked.now + 0.1, 6)
+        clocked.scaler.observe(clocked.now, 0)
+        clocked.replicas = clocked.scaler.decide(clocked.now, clocked.replicas, floor)
+        history.append(clocked.replicas)
+    assert history[0] == 2, "the floor starts its replicas at once"
+    assert set(history[:100]) == {2}, "no demand, yet the floor holds"
+    assert history[-1] == 0, "after the window the usual rules scale to zero"
+
+
+def test_a_prewarm_floor_never_exceeds_max_replicas() -> None:
+    clocked = Clocked()
+    assert clocked.scaler.decide(0.1, 0, floor=10) == POLICY.max_replicas
+
+
+def test_the_local_maximum_makes_room_for_a_window() -> None:
+    scaling = Scaling(schedules=(PrewarmSchedule("big", "@daily", 3600, 6),))
+    assert ScalingPolicy.from_scaling(scaling, idle_timeout=60.0, default_max_replicas=4).max_replicas == 6

@@ -153,3 +153,25 @@ def test_initial_replicas_start_before_any_request_and_rps_scales_on_the_arrival
     assert len(run.status()["replicas"]) == 2, "the rps metric did not scale past one replica"
     assert set(codes) == {200}, {c: codes.count(c) for c in set(codes)}
     assert run.status()["policy"]["metric"] == "rps"
+
+
+def test_a_prewarm_window_keeps_a_replica_warm_without_requests_and_an_upcoming_one_does_not(run_function) -> None:
+    """spec.scaling.schedules under `aifn run`: the autoscaler's floor is the open window's minReplicas."""
+    # A window that opens every minute and lasts two is always open; one in two days' time is not open now.
+    later = time.gmtime(time.time() + 2 * 86400)
+    run = run_function(
+        scaling={"minReplicas": 0, "maxReplicas": 2, "schedules": [
+            {"name": "always", "cron": "* * * * *", "duration": "2m", "minReplicas": 1},
+            {"name": "later", "cron": f"0 12 {later.tm_mday} {later.tm_mon} *", "duration": "1h", "minReplicas": 2,
+             "leadTime": "0s"}]},
+        args=("--idle-timeout", "2s"),
+    )
+    wait_until("the open window's replica to be Ready without any request",
+               lambda: [r["state"] for r in run.status()["replicas"]] == ["ready"], 90, interval=0.3,
+               diagnose=lambda: json.dumps(run.status()))
+    prewarm = run.status()["prewarm"]
+    assert prewarm["min_replicas"] == 1 and [w["name"] for w in prewarm["windows"]] == ["always"], prewarm
+    assert prewarm["next"]["name"] == "always", prewarm  # the next minute's window comes first
+    time.sleep(5.0)  # past the 2 s idle timeout: the floor holds the replica
+    assert len(run.triton_pids()) == 1 and [r["state"] for r in run.status()["replicas"]] == ["ready"]
+    assert "pre-warm: at least 1 replicas (always until" in run.log()
