@@ -25,7 +25,7 @@ test: setup tools knative eventing conformance-build cluster-deps monitoring-dep
 unit: setup ## unit tests only
 	$(PY) -m pytest -m "not integration and not triton and not e2e and not slow" $(PYTEST_ARGS)
 
-models: setup ## retrain/export the shipped models (digits artifact, minilm weights)
+models: setup ## retrain/export the shipped models (digits and co2 artifacts, minilm weights)
 	$(PY) model_repo/build.py
 
 demo: setup ## serve examples/digits.yaml locally with a real Triton and send it real digits
