@@ -38,7 +38,8 @@ def function(obs: Findings | None, generation: int = 1) -> dict[str, Any]:
 
 
 def pod(ready: int = 0, node: str | None = "worker", waiting: tuple[str, str] | None = None, unschedulable: str | None = None) -> Pod:
-    return Pod("fn-00001-deployment-abc", node, unschedulable, ready, 2, f"triton: {waiting[0]}: {waiting[1]}" if waiting else None)
+    return Pod("fn-00001-deployment-abc", node, unschedulable, ready, 2, f"triton: {waiting[0]}: {waiting[1]}" if waiting else None,
+               waiting[0] if waiting else None)
 
 
 GPU_WAIT = "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector."
@@ -114,15 +115,17 @@ def test_a_status_of_an_earlier_generation_is_not_believed() -> None:
 
 
 @pytest.mark.parametrize(
-    ("fn", "reason", "message"),
+    ("fn", "pods", "reason", "message"),
     [
-        (None, "NotFound", "the AIFunction no longer exists"),
-        (function(Findings(1, service=ksvc("False", "RevisionFailed"), unschedulable=GPU_WAIT, needs_gpu=True)), "WaitingForGPUNode", GPU_WAIT),
-        (function(Findings(1, service=ksvc("Unknown", "RevisionMissing", "waiting"))), "RevisionMissing", "waiting"),
+        (None, (), "NotFound", "the AIFunction no longer exists"),
+        (function(Findings(1, service=ksvc("False", "RevisionFailed"), unschedulable=GPU_WAIT, needs_gpu=True)), (), "WaitingForGPUNode", GPU_WAIT),
+        (function(Findings(1, service=ksvc("Unknown", "RevisionMissing", "waiting"))), (pod(ready=1),), "RevisionMissing", "waiting"),
+        (function(Findings(1, service=ksvc("Unknown", "RevisionMissing", "waiting"))), (pod(waiting=("ImagePullBackOff", "no such host")),),
+         "ImagePullBackOff", "pod fn-00001-deployment-abc: triton: ImagePullBackOff: no such host"),
     ],
 )
-def test_timeout_names_the_functions_reason(fn: dict[str, Any] | None, reason: str, message: str) -> None:
-    result = timeout_verdict(fn)
+def test_timeout_names_the_reason(fn: dict[str, Any] | None, pods: tuple[Pod, ...], reason: str, message: str) -> None:
+    result = timeout_verdict(fn, pods)
     assert (result.ok, result.reason, result.message) == (False, reason, message)
 
 
@@ -140,7 +143,7 @@ def test_timeout_names_the_functions_reason(fn: dict[str, Any] | None, reason: s
         ({"metadata": {"name": "p"}, "spec": {"nodeName": "n", "containers": [{}]},
           "status": {"containerStatuses": [{"name": "triton", "ready": False,
                                             "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s"}}}]}},
-         Pod("p", "n", None, 0, 1, "triton: CrashLoopBackOff: back-off 10s")),
+         Pod("p", "n", None, 0, 1, "triton: CrashLoopBackOff: back-off 10s", "CrashLoopBackOff")),
     ],
 )
 def test_pod_from_manifest(manifest: dict[str, Any], expected: Pod) -> None:

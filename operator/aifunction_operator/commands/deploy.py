@@ -51,6 +51,7 @@ class Deployment:
     model: str
     printed: dict[str, str] = field(default_factory=dict)
     last: dict[str, Any] | None = None
+    pods: list[Pod] = field(default_factory=list)  # of its latest revision, as last read
     outcome: Verdict | None = None
     failing_since: float | None = None  # when an unsettled failure was first seen, in follow()'s seconds
 
@@ -134,10 +135,10 @@ def _poll(cluster: Cluster, item: Deployment, elapsed: float) -> None:
         item.outcome = Verdict(False, "NotFound", "the AIFunction was deleted")
         return
     revision = ((item.last.get("status") or {}).get("rollout") or {}).get("latestRevision")
-    pods = [Pod.from_manifest(p) for p in cluster.revision_pods(item.namespace, revision)] if revision else []
-    for step in steps(item.last, pods):
+    item.pods = [Pod.from_manifest(p) for p in cluster.revision_pods(item.namespace, revision)] if revision else []
+    for step in steps(item.last, item.pods):
         _say(item, step.key, step.text, elapsed)
-    result = verdict(item.last, pods)
+    result = verdict(item.last, item.pods)
     if result is None or result.settled:
         item.failing_since = None
         item.outcome = result
@@ -164,7 +165,7 @@ def report(cluster: Cluster, deployments: list[Deployment], gateway: str | None,
                 print(f"  Invoke: {invoke_line(url, item.model, gateway)}\n          (NAME: an input of the model; VALUE: a JSON array, @file.json or file.npy)")
             continue
         code = EXIT_FAILED
-        outcome = item.outcome or timeout_verdict(item.last)
+        outcome = item.outcome or timeout_verdict(item.last, item.pods)
         when = "failed" if item.outcome else f"is not Ready after --timeout {timeout}"
         detail = f": {outcome.message}" if outcome.message else ""
         print(f"error: {item.namespace}/{item.name} {when}: {outcome.reason}{detail}", file=sys.stderr)

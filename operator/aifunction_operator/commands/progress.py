@@ -40,6 +40,7 @@ class Pod:
     ready: int  # containers ready
     containers: int
     waiting: str | None  # "triton: ImagePullBackOff: ..." for a container stuck other than starting
+    stuck: str | None = None  # that container's reason: "ImagePullBackOff"
 
     @classmethod
     def from_manifest(cls, pod: Mapping[str, Any]) -> Pod:
@@ -47,11 +48,12 @@ class Pod:
         scheduled = condition(status, "PodScheduled") or {}
         unschedulable = (scheduled.get("message") or "Unschedulable") if scheduled.get("reason") == "Unschedulable" else None
         statuses = status.get("containerStatuses") or []
-        waiting = None
+        waiting = stuck = None
         for item in statuses:
             state = (item.get("state") or {}).get("waiting") or {}
             if state.get("reason") and state["reason"] not in _STARTING:
-                waiting = f"{item.get('name')}: {state['reason']}" + (f": {state['message']}" if state.get("message") else "")
+                stuck = str(state["reason"])
+                waiting = f"{item.get('name')}: {stuck}" + (f": {state['message']}" if state.get("message") else "")
                 break
         return cls(
             name=str((pod.get("metadata") or {}).get("name", "")),
@@ -60,6 +62,7 @@ class Pod:
             ready=sum(1 for item in statuses if item.get("ready")),
             containers=len(spec.get("containers") or []),
             waiting=waiting,
+            stuck=stuck,
         )
 
 
@@ -130,13 +133,18 @@ def verdict(function: Mapping[str, Any] | None, pods: Sequence[Pod] = ()) -> Ver
     return Verdict(False, reason, message, settled=False)
 
 
-def timeout_verdict(function: Mapping[str, Any] | None) -> Verdict:
-    """Why a deployment that ran out of time is not Ready: the function's Ready reason, or the operator's silence."""
+def timeout_verdict(function: Mapping[str, Any] | None, pods: Sequence[Pod] = ()) -> Verdict:
+    """Why a deployment that ran out of time is not Ready: a stuck container's reason (Knative waits out its
+    progress deadline before it says more than RevisionMissing), else the function's Ready reason, or the
+    operator's silence."""
     if function is None:
         return Verdict(False, "NotFound", "the AIFunction no longer exists")
     if not observed(function):
         generation = (function.get("metadata") or {}).get("generation")
         return Verdict(False, NOT_OBSERVED, f"the operator has not reported on generation {generation} (is the aifn operator running and watching this namespace?)")
+    stuck = next((p for p in pods if p.stuck), None)
+    if stuck is not None:
+        return Verdict(False, str(stuck.stuck), f"pod {stuck.name}: {stuck.waiting}")
     ready = condition(function.get("status"), READY) or {}
     return Verdict(False, str(ready.get("reason") or "NotReady"), str(ready.get("message") or ""))
 
