@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from ..constants import GROUP, KIND
-from ..spec.durations import parse_duration
+from .arguments import duration
 from .cluster import Cluster, ClusterError, add_connection_flags
 from .inputs import InputError, read_documents
 
@@ -26,16 +26,14 @@ def register(subparsers: Any) -> None:
     add_connection_flags(p)
     p.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
                    help="wait until each function and its Knative Service are gone (default: wait)")
-    p.add_argument("--timeout", default="5m", help="how long --wait waits, e.g. 90s, 5m (default 5m)")
+    p.add_argument("--timeout", type=duration, default="5m", help="how long --wait waits: 90s, 5m or seconds (default 5m)")
     p.set_defaults(command=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    timeout = parse_duration(args.timeout)
-    if timeout is None:
-        return _usage(f"--timeout {args.timeout!r}: expected a duration such as 90s, 5m or 1h30m")
     if bool(args.names) == bool(args.filename):
-        return _usage("name the functions, or give -f FILE (not both)")
+        print("aifn delete: name the functions, or give -f FILE (not both)", file=sys.stderr)
+        return EXIT_INVALID
     try:
         written = targets(args.filename) if args.filename else [(name, None) for name in args.names]
     except InputError as exc:
@@ -54,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"aifn delete: aifunction.{GROUP}/{name} not found in namespace {namespace}", file=sys.stderr)
                 code = EXIT_FAILED
         if args.wait:
-            code = max(code, wait_gone(cluster, pending, timeout))
+            code = max(code, wait_gone(cluster, pending, args.timeout))
     except ClusterError as exc:
         print(f"aifn delete: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -74,7 +72,7 @@ def targets(path: str) -> list[tuple[str, str | None]]:
     return found
 
 
-def wait_gone(cluster: Cluster, pending: list[tuple[str, str]], timeout: int) -> int:
+def wait_gone(cluster: Cluster, pending: list[tuple[str, str]], timeout: float) -> int:
     """Poll until every function is gone; 1 naming those left when `timeout` seconds pass."""
     deadline = time.monotonic() + timeout
     while True:
@@ -89,7 +87,3 @@ def wait_gone(cluster: Cluster, pending: list[tuple[str, str]], timeout: int) ->
             return EXIT_FAILED
         time.sleep(POLL_SECONDS)
 
-
-def _usage(message: str) -> int:
-    print(f"aifn delete: {message}", file=sys.stderr)
-    return EXIT_INVALID

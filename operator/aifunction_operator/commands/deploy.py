@@ -16,7 +16,7 @@ from typing import Any
 
 from ..constants import GROUP
 from ..spec import AIFunction, InvalidSpec, parse_function
-from ..spec.durations import parse_duration
+from .arguments import duration
 from .cluster import Cluster, ClusterError, add_connection_flags
 from .inputs import InputError, read_documents
 from .progress import Pod, Verdict, describe_events, related_events, steps, timeout_verdict, verdict
@@ -35,7 +35,7 @@ def register(subparsers: Any) -> None:
                               "and follow each function to Ready; exit 1 naming the reason when one fails or --timeout passes.")
     p.add_argument("-f", "--filename", required=True, help="AIFunction YAML file, '-' for stdin")
     add_connection_flags(p)
-    p.add_argument("--timeout", default="10m", help="how long to wait for Ready, e.g. 90s, 10m (default 10m)")
+    p.add_argument("--timeout", type=duration, default="10m", help="how long to wait for Ready: 90s, 10m, 1h30m or seconds (default 10m)")
     p.add_argument("--no-wait", dest="wait", action="store_false", help="apply and return without following the functions")
     p.add_argument("--force-conflicts", action="store_true", help="take over fields another field manager owns (as kubectl apply --server-side)")
     p.add_argument("--gateway", metavar="URL", help="where this machine reaches the cluster's ingress; the printed `aifn invoke` line goes through it")
@@ -57,10 +57,6 @@ class Deployment:
 
 
 def run(args: argparse.Namespace) -> int:
-    timeout = parse_duration(args.timeout)
-    if timeout is None:
-        print(f"aifn deploy: --timeout {args.timeout!r}: expected a duration such as 90s, 10m or 1h30m", file=sys.stderr)
-        return EXIT_INVALID
     try:
         documents = validated(args.filename)
     except InputError as exc:
@@ -74,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     if not args.wait:
         return 0
-    follow(cluster, deployments, timeout)
+    follow(cluster, deployments, args.timeout)
     return report(cluster, deployments, args.gateway, args.timeout)
 
 
@@ -113,7 +109,7 @@ def apply(cluster: Cluster, args: argparse.Namespace, fn: AIFunction, body: dict
     return Deployment(namespace, fn.name, fn.spec.model.name)
 
 
-def follow(cluster: Cluster, deployments: list[Deployment], timeout: int) -> None:
+def follow(cluster: Cluster, deployments: list[Deployment], timeout: float) -> None:
     """Poll each function until it is Ready or failed, or `timeout` seconds pass; print each change of a stage."""
     started = time.monotonic()
     while True:
@@ -154,7 +150,7 @@ def _say(item: Deployment, key: str, text: str, elapsed: float) -> None:
         print(f"[{elapsed:4.0f}s] {item.name}: {text}", flush=True)
 
 
-def report(cluster: Cluster, deployments: list[Deployment], gateway: str | None, timeout: str) -> int:
+def report(cluster: Cluster, deployments: list[Deployment], gateway: str | None, timeout: float) -> int:
     """The URL and invoke line of each Ready function; the reason and last events of each other one."""
     code = 0
     for item in deployments:
@@ -166,7 +162,7 @@ def report(cluster: Cluster, deployments: list[Deployment], gateway: str | None,
             continue
         code = EXIT_FAILED
         outcome = item.outcome or timeout_verdict(item.last, item.pods)
-        when = "failed" if item.outcome else f"is not Ready after --timeout {timeout}"
+        when = "failed" if item.outcome else f"is not Ready after --timeout {timeout:g}s"
         detail = f": {outcome.message}" if outcome.message else ""
         print(f"error: {item.namespace}/{item.name} {when}: {outcome.reason}{detail}", file=sys.stderr)
         since = ((item.last or {}).get("metadata") or {}).get("creationTimestamp")

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..spec.durations import parse_duration
+from .arguments import duration
 from .inputs import InputError, load_functions
 
 EXIT_INVALID = 2
@@ -30,10 +30,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--port", type=int, default=8080, help="gateway HTTP port (default 8080; 0 picks a free one)")
     p.add_argument("--grpc-port", type=int, default=None, help="gRPC port for functions with protocol grpc (default: a free one)")
     p.add_argument("--model-repo", default=None, help="local model repository directory (overrides the function's)")
-    p.add_argument("--idle-timeout", type=_duration, default=60.0, help="scale to zero after this long without requests (default 60s)")
+    p.add_argument("--idle-timeout", type=duration, default=60.0, help="scale to zero after this long without requests (default 60s)")
     p.add_argument("--queue-limit", type=_count(0), default=256, help="requests held while replicas start or are busy (default 256)")
     p.add_argument("--max-body-bytes", type=_count(1), default=16 * 1024 * 1024, help="largest request body (default 16 MiB)")
-    p.add_argument("--read-timeout", type=_duration, default=60.0,
+    p.add_argument("--read-timeout", type=duration, default=60.0,
                    help="a request's head and body must arrive within this; idle keep-alive connections close after it (default 60s)")
     p.add_argument("--max-connections", type=_count(1), default=None,
                    help="open client connections; more get 503 and are closed (default: half the open-file limit, at most 4096)")
@@ -133,19 +133,3 @@ def _count(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
-
-
-def _duration(text: str) -> float:
-    """`90s`, `5m`, `1h30m` or a plain number of seconds (not negative)."""
-    try:
-        value = float(text)
-    except ValueError:
-        pass
-    else:
-        if value < 0 or value != value:
-            raise argparse.ArgumentTypeError(f"must be a duration of at least 0, got {text!r}")
-        return value
-    seconds = parse_duration(text)
-    if seconds is None:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (examples: 30s, 5m, 1h30m, 2.5)")
-    return float(seconds)
