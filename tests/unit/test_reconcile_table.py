@@ -124,10 +124,12 @@ NOON = {"name": "noon", "warmFrom": "2026-11-29T11:55:00Z", "start": "2026-11-29
 TOMORROW = {**NOON, **{k: NOON[k].replace("-29T", "-30T") for k in ("warmFrom", "start", "end")}}
 
 
-def revision(name: str, min_scale: str) -> Manifest:
+def revision(name: str, min_scale: str, *, has_run: bool = True) -> Manifest:
+    """A Revision as Knative keeps it; one that never had a pod has no status.desiredReplicas."""
     return {"apiVersion": "serving.knative.dev/v1", "kind": "Revision", "metadata": {
         "name": name, "namespace": "apps", "labels": {"serving.knative.dev/service": "minimal"},
-        "annotations": {"autoscaling.knative.dev/min-scale": min_scale, "autoscaling.knative.dev/metric": "concurrency"}}}
+        "annotations": {"autoscaling.knative.dev/min-scale": min_scale, "autoscaling.knative.dev/metric": "concurrency"}},
+        "status": {"actualReplicas": 0, **({"desiredReplicas": 0} if has_run else {})}}
 
 
 def routed_revisions(client: FakeKubeClient, body: Manifest) -> None:
@@ -135,6 +137,12 @@ def routed_revisions(client: FakeKubeClient, body: Manifest) -> None:
     client.put(revision("minimal-00001", "3"))
     client.put(revision("minimal-00002", "1"))
     with_status(client, "services", "minimal", {"traffic": [{"revisionName": "minimal-00002", "percent": 100}]})
+
+
+def never_run_revision(client: FakeKubeClient, body: Manifest) -> None:
+    """The routed revision was created with initialReplicas 0 and never had a pod."""
+    client.put(revision("minimal-00001", "1", has_run=False))
+    with_status(client, "services", "minimal", {"traffic": [{"revisionName": "minimal-00001", "percent": 100}]})
 
 
 def window_over(client: FakeKubeClient, body: Manifest) -> None:
@@ -208,6 +216,12 @@ TABLE = [
          PREWARM, after_first_pass=True, change=routed_revisions,
          writes=(("patch", "Revision/minimal-00001"), ("patch", "Revision/minimal-00002"), ("status", "aifunctions/minimal")),
          status={"prewarm": {"minReplicas": 3, "windows": [NOON], "next": TOMORROW, "problem": None}}),
+    Case("pre-warm of a revision that never ran: min-scale is written and the status says Knative ignores it until a request", PREWARM,
+         after_first_pass=True, change=never_run_revision,
+         writes=(("patch", "Revision/minimal-00001"), ("status", "aifunctions/minimal")),
+         status={"prewarm": {"minReplicas": 3, "windows": [NOON], "next": TOMORROW, "problem": (
+             "Revision minimal-00001 has not run yet (created with initialReplicas 0): Knative's autoscaler has no metrics for it "
+             "and ignores min-scale until its first request, which starts this window's replicas")}}),
     Case("pre-warm schedules removed: both revisions get spec.scaling.minReplicas back and status.prewarm goes", PREWARM,
          after_first_pass=True, change=window_over,
          writes=(("patch", "Revision/minimal-00001"), ("patch", "Revision/minimal-00002"), ("status", "aifunctions/minimal")),

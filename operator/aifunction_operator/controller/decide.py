@@ -161,7 +161,7 @@ def min_scale_writes(wanted: Wanted, service: Mapping[str, Any] | None, revision
     """
     if revisions is None:
         return ()
-    routed = {t.get("revisionName") for t in (((service or {}).get("status") or {}).get("traffic") or [])}
+    routed = _routed(service)
     floor = wanted.prewarm.min_replicas if wanted.prewarm else wanted.base_min_replicas
     writes = []
     for revision in revisions:
@@ -176,6 +176,25 @@ def min_scale_writes(wanted: Wanted, service: Mapping[str, Any] | None, revision
         if current != wanted_value:
             writes.append((revision, wanted_value))
     return tuple(writes)
+
+
+def unmeasured_revisions(wanted: Wanted, service: Mapping[str, Any] | None, revisions: tuple[Manifest, ...] | None) -> tuple[str, ...]:
+    """Routed Revisions a window wants warm that Knative's autoscaler cannot scale yet.
+
+    A Revision created with initial scale 0 that has never had a pod has no metrics: its
+    PodAutoscaler's desired scale is unknown (-1, and the Revision has no status.desiredReplicas)
+    and the KPA applies no bounds, min-scale included, until its first request (seen on make cluster).
+    """
+    if revisions is None or wanted.prewarm is None or wanted.prewarm.min_replicas <= wanted.base_min_replicas:
+        return ()
+    routed = _routed(service)
+    return tuple(r["metadata"]["name"] for r in revisions
+                 if r["metadata"].get("name") in routed and "desiredReplicas" not in (r.get("status") or {}))
+
+
+def _routed(service: Mapping[str, Any] | None) -> set[str]:
+    """The Revisions the Service's status routes traffic to (0% tags included)."""
+    return {str(t["revisionName"]) for t in (((service or {}).get("status") or {}).get("traffic") or []) if t.get("revisionName")}
 
 
 def _child_writes(desired: tuple[Manifest, ...], uid: str | None, observed: Observed) -> tuple[tuple[Write, ...], tuple[str, ...], dict[ChildKey, Manifest]]:

@@ -21,7 +21,7 @@ from ..render.config import OperatorConfig
 from ..render.manifest import Manifest
 from .act import Acted, act
 from .children import EVENTING_KINDS, ChildKey, child_key, is_ours, label, not_served_message
-from .decide import Observed, Plan, Wanted, decide, want
+from .decide import Observed, Plan, Wanted, decide, unmeasured_revisions, want
 from .kube_client import AIFUNCTIONS, KubeClient
 from .observe import Cached, observe
 from .preflight import KnativeSettings
@@ -103,7 +103,8 @@ def report(client: KubeClient, body: Mapping[str, Any], wanted: Wanted, observed
         triggers_error=_triggers_error(observed, plan, acted),
         prewarm=wanted.prewarm,
         base_min_replicas=wanted.base_min_replicas,
-        prewarm_problem="; ".join(filter(None, [observed.revisions_error, *acted.min_scale_errors])) or None,
+        prewarm_problem="; ".join(filter(None, [observed.revisions_error, *acted.min_scale_errors,
+                                                _unmeasured_message(unmeasured_revisions(wanted, service, observed.revisions))])) or None,
     )
     previous = body.get("status") or {}
     outcome = Outcome(
@@ -118,6 +119,13 @@ def report(client: KubeClient, body: Mapping[str, Any], wanted: Wanted, observed
     if outcome.event:
         client.post_event(body, type_="Warning", reason=outcome.event[0], message=outcome.event[1])
     return outcome
+
+
+def _unmeasured_message(names: tuple[str, ...]) -> str | None:
+    if not names:
+        return None
+    return (f"Revision {', '.join(names)} has not run yet (created with initialReplicas 0): Knative's autoscaler has no "
+            "metrics for it and ignores min-scale until its first request, which starts this window's replicas")
 
 
 def _lookup_errors(observed: Observed, *kinds: str) -> list[str]:
