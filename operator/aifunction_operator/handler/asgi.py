@@ -1,8 +1,9 @@
-"""`POST /` and `POST /invoke` as a plain ASGI layer in front of kserve's FastAPI application.
+"""`POST /`, `POST /invoke` and the function's declared routes as a plain ASGI layer in front of
+kserve's FastAPI application.
 
 The function's own routes are the hot path; FastAPI's routing, dependency injection and
 Request/Response objects cost about as much CPU per request as the rest of the handler
-path together (docs/handlers.md, "Throughput"). This layer answers those two routes
+path together (docs/handlers.md, "Throughput"). This layer answers those routes
 directly from the ASGI scope and hands every other request (health, metrics, kserve's v1/v2
 endpoints) to kserve's application unchanged.
 
@@ -28,7 +29,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-INVOKE_PATHS = frozenset(("/", "/invoke"))
 BODYLESS_METHODS = frozenset(("GET", "HEAD", "OPTIONS", "DELETE"))
 
 
@@ -60,7 +60,7 @@ class FunctionRoutes:
         if declared is not None and declared > self.max_body_bytes:
             await self._too_large(send)
             return
-        invoke = scope["method"] == "POST" and scope["path"] in INVOKE_PATHS
+        invoke = self.invoker.serves(scope["method"], scope["path"])
         if not invoke:
             if scope["method"] in BODYLESS_METHODS and declared is None:
                 await self.app(scope, receive, send)
@@ -88,7 +88,7 @@ class FunctionRoutes:
             return
         client = scope.get("client")
         request = HttpRequest(
-            method="POST",
+            method=scope["method"],
             path=scope["path"],
             headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
             query=dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)),

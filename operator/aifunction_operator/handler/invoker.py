@@ -1,6 +1,7 @@
 """The function runtime: one request in, the user's code around the model call, one response out.
 
-`FunctionInvoker.invoke` is the single code path behind `POST /` and `POST /invoke`, used by
+`FunctionInvoker.invoke` is the single code path behind `POST /`, `POST /invoke` and the routes a
+Lambda-style function declares (`routes.py`), used by
 the kserve server in the cluster and by `aifn run`. Errors map to statuses here and only
 here: a malformed request or event -> 400 naming the part; user code raising `BadRequest`
 -> 400; the model unreachable -> 503; a call running past `request_timeout` (the function's
@@ -34,12 +35,14 @@ from .inline import run_inline
 from .lambda_events import build_event, request_id, to_response
 from .loader import LambdaHandler, TransformerHandler, UserCode
 from .model_client import TritonModel
+from .routes import Route, match
 
 log = logging.getLogger("aifn.handler")
 
 # How synchronous user code runs: on worker threads (safe for any code), or inline on the event
 # loop in a greenlet (faster; only for code whose sole waiting is context.infer). See inline.py.
 EXECUTIONS = ("threads", "inline")
+INVOKE_PATHS = frozenset(("/", "/invoke"))
 
 REQUESTS = Counter("aifn_handler_requests", "Function invocations by response status", ["function", "status"])
 LATENCY = Histogram(
@@ -83,6 +86,15 @@ class FunctionInvoker:
     def style(self) -> str:
         """`lambda` or `kserve`."""
         return "lambda" if isinstance(self.user_code, LambdaHandler) else "kserve"
+
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        """The routes the function claims beyond `POST /` and `POST /invoke` (Lambda-style only)."""
+        return self.user_code.routes if isinstance(self.user_code, LambdaHandler) else ()
+
+    def serves(self, method: str, path: str) -> bool:
+        """Whether `method path` goes to the function: `POST /`, `POST /invoke`, or a declared route."""
+        return (method == "POST" and path in INVOKE_PATHS) or match(self.routes, method, path) is not None
 
     @property
     def busy_workers(self) -> int:
@@ -143,7 +155,9 @@ class FunctionInvoker:
     async def _invoke_lambda(
         self, handler: LambdaHandler, request: HttpRequest, req_id: str, started: float
     ) -> HttpResponse:
-        event = build_event(request, req_id)
+        route = match(handler.routes, request.method, request.path)
+        resource, parameters = (route[0].template, route[1]) if route else (None, None)
+        event = build_event(request, req_id, resource, parameters)
         context = LambdaContext(
             model=self.model,
             loop=asyncio.get_running_loop(),

@@ -31,17 +31,20 @@ def request_id(request: HttpRequest) -> str:
     return request.header("x-request-id") or str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 
-def build_event(request: HttpRequest, req_id: str) -> dict[str, Any]:
-    """The API-Gateway-proxy event for `request`; BadRequest names what is malformed."""
+def build_event(
+    request: HttpRequest, req_id: str, resource: str | None = None, path_parameters: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The API-Gateway-proxy event for `request` (on a declared route: its template and parameters);
+    BadRequest names what is malformed."""
     event: dict[str, Any] = {
-        "resource": request.path,
+        "resource": resource or request.path,
         "path": request.path,
         "httpMethod": request.method.upper(),
         "headers": dict(request.headers),
         "multiValueHeaders": {name: [value] for name, value in request.headers.items()},
         "queryStringParameters": dict(request.query) or None,
         "multiValueQueryStringParameters": {k: [v] for k, v in request.query.items()} or None,
-        "pathParameters": None,
+        "pathParameters": dict(path_parameters) if path_parameters else None,
         "stageVariables": None,
         "requestContext": {
             "requestId": req_id,
@@ -57,7 +60,8 @@ def build_event(request: HttpRequest, req_id: str) -> dict[str, Any]:
         event["cloudEvent"] = cloud_event.attributes
         event["body"], event["isBase64Encoded"] = cloud_event.body, cloud_event.is_base64
         return event
-    check_json_body(request)
+    if resource is None:  # a declared route's function reads its body itself, malformed or not
+        check_json_body(request)
     event["body"], event["isBase64Encoded"] = body_text(request.body, request.content_type)
     return event
 

@@ -1,6 +1,7 @@
 """Load the user's code once per process and recognise its style.
 
-`module:function` is a Lambda-style handler `(event, context)`; `module:Class` is a
+`module:function` is a Lambda-style handler `(event, context)` (its optional `routes`
+attribute claims more paths: `routes.py`); `module:Class` is a
 KServe-style transformer: the class is instantiated once (no arguments), its `load()` runs
 once if it has one, and `preprocess` / `postprocess` wrap every model call. Either style
 may be written with `async def`. The contract is documented as Protocols in `api`
@@ -19,17 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from .errors import HandlerLoadError
+from .routes import Route, parse_routes
 
 ENTRYPOINT_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 
 
 @dataclass(frozen=True)
 class LambdaHandler:
-    """`lambda_handler(event, context)`."""
+    """`lambda_handler(event, context)`, and the routes it claims beyond `POST /` and `POST /invoke`."""
 
     function: Callable[..., Any]
     is_async: bool
     entrypoint: str
+    routes: tuple[Route, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,8 @@ def load_user_code(entrypoint: str, handler_path: str | Path | None = None) -> U
         return _transformer(target, entrypoint)
     if callable(target):
         _check_lambda_signature(target, entrypoint)
-        return LambdaHandler(target, inspect.iscoroutinefunction(target), entrypoint)
+        routes = parse_routes(getattr(target, "routes", None), entrypoint)
+        return LambdaHandler(target, inspect.iscoroutinefunction(target), entrypoint, routes)
     raise HandlerLoadError(f"handler {entrypoint!r} is a {type(target).__name__}, not a function or class")
 
 

@@ -1,10 +1,12 @@
 """The handler for `aifn run`: the function's code in the gateway's process, its model calls through the gateway.
 
 `LocalHandler.for_function(fn, function_file)` returns None for a function without
-`spec.handler`; otherwise it loads the code once (inline `code`, or the directory named by
-the annotation `aifn.dev/local-handler-path`, relative to the function's file) and:
+`spec.handler`; otherwise it loads the code once (inline `code`, the directory named by
+the annotation `aifn.dev/local-handler-path`, relative to the function's file, or, with
+neither nor a cluster source, a module installed with aifn: a built-in handler) and:
 
-- `mount(app)` adds `POST /` and `POST /invoke` to the gateway's aiohttp application;
+- `mount(app)` adds `POST /`, `POST /invoke` and the function's declared routes to the
+  gateway's aiohttp application;
 - `start(gateway_url)` points the model client at the gateway itself, so a model call
   from the handler goes through the replica pool (a request at zero replicas starts one:
   scale from zero covers the handler) and starts the function's schedules;
@@ -26,7 +28,7 @@ from aiohttp import web
 from ..constants import GROUP
 from ..spec.model import AIFunction
 from ..handler.http import HttpRequest, HttpResponse
-from ..handler.loader import load_user_code
+from ..handler.loader import LambdaHandler, load_user_code
 from ..handler.model_client import TritonModel
 from ..handler.invoker import FunctionInvoker
 from .schedule import Clock, Scheduler
@@ -44,7 +46,7 @@ class LocalHandlerError(ValueError):
 class LocalHandler:
     """One function's handler inside `aifn run`."""
 
-    def __init__(self, fn: AIFunction, code_dir: Path, *, clock: Clock | None = None, threads: int = 64) -> None:
+    def __init__(self, fn: AIFunction, code_dir: Path | None, *, clock: Clock | None = None, threads: int = 64) -> None:
         handler = fn.spec.handler
         assert handler is not None
         self.fn = fn
@@ -80,6 +82,8 @@ class LocalHandler:
             module_path = code_dir / (handler.module.replace(".", "/") + ".py")
             module_path.parent.mkdir(parents=True, exist_ok=True)
             module_path.write_text(handler.code)
+        elif handler.config_map is None and handler.image is None:
+            code_dir = None  # a module installed with aifn (aifunction_operator.handler.builtin)
         else:
             source = "spec.handler.configMap" if handler.config_map else "spec.handler.image"
             raise LocalHandlerError(
@@ -89,9 +93,11 @@ class LocalHandler:
         return cls(fn, code_dir, clock=clock)
 
     def mount(self, app: web.Application) -> None:
-        """Add `POST /` and `POST /invoke` to the gateway's application."""
+        """Add `POST /`, `POST /invoke` and the function's declared routes to the gateway's application."""
         for path in INVOKE_PATHS:
             app.router.add_post(path, self.handle)
+        for route in self.user_code.routes if isinstance(self.user_code, LambdaHandler) else ():
+            app.router.add_route(route.method, route.template, self.handle)
 
     async def start(self, gateway_url: str) -> None:
         """Create the invoker (model calls go to `gateway_url`) and start the schedules."""
