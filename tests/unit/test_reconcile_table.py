@@ -25,7 +25,7 @@ from aifunction_operator.controller.status import conditions_by_type
 from aifunction_operator.render.config import OperatorConfig
 from aifunction_operator.render.metadata import child_name
 
-from tests.support.fake_kube_client import FakeKubeClient
+from support.fake_kube_client import FakeKubeClient
 
 CASES = Path(__file__).resolve().parent / "cases"
 NOW = "2026-11-29T12:00:00Z"
