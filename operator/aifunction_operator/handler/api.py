@@ -117,7 +117,10 @@ class LambdaFunction(Protocol):
     """`entrypoint: module:function`: a function called once per request (or event).
 
     It must accept two positional arguments; extra parameters need defaults. It may be an
-    `async def` (then it must `await context.ainfer(...)`, not call `context.infer`).
+    `async def` (then it must `await context.ainfer(...)`, not call `context.infer`). An optional
+    `routes` attribute (API Gateway route keys: `handler.routes = ["GET /v1/models/{model}"]`)
+    claims paths beyond `POST /` and `POST /invoke`; the event then carries the route's template
+    as `resource` and its values as `pathParameters`.
     """
 
     def __call__(self, event: Event, context: HandlerContext, /) -> ProxyResponse | Any | Awaitable[ProxyResponse | Any]:
