@@ -7,7 +7,7 @@
 #   ksvc-check                                        (our program over knative.dev/serving)
 #   coredns                                           (github.com/coredns/coredns; cluster DNS of `make cluster`)
 #   gpu-device-plugin                                 (our kubelet device plugin: fake nvidia.com/gpu)
-# and links Knative's Service/PingSource/Trigger/Broker CRDs (same versions) into bin/knative-crds/.
+# and links Knative's Service/Revision/PingSource/Trigger/Broker CRDs (same versions) into bin/knative-crds/.
 # Each build lands in ${AIFN_TOOLS_CACHE:-~/.cache/aifn/bin}/<module>-<version>-<hash>/ and is
 # linked into bin/. A cached build costs nothing; the hash covers go.mod, go.sum, sources,
 # the Go version and the link flags, so changing any of them rebuilds.
@@ -106,7 +106,9 @@ KNATIVE_EVENTING_VERSION="v0.49.2"  # Knative Eventing 1.22.2
 serving_crds="$(cd "$ksvc_dir" && go list -m -f '{{.Dir}}' knative.dev/serving)/config/core/300-resources"
 eventing_crds="$(go mod download -json "knative.dev/eventing@$KNATIVE_EVENTING_VERSION" | awk -F'"' '$2 == "Dir" {print $4}')/config/core/resources"
 mkdir -p "$BIN/knative-crds"
-ln -sfn "$serving_crds/service.yaml" "$BIN/knative-crds/serving-service.yaml"
+for crd in service revision; do
+  ln -sfn "$serving_crds/$crd.yaml" "$BIN/knative-crds/serving-$crd.yaml"
+done
 for crd in pingsource trigger broker; do
   ln -sfn "$eventing_crds/$crd.yaml" "$BIN/knative-crds/eventing-$crd.yaml"
 done

@@ -43,6 +43,7 @@ FUNCTION_RULES = [  # docs/operator.md "RBAC"
     (("aifn.dev",), ("aifunctions",), ("get", "list", "watch", "patch")),
     (("aifn.dev",), ("aifunctions/status",), ("patch",)),
     (("serving.knative.dev",), ("services",), ("get", "list", "watch", "create", "patch")),
+    (("serving.knative.dev",), ("revisions",), ("get", "list", "watch", "patch")),  # scheduled pre-warm: min-scale
     (("",), ("pods",), ("list", "watch")),
     (("",), ("events",), ("create",)),
     (("",), ("configmaps",), ("list", "watch", "create", "patch", "delete")),  # inline handler code (issue #8)

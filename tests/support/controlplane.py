@@ -102,7 +102,7 @@ class Identity:
 
 
 def default_crd_paths() -> list[Path]:
-    """Our CRDs (crds/) and Knative's Service, PingSource, Trigger and Broker CRDs (bin/knative-crds/)."""
+    """Our CRDs (crds/) and Knative's Service, Revision, PingSource, Trigger and Broker CRDs (bin/knative-crds/)."""
     ours = sorted((ROOT / "crds").glob("*.yaml"))
     knative = sorted((BIN / "knative-crds").glob("*.yaml"))
     if not knative:
