@@ -5,7 +5,7 @@ The digits model (Triton alone) is deployed with `minReplicas: 0` and left to sc
 (a Revision created with `initialReplicas: 0` that never ran cannot be pre-warmed: Knative's
 autoscaler has no metrics for it and ignores min-scale; the status says so, see
 tests/unit/test_reconcile_table.py). A window is then added that starts at the first whole
-minute at least WINDOW_AHEAD seconds away, lasts two minutes, and asks for one replica with a
+minute at least WINDOW_AHEAD seconds away, lasts a minute, and asks for one replica with a
 one-minute lead. The operator writes `autoscaling.knative.dev/min-scale: "1"` on the
 routed Revision at the lead time (docs/knative.md, "Scheduled pre-warm"): a Ready pod must exist
 when the window starts, the Service's generation and the Revisions must be as before, and after the
@@ -31,7 +31,7 @@ NAME = "prewarm"
 MIN_SCALE = "autoscaling.knative.dev/min-scale"
 WINDOW_AHEAD = 120  # seconds from adding the schedule to the window's start, at least
 LEAD = 60
-DURATION = 120
+DURATION = 60
 READY_TIMEOUT = 300.0
 SCALE_TO_ZERO_TIMEOUT = 300.0  # Knative's stable window (60 s) and grace period, on a busy machine
 
