@@ -48,6 +48,7 @@ CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ENDPOINTS_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+GRPC_STATS_TYPE = "type.googleapis.com/envoy.extensions.filters.http.grpc_stats.v3.FilterConfig"
 BUFFER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer"
 BUFFER_PER_ROUTE_TYPE = "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute"
 HTTP_OPTIONS_TYPE = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -93,6 +94,8 @@ class FunctionRoute:
     retry_after: int = 1  # the Retry-After of Envoy's own 503s
     activator_grpc_port: int | None = None  # the Python gRPC side; None: no gRPC routes
     address: str = "127.0.0.1"
+    grpc_port: int | None = None  # a second listener, same routes (`aifn run --grpc-port`); None: gRPC on `port`
+    python_paths: tuple[str, ...] = ()  # more exact paths answered by Python (the handler's `/`, `/invoke`)
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class ReplicaAddress:
     http_port: int
     grpc_port: int | None = None
     host: str = "127.0.0.1"
+    draining: bool = False  # no new requests (EDS health DRAINING); its requests in flight finish
 
 
 @dataclass(frozen=True)
@@ -188,7 +192,10 @@ def local_reply_config(fn: FunctionRoute) -> dict[str, Any]:
                 "the Triton replica failed while serving the request; it is replaced", 502),
         _mapper(_status_filter(413), f"request body is larger than the gateway's limit of {fn.max_body_bytes} bytes "
                 "(--max-body-bytes)"),
-        _mapper(_status_filter(408), f"request headers: not received within {fn.read_timeout:g}s (--read-timeout)"),
+        _mapper(_flags_filter("SI"), f"stream idle for {timeout}s (timeoutSeconds) with no message either way; "
+                "it is closed so that it does not hold a Triton replica", 504),
+        _mapper(_status_filter(408), f"request body (or headers): not received within {fn.read_timeout:g}s "
+                "(--read-timeout); the connection is closed"),
         _mapper(_status_filter(503), "the function is unavailable; retry", None, retry),
     ]
     return {
@@ -201,12 +208,29 @@ def local_reply_config(fn: FunctionRoute) -> dict[str, Any]:
 def _router_filters(fn: FunctionRoute) -> list[dict[str, Any]]:
     return [
         {"name": "envoy.filters.http.buffer", "typed_config": {"@type": BUFFER_TYPE, "max_request_bytes": fn.max_body_bytes}},
+        # gRPC calls by method and status, per upstream cluster (metrics.py reads the replicas' ones).
+        {"name": "envoy.filters.http.grpc_stats", "typed_config": {"@type": GRPC_STATS_TYPE, "stats_for_all_methods": True,
+                                                                   "enable_upstream_stats": False}},
         {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER_TYPE}},
     ]
 
 
-def listener(fn: FunctionRoute, paths: XdsPaths) -> dict[str, Any]:
-    """The one listener: HTTP/1.1 and h2c on fn.port, routes from RDS, errors as JSON."""
+def listeners(fn: FunctionRoute, paths: XdsPaths) -> list[dict[str, Any]]:
+    """The LDS resources: the listener on fn.port, and the same on fn.grpc_port when there is one."""
+    streams_here = fn.activator_grpc_port is not None and fn.grpc_port is None
+    result = [listener(fn, paths, whole_request_timeout=not streams_here)]
+    if fn.grpc_port is not None:
+        result.append(listener(fn, paths, name=f"{LISTENER}-grpc", port=fn.grpc_port))
+    return result
+
+
+def listener(fn: FunctionRoute, paths: XdsPaths, *, name: str = LISTENER, port: int | None = None,
+             whole_request_timeout: bool = False) -> dict[str, Any]:
+    """One listener: HTTP/1.1 and h2c on `port` (fn.port), routes from RDS, errors as JSON.
+
+    With `whole_request_timeout` a request's body must arrive within read_timeout too (408); a
+    listener carrying gRPC streams cannot have it (a stream's request lasts as long as the stream).
+    """
     hcm = {
         "@type": HCM_TYPE,
         "stat_prefix": LISTENER,
@@ -215,13 +239,14 @@ def listener(fn: FunctionRoute, paths: XdsPaths) -> dict[str, Any]:
         "http_filters": _router_filters(fn),
         "local_reply_config": local_reply_config(fn),
         "request_headers_timeout": f"{fn.read_timeout:g}s",
+        **({"request_timeout": f"{fn.read_timeout:g}s"} if whole_request_timeout else {}),
         "common_http_protocol_options": {"idle_timeout": f"{fn.read_timeout:g}s"},
         "http2_protocol_options": {"max_concurrent_streams": 1024},
     }
     return {
         "@type": LISTENER_TYPE,
-        "name": LISTENER,
-        "address": _address(fn.address, fn.port),
+        "name": name,
+        "address": _address(fn.address, fn.port if port is None else port),
         "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
     }
 
@@ -278,7 +303,7 @@ def grpc_routes(fn: FunctionRoute, mode: Mode) -> list[dict[str, Any]]:
                for m in GRPC_MODEL_METHODS]
     # A stream has no overall limit; one idle for timeoutSeconds (no message either way) ends.
     routes.append(_forward("grpc-stream", _grpc_match(GRPC_SERVICE + GRPC_STREAM_METHOD), cluster, 0,
-                           buffered=False, idle_timeout=fn.timeout_seconds))
+                           buffered=False, idle_timeout=fn.timeout_seconds if mode == "serve" else limit))
     # 404 becomes gRPC status UNIMPLEMENTED in Envoy's local reply to a gRPC request.
     routes.append(_direct("grpc-other", _grpc_match("/", prefix=True), 404,
                           "not exposed by aifn functions (the repository, shared-memory, trace and log APIs are not)"))
@@ -293,8 +318,14 @@ def http_routes(fn: FunctionRoute, mode: Mode) -> list[dict[str, Any]]:
     allowed = f"/v2/models/{model}{MODEL_TAIL}"
     get_or_post = [{"name": ":method", "string_match": {"safe_regex": {"regex": "GET|POST"}}}]
     routes = [_forward(f"python{p}", {"path": p}, ACTIVATOR, 10) for p in PYTHON_PATHS]
+    routes += [_forward(f"python{p}", {"path": p}, ACTIVATOR, limit) for p in fn.python_paths]
     routes.append(_forward("python-aifn", {"prefix": "/aifn/"}, ACTIVATOR, 10))
-    routes.append(_forward("model", {**_regex(allowed), "headers": get_or_post}, cluster, limit))
+    infer = _forward("infer", {**_regex(f"/v2/models/{model}(/versions/[0-9]+)?/infer"), "headers": get_or_post},
+                     cluster, limit)
+    routes += [infer, _forward("model", {**_regex(allowed), "headers": get_or_post}, cluster, limit)]
+    if mode == "serve":  # counted by Envoy (route stats, metrics.py); in proxy mode Python counts them
+        for route in routes[-2:]:
+            route["stat_prefix"] = route["name"]
     routes.append(_direct("model-method", _regex(allowed), 405, "a model's calls are GET or POST", {"Allow": "GET, POST"}))
     routes.append(_direct("model-other", _regex(f"/v2/models/{model}/.*"), 403,
                           "not exposed by aifn functions (a model serves metadata, ready, config, stats, infer and generate)"))
@@ -354,6 +385,8 @@ def _replica_cluster(fn: FunctionRoute, name: str, paths: XdsPaths, *, http2: bo
         "typed_extension_protocol_options": _protocol_options(http2, cc),
         "eds_cluster_config": {"service_name": name, "eds_config": paths.config_source(f"eds-{name}")},
         "circuit_breakers": {"thresholds": [thresholds]},
+        # Never route to a draining replica, however few are left (Envoy's panic mode would).
+        "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
     }
     if cc > 0:
         # HTTP/1.1: one request per connection at a time, so cc connections = cc requests.
@@ -371,16 +404,22 @@ def clusters(fn: FunctionRoute, paths: XdsPaths) -> list[dict[str, Any]]:
     return result
 
 
-def _load_assignment(name: str, addresses: list[tuple[str, int]]) -> dict[str, Any]:
+def _load_assignment(name: str, addresses: list[tuple[str, int, bool]]) -> dict[str, Any]:
+    def lb_endpoint(host: str, port: int, draining: bool) -> dict[str, Any]:
+        endpoint: dict[str, Any] = {"endpoint": {"address": _address(host, port)}}
+        if draining:
+            endpoint["health_status"] = "DRAINING"
+        return endpoint
     return {"@type": ENDPOINTS_TYPE, "cluster_name": name, "endpoints": [{"lb_endpoints": [
-        {"endpoint": {"address": _address(host, port)}} for host, port in addresses]}]}
+        lb_endpoint(*address) for address in addresses]}]}
 
 
 def endpoints(fn: FunctionRoute, replicas: list[ReplicaAddress]) -> dict[str, dict[str, Any]]:
-    """The EDS resources, by cluster name: the ready replicas' HTTP (and gRPC) addresses."""
-    result = {REPLICAS: _load_assignment(REPLICAS, [(r.host, r.http_port) for r in replicas])}
+    """The EDS resources, by cluster name: the replicas' HTTP (and gRPC) addresses; draining ones take no new requests."""
+    result = {REPLICAS: _load_assignment(REPLICAS, [(r.host, r.http_port, r.draining) for r in replicas])}
     if fn.activator_grpc_port is not None:
-        result[REPLICAS_GRPC] = _load_assignment(REPLICAS_GRPC, [(r.host, r.grpc_port) for r in replicas if r.grpc_port])
+        result[REPLICAS_GRPC] = _load_assignment(
+            REPLICAS_GRPC, [(r.host, r.grpc_port, r.draining) for r in replicas if r.grpc_port])
     return result
 
 
@@ -390,7 +429,7 @@ def xds_files(fn: FunctionRoute, paths: XdsPaths, mode: Mode, replicas: list[Rep
     eds = {f"eds-{name}": discovery_response(version, [assignment])
            for name, assignment in endpoints(fn, replicas).items()}
     cds_lds = {"cds": discovery_response(version, clusters(fn, paths)),
-               "lds": discovery_response(version, [listener(fn, paths)])}
+               "lds": discovery_response(version, listeners(fn, paths))}
     rds = {"rds": discovery_response(version, [route_configuration(fn, mode)])}
     # An EDS file must exist before the cluster naming it (Envoy rejects the CDS update otherwise).
     content = {**eds, **cds_lds, **rds} if mode == "serve" else {**rds, **eds, **cds_lds}
