@@ -24,9 +24,9 @@ from .envoy_process import EnvoyProcess, EnvoyStartError, cluster_load, parse_st
 
 REPLICA_CLUSTERS = (ec.REPLICAS, ec.REPLICAS_GRPC)
 LOAD_FILTER = r"^cluster\.replicas(-grpc)?\.(upstream_rq_(active|pending_active|total)|version_text)$"
-COUNTS_FILTER = (r"^(vhost\.aifn\.route\.(infer|model)\.upstream_rq_[0-9]{3}"
+COUNTS_FILTER = (r"^(vhost\.aifn\.route\.(infer|model)\.upstream_rq_([0-9]{3}|retry)"
                  r"|cluster\.replicas-grpc\.grpc\.inference\.GRPCInferenceService\.[A-Za-z]+\.[0-9]+)$")
-ROUTE_CODE = re.compile(r"^vhost\.aifn\.route\.(infer|model)\.upstream_rq_([0-9]{3})$")
+ROUTE_CODE = re.compile(r"^vhost\.aifn\.route\.(infer|model)\.upstream_rq_([0-9]{3}|retry)$")
 GRPC_CODE = re.compile(r"^cluster\.replicas-grpc\.grpc\.inference\.GRPCInferenceService\.([A-Za-z]+)\.([0-9]+)$")
 GRPC_STATUS_NAMES = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
                      "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
@@ -126,7 +126,11 @@ class DataPlane:
 
     async def request_counts(self) -> dict[tuple[str, str], int]:
         """Calls answered by the replicas through Envoy, by (endpoint, code): infer/model with the HTTP status,
-        grpc-<Method> with the gRPC status name, as the activator labels its own."""
+        grpc-<Method> with the gRPC status name, as the activator labels its own.
+
+        A retry (envoy_config.PYTHON_SECOND_OPINION) follows a 500 that the client never saw: each
+        retry takes one 500 off; the retry's own answer is counted here, not by the activator.
+        """
         counts: dict[tuple[str, str], int] = {}
         for name, value in (await self._stats(COUNTS_FILTER)).items():
             if not isinstance(value, int) or not value:
@@ -139,7 +143,11 @@ class DataPlane:
             else:
                 continue
             counts[key] = counts.get(key, 0) + value
-        return counts
+        for endpoint in ("infer", "model"):
+            retried = counts.pop((endpoint, "retry"), 0)
+            if retried and (endpoint, "500") in counts:
+                counts[(endpoint, "500")] -= retried
+        return {key: value for key, value in counts.items() if value > 0}
 
     async def stop(self) -> None:
         if self._session is not None:

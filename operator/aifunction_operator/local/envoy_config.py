@@ -48,6 +48,8 @@ CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ENDPOINTS_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+DECOMPRESSOR_TYPE = "type.googleapis.com/envoy.extensions.filters.http.decompressor.v3.Decompressor"
+GZIP_TYPE = "type.googleapis.com/envoy.extensions.compression.gzip.decompressor.v3.Gzip"
 GRPC_STATS_TYPE = "type.googleapis.com/envoy.extensions.filters.http.grpc_stats.v3.FilterConfig"
 BUFFER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer"
 BUFFER_PER_ROUTE_TYPE = "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute"
@@ -74,6 +76,17 @@ MODEL_TAIL = r"(/versions/[0-9]+)?(/(ready|config|stats|infer|generate|generate_
 PYTHON_PATHS = ("/v2/health/live", "/v2/health/ready", "/v2", "/metrics", "/aifn/status")
 UPSTREAM_IDLE = "2s"  # an idle connection to a replica closes after this (see containerConcurrency above)
 UNLIMITED = 1_000_000_000  # Envoy's circuit breakers take a number: "no limit" is a big one
+# Triton answers 500 to bodies it cannot parse (not JSON, no 'inputs', data that does not fit its
+# shape): such an inference is retried once on the activator, which sits in the replicas' cluster
+# at priority 1 (used only by a retry that excludes priority 0), checks the body and names the
+# problem (400), or passes the request to a replica again (a genuine 500 stays a 500).
+PYTHON_SECOND_OPINION = {
+    "retry_on": "retriable-status-codes", "retriable_status_codes": [500], "num_retries": 1,
+    "retry_priority": {"name": "envoy.retry_priorities.previous_priorities", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig",
+        "update_frequency": 1}},
+}
+ACTIVATOR_PRIORITY = 1
 
 Mode = Literal["proxy", "serve"]
 
@@ -207,6 +220,11 @@ def local_reply_config(fn: FunctionRoute) -> dict[str, Any]:
 
 def _router_filters(fn: FunctionRoute) -> list[dict[str, Any]]:
     return [
+        # A gzip request body is decompressed before the buffer filter, which bounds the decompressed size.
+        {"name": "envoy.filters.http.decompressor", "typed_config": {
+            "@type": DECOMPRESSOR_TYPE,
+            "decompressor_library": {"name": "gzip", "typed_config": {"@type": GZIP_TYPE}},
+            "response_direction_config": {"common_config": {"enabled": {"default_value": False, "runtime_key": "aifn.off"}}}}},
         {"name": "envoy.filters.http.buffer", "typed_config": {"@type": BUFFER_TYPE, "max_request_bytes": fn.max_body_bytes}},
         # gRPC calls by method and status, per upstream cluster (metrics.py reads the replicas' ones).
         {"name": "envoy.filters.http.grpc_stats", "typed_config": {"@type": GRPC_STATS_TYPE, "stats_for_all_methods": True,
@@ -322,6 +340,8 @@ def http_routes(fn: FunctionRoute, mode: Mode) -> list[dict[str, Any]]:
     routes.append(_forward("python-aifn", {"prefix": "/aifn/"}, ACTIVATOR, 10))
     infer = _forward("infer", {**_regex(f"/v2/models/{model}(/versions/[0-9]+)?/infer"), "headers": get_or_post},
                      cluster, limit)
+    if mode == "serve":
+        infer["route"]["retry_policy"] = PYTHON_SECOND_OPINION
     routes += [infer, _forward("model", {**_regex(allowed), "headers": get_or_post}, cluster, limit)]
     if mode == "serve":  # counted by Envoy (route stats, metrics.py); in proxy mode Python counts them
         for route in routes[-2:]:
@@ -331,8 +351,8 @@ def http_routes(fn: FunctionRoute, mode: Mode) -> list[dict[str, Any]]:
                           "not exposed by aifn functions (a model serves metadata, ready, config, stats, infer and generate)"))
     routes.append(_direct("admin", _regex(f"/v2/({ADMIN_APIS})(/.*)?"), 403,
                           "Triton's repository, shared-memory, trace and logging APIs are not exposed by aifn functions"))
-    routes.append(_direct("unknown-model", _regex("/v2/models/[^/]+(/.*)?"), 404,
-                          f"unknown model: this function serves model '{fn.model}'"))
+    # Python names the model asked for in its 404 (Envoy's replies cannot quote a part of the path).
+    routes.append(_forward("unknown-model", _regex("/v2/models/[^/]+(/.*)?"), ACTIVATOR, 10))
     routes.append(_direct("not-found", {"prefix": "/"}, 404, f"Not Found (this gateway serves /v2/health/*, "
                           f"/v2/models/{fn.model}/..., /metrics, /aifn/status)"))
     return routes
@@ -341,7 +361,8 @@ def http_routes(fn: FunctionRoute, mode: Mode) -> list[dict[str, Any]]:
 def route_configuration(fn: FunctionRoute, mode: Mode) -> dict[str, Any]:
     """The RDS resource: `proxy` sends the model's calls to the activator, `serve` to the replicas."""
     return {"@type": ROUTE_TYPE, "name": ROUTES, "virtual_hosts": [
-        {"name": LISTENER, "domains": ["*"], "routes": grpc_routes(fn, mode) + http_routes(fn, mode)}]}
+        {"name": LISTENER, "domains": ["*"], "routes": grpc_routes(fn, mode) + http_routes(fn, mode),
+         "include_request_attempt_count": True}]}  # x-envoy-attempt-count: 2 marks a second opinion
 
 
 # ---- clusters and endpoints -------------------------------------------------------------------
@@ -378,7 +399,7 @@ def _replica_cluster(fn: FunctionRoute, name: str, paths: XdsPaths, *, http2: bo
     """Least-request balancing over the replicas, at most containerConcurrency requests each, a bounded queue."""
     cc = fn.container_concurrency
     thresholds = {"max_connections": UNLIMITED, "max_pending_requests": fn.queue_limit,
-                  "max_requests": UNLIMITED, "max_retries": 0}
+                  "max_requests": UNLIMITED, "max_retries": UNLIMITED}
     cluster: dict[str, Any] = {
         "@type": CLUSTER_TYPE, "name": name, "type": "EDS", "connect_timeout": "2s",
         "lb_policy": "LEAST_REQUEST",
@@ -404,19 +425,26 @@ def clusters(fn: FunctionRoute, paths: XdsPaths) -> list[dict[str, Any]]:
     return result
 
 
-def _load_assignment(name: str, addresses: list[tuple[str, int, bool]]) -> dict[str, Any]:
+def _load_assignment(name: str, addresses: list[tuple[str, int, bool]],
+                     second_opinion: tuple[str, int] | None = None) -> dict[str, Any]:
     def lb_endpoint(host: str, port: int, draining: bool) -> dict[str, Any]:
         endpoint: dict[str, Any] = {"endpoint": {"address": _address(host, port)}}
         if draining:
             endpoint["health_status"] = "DRAINING"
         return endpoint
-    return {"@type": ENDPOINTS_TYPE, "cluster_name": name, "endpoints": [{"lb_endpoints": [
+    assignment: dict[str, Any] = {"@type": ENDPOINTS_TYPE, "cluster_name": name, "endpoints": [{"lb_endpoints": [
         lb_endpoint(*address) for address in addresses]}]}
+    if second_opinion is not None:
+        assignment["endpoints"].append({"priority": ACTIVATOR_PRIORITY, "lb_endpoints": [lb_endpoint(*second_opinion, False)]})
+        # Priority 0 takes every request while one replica there is healthy, however many drain.
+        assignment["policy"] = {"overprovisioning_factor": UNLIMITED}
+    return assignment
 
 
 def endpoints(fn: FunctionRoute, replicas: list[ReplicaAddress]) -> dict[str, dict[str, Any]]:
     """The EDS resources, by cluster name: the replicas' HTTP (and gRPC) addresses; draining ones take no new requests."""
-    result = {REPLICAS: _load_assignment(REPLICAS, [(r.host, r.http_port, r.draining) for r in replicas])}
+    result = {REPLICAS: _load_assignment(REPLICAS, [(r.host, r.http_port, r.draining) for r in replicas],
+                                         second_opinion=("127.0.0.1", fn.activator_port))}
     if fn.activator_grpc_port is not None:
         result[REPLICAS_GRPC] = _load_assignment(
             REPLICAS_GRPC, [(r.host, r.grpc_port, r.draining) for r in replicas if r.grpc_port])

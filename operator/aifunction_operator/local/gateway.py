@@ -107,7 +107,7 @@ class Gateway:
     async def prometheus(self, request: web.Request) -> web.Response:
         """Python's metrics plus the calls Envoy answered from the replicas and its requests in flight."""
         try:
-            counts = await self.pool.data_plane.request_counts()
+            counts = await self.pool.data_plane.request_counts() if self.pool.data_plane else {}
         except (OSError, ValueError, asyncio.TimeoutError) as exc:
             return json_error(503, f"envoy's stats did not answer: {exc!r}", {"Retry-After": "1"})
         body = self.metrics.render(counts, envoy_in_flight=self.pool.envoy.demand)
@@ -233,7 +233,8 @@ class Gateway:
         except Exception:  # noqa: BLE001 - the gateway must answer, and keep serving
             log.exception("unexpected error serving %s %s", request.method, request.path)
             response = json_error(500, f"internal gateway error serving {request.method} {request.path}; see the aifn log")
-        self.metrics.requests.labels(self.metrics.function, endpoint_of(request), str(response.status)).inc()
+        if request.headers.get("x-envoy-attempt-count", "1") == "1":  # Envoy counts its retries' answers itself
+            self.metrics.requests.labels(self.metrics.function, endpoint_of(request), str(response.status)).inc()
         return response
 
 

