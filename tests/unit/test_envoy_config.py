@@ -38,10 +38,10 @@ def first_route(fn: ec.FunctionRoute, mode: ec.Mode, method: str, path: str) -> 
     """The route Envoy would pick for an HTTP request (the subset of matching these routes use)."""
     for route in ec.route_configuration(fn, mode)["virtual_hosts"][0]["routes"]:
         match = route["match"]
-        headers = {h["name"]: h["string_match"] for h in match.get("headers", [])}
-        if "content-type" in headers:
-            continue  # gRPC only
-        if ":method" in headers and not re.fullmatch(headers[":method"]["safe_regex"]["regex"], method):
+        headers = {h["name"]: h for h in match.get("headers", [])}
+        if "content-type" in headers or "content-encoding" in headers:
+            continue  # gRPC, or compressed bodies only
+        if ":method" in headers and not re.fullmatch(headers[":method"]["string_match"]["safe_regex"]["regex"], method):
             continue
         bare = path.split("?")[0]
         if ("path" in match and match["path"] == bare) or ("prefix" in match and bare.startswith(match["prefix"])) \

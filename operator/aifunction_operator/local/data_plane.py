@@ -128,8 +128,10 @@ class DataPlane:
         """Calls answered by the replicas through Envoy, by (endpoint, code): infer/model with the HTTP status,
         grpc-<Method> with the gRPC status name, as the activator labels its own.
 
-        A retry (envoy_config.PYTHON_SECOND_OPINION) follows a 500 that the client never saw: each
-        retry takes one 500 off; the retry's own answer is counted here, not by the activator.
+        A retry (envoy_config.PYTHON_SECOND_OPINION) follows a 500 or 400 that the client never saw:
+        each retry takes one off (500s first: an unparsable body is the usual cause, so the split
+        is exact unless both kinds were retried); the retry's own answer is counted here, not by
+        the activator.
         """
         counts: dict[tuple[str, str], int] = {}
         for name, value in (await self._stats(COUNTS_FILTER)).items():
@@ -145,8 +147,11 @@ class DataPlane:
             counts[key] = counts.get(key, 0) + value
         for endpoint in ("infer", "model"):
             retried = counts.pop((endpoint, "retry"), 0)
-            if retried and (endpoint, "500") in counts:
-                counts[(endpoint, "500")] -= retried
+            for code in ("500", "400"):  # the codes a retry follows, most often 500 (an unparsable body)
+                taken = min(retried, counts.get((endpoint, code), 0))
+                if taken:
+                    counts[(endpoint, code)] -= taken
+                retried -= taken
         return {key: value for key, value in counts.items() if value > 0}
 
     async def stop(self) -> None:

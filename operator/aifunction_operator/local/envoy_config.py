@@ -48,8 +48,6 @@ CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ENDPOINTS_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
-DECOMPRESSOR_TYPE = "type.googleapis.com/envoy.extensions.filters.http.decompressor.v3.Decompressor"
-GZIP_TYPE = "type.googleapis.com/envoy.extensions.compression.gzip.decompressor.v3.Gzip"
 GRPC_STATS_TYPE = "type.googleapis.com/envoy.extensions.filters.http.grpc_stats.v3.FilterConfig"
 BUFFER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer"
 BUFFER_PER_ROUTE_TYPE = "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute"
@@ -77,16 +75,18 @@ PYTHON_PATHS = ("/v2/health/live", "/v2/health/ready", "/v2", "/metrics", "/aifn
 UPSTREAM_IDLE = "2s"  # an idle connection to a replica closes after this (see containerConcurrency above)
 UNLIMITED = 1_000_000_000  # Envoy's circuit breakers take a number: "no limit" is a big one
 # Triton answers 500 to bodies it cannot parse (not JSON, no 'inputs', data that does not fit its
-# shape): such an inference is retried once on the activator, which sits in the replicas' cluster
-# at priority 1 (used only by a retry that excludes priority 0), checks the body and names the
-# problem (400), or passes the request to a replica again (a genuine 500 stays a 500).
+# shape) and a text/plain 400 to a bad binary header: such an inference is retried once on the
+# activator, which sits in the replicas' cluster at priority 1 (used only by a retry that excludes
+# priority 0), checks the body and names the problem (400), or passes the request to a replica
+# again (Triton's own 400 for a wrong shape or datatype, or a genuine 500, is then the answer).
 PYTHON_SECOND_OPINION = {
-    "retry_on": "retriable-status-codes", "retriable_status_codes": [500], "num_retries": 1,
+    "retry_on": "retriable-status-codes", "retriable_status_codes": [400, 500], "num_retries": 1,
     "retry_priority": {"name": "envoy.retry_priorities.previous_priorities", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig",
         "update_frequency": 1}},
 }
 ACTIVATOR_PRIORITY = 1
+MAX_HEADERS_KB = 8  # request line and headers, as the aiohttp gateway's 8190 bytes before
 
 Mode = Literal["proxy", "serve"]
 
@@ -209,6 +209,8 @@ def local_reply_config(fn: FunctionRoute) -> dict[str, Any]:
                 "it is closed so that it does not hold a Triton replica", 504),
         _mapper(_status_filter(408), f"request body (or headers): not received within {fn.read_timeout:g}s "
                 "(--read-timeout); the connection is closed"),
+        _mapper(_status_filter(431), f"the request line and headers are over the gateway's limit of {MAX_HEADERS_KB} KiB "
+                "(or more than 100 headers)"),
         _mapper(_status_filter(503), "the function is unavailable; retry", None, retry),
     ]
     return {
@@ -220,11 +222,6 @@ def local_reply_config(fn: FunctionRoute) -> dict[str, Any]:
 
 def _router_filters(fn: FunctionRoute) -> list[dict[str, Any]]:
     return [
-        # A gzip request body is decompressed before the buffer filter, which bounds the decompressed size.
-        {"name": "envoy.filters.http.decompressor", "typed_config": {
-            "@type": DECOMPRESSOR_TYPE,
-            "decompressor_library": {"name": "gzip", "typed_config": {"@type": GZIP_TYPE}},
-            "response_direction_config": {"common_config": {"enabled": {"default_value": False, "runtime_key": "aifn.off"}}}}},
         {"name": "envoy.filters.http.buffer", "typed_config": {"@type": BUFFER_TYPE, "max_request_bytes": fn.max_body_bytes}},
         # gRPC calls by method and status, per upstream cluster (metrics.py reads the replicas' ones).
         {"name": "envoy.filters.http.grpc_stats", "typed_config": {"@type": GRPC_STATS_TYPE, "stats_for_all_methods": True,
@@ -257,6 +254,8 @@ def listener(fn: FunctionRoute, paths: XdsPaths, *, name: str = LISTENER, port: 
         "http_filters": _router_filters(fn),
         "local_reply_config": local_reply_config(fn),
         "request_headers_timeout": f"{fn.read_timeout:g}s",
+        "max_request_headers_kb": MAX_HEADERS_KB,
+        "http_protocol_options": {"header_key_format": {"proper_case_words": {}}},  # Retry-After, Content-Type
         **({"request_timeout": f"{fn.read_timeout:g}s"} if whole_request_timeout else {}),
         "common_http_protocol_options": {"idle_timeout": f"{fn.read_timeout:g}s"},
         "http2_protocol_options": {"max_concurrent_streams": 1024},
@@ -338,6 +337,10 @@ def http_routes(fn: FunctionRoute, mode: Mode) -> list[dict[str, Any]]:
     routes = [_forward(f"python{p}", {"path": p}, ACTIVATOR, 10) for p in PYTHON_PATHS]
     routes += [_forward(f"python{p}", {"path": p}, ACTIVATOR, limit) for p in fn.python_paths]
     routes.append(_forward("python-aifn", {"prefix": "/aifn/"}, ACTIVATOR, 10))
+    # Compressed bodies go to Python, which decompresses them within max_body_bytes (Triton would
+    # take gzip and deflate unbounded, and answer anything else in text/plain).
+    encoded = {**_regex(allowed), "headers": [*get_or_post, {"name": "content-encoding", "present_match": True}]}
+    routes.append(_forward("encoded", encoded, ACTIVATOR, fn.timeout_seconds + fn.startup_timeout))
     infer = _forward("infer", {**_regex(f"/v2/models/{model}(/versions/[0-9]+)?/infer"), "headers": get_or_post},
                      cluster, limit)
     if mode == "serve":
