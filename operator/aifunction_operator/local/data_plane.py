@@ -24,9 +24,9 @@ from .envoy_process import EnvoyProcess, EnvoyStartError, cluster_load, parse_st
 
 REPLICA_CLUSTERS = (ec.REPLICAS, ec.REPLICAS_GRPC)
 LOAD_FILTER = r"^cluster\.replicas(-grpc)?\.(upstream_rq_(active|pending_active|total)|version_text)$"
-COUNTS_FILTER = (r"^(vhost\.aifn\.route\.(infer|model)\.upstream_rq_([0-9]{3}|retry)"
+COUNTS_FILTER = (r"^(vhost\.aifn\.route\.(infer|model)\.upstream_rq_[0-9]{3}"
                  r"|cluster\.replicas-grpc\.grpc\.inference\.GRPCInferenceService\.[A-Za-z]+\.[0-9]+)$")
-ROUTE_CODE = re.compile(r"^vhost\.aifn\.route\.(infer|model)\.upstream_rq_([0-9]{3}|retry)$")
+ROUTE_CODE = re.compile(r"^vhost\.aifn\.route\.(infer|model)\.upstream_rq_([0-9]{3})$")
 GRPC_CODE = re.compile(r"^cluster\.replicas-grpc\.grpc\.inference\.GRPCInferenceService\.([A-Za-z]+)\.([0-9]+)$")
 GRPC_STATUS_NAMES = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
                      "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
@@ -128,10 +128,8 @@ class DataPlane:
         """Calls answered by the replicas through Envoy, by (endpoint, code): infer/model with the HTTP status,
         grpc-<Method> with the gRPC status name, as the activator labels its own.
 
-        A retry (envoy_config.PYTHON_SECOND_OPINION) follows a 500 or 400 that the client never saw:
-        each retry takes one off (500s first: an unparsable body is the usual cause, so the split
-        is exact unless both kinds were retried); the retry's own answer is counted here, not by
-        the activator.
+        Route stats count the answer the client got: after a retry (envoy_config.PYTHON_SECOND_OPINION)
+        the activator's, which the activator does not count again.
         """
         counts: dict[tuple[str, str], int] = {}
         for name, value in (await self._stats(COUNTS_FILTER)).items():
@@ -145,14 +143,7 @@ class DataPlane:
             else:
                 continue
             counts[key] = counts.get(key, 0) + value
-        for endpoint in ("infer", "model"):
-            retried = counts.pop((endpoint, "retry"), 0)
-            for code in ("500", "400"):  # the codes a retry follows, most often 500 (an unparsable body)
-                taken = min(retried, counts.get((endpoint, code), 0))
-                if taken:
-                    counts[(endpoint, code)] -= taken
-                retried -= taken
-        return {key: value for key, value in counts.items() if value > 0}
+        return counts
 
     async def stop(self) -> None:
         if self._session is not None:
