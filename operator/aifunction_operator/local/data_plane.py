@@ -6,7 +6,7 @@ straight to the replicas) while any replica takes requests, proxy mode (to the P
 activator) otherwise; draining replicas stay in EDS, marked DRAINING, so that their requests
 in flight finish while no new ones arrive. `sample()` reads what the autoscaler needs (requests
 in flight, waiting and arrived at the replicas' clusters), `hosts()` the same per replica, and
-`request_counts()` the calls Envoy answered from the replicas, for /metrics.
+`request_counts()` and `latency()` the calls Envoy answered from the replicas, for /metrics.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from . import envoy_config as ec
 from .envoy_process import EnvoyProcess, EnvoyStartError, cluster_load, parse_stats
@@ -26,6 +27,7 @@ REPLICA_CLUSTERS = (ec.REPLICAS, ec.REPLICAS_GRPC)
 LOAD_FILTER = r"^cluster\.replicas(-grpc)?\.(upstream_rq_(active|pending_active|total)|version_text)$"
 COUNTS_FILTER = (r"^(vhost\.aifn\.route\.(infer|model)\.upstream_rq_[0-9]{3}"
                  r"|cluster\.replicas-grpc\.grpc\.inference\.GRPCInferenceService\.[A-Za-z]+\.[0-9]+)$")
+LATENCY_FILTER = r"^vhost\.aifn\.route\.(infer|model)\.upstream_rq_time$"
 ROUTE_CODE = re.compile(r"^vhost\.aifn\.route\.(infer|model)\.upstream_rq_([0-9]{3})$")
 GRPC_CODE = re.compile(r"^cluster\.replicas-grpc\.grpc\.inference\.GRPCInferenceService\.([A-Za-z]+)\.([0-9]+)$")
 GRPC_STATUS_NAMES = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
@@ -52,6 +54,15 @@ class Load:
 
 
 @dataclass(frozen=True)
+class Latency:
+    """A cumulative histogram in seconds: count at or under each bound, the sum and the count of all."""
+
+    buckets: dict[float, float]
+    sum: float = 0.0
+    count: float = 0.0
+
+
+@dataclass(frozen=True)
 class HostLoad:
     """One replica's requests through Envoy (HTTP and gRPC ports together)."""
 
@@ -62,10 +73,13 @@ class HostLoad:
 class DataPlane:
     """Envoy in front of one function: its process, the xDS files it reads, its admin API."""
 
-    def __init__(self, route: ec.FunctionRoute, workdir: Path, *, max_connections: int) -> None:
+    def __init__(self, route: ec.FunctionRoute, workdir: Path, *, max_connections: int,
+                 latency_buckets: tuple[float, ...] = ()) -> None:
         self.route = route
         self.paths = ec.XdsPaths(str(workdir / "xds"))
-        self.envoy = EnvoyProcess(ec.bootstrap(self.paths, max_connections=max_connections), workdir=workdir / "envoy")
+        buckets_ms = tuple(bound * 1000 for bound in latency_buckets)
+        self.envoy = EnvoyProcess(ec.bootstrap(self.paths, max_connections=max_connections, latency_buckets_ms=buckets_ms),
+                                  workdir=workdir / "envoy")
         self.version = 0
         self._published: list[ec.ReplicaAddress] | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -144,6 +158,25 @@ class DataPlane:
                 continue
             counts[key] = counts.get(key, 0) + value
         return counts
+
+    async def latency(self) -> Latency:
+        """Seconds the model's calls took at the replicas through Envoy (its routes' upstream_rq_time, merged)."""
+        assert self._session is not None
+        params = {"format": "prometheus", "histogram_buckets": "cumulative", "filter": LATENCY_FILTER}
+        async with self._session.get("/stats", params=params) as response:
+            text = await response.text()
+        buckets: dict[float, float] = {}
+        total = count = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name.endswith("_bucket") and sample.labels.get("le") != "+Inf":
+                    bound = round(float(sample.labels["le"]) / 1000, 9)
+                    buckets[bound] = buckets.get(bound, 0.0) + sample.value
+                elif sample.name.endswith("_sum"):
+                    total += sample.value / 1000
+                elif sample.name.endswith("_count"):
+                    count += sample.value
+        return Latency(buckets, total, count)
 
     async def stop(self) -> None:
         if self._session is not None:

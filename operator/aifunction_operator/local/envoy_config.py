@@ -155,14 +155,19 @@ def overload_manager(max_connections: int) -> dict[str, Any]:
 
 
 def bootstrap(paths: XdsPaths, *, admin_port: int = 0, node_id: str = "aifn-run",
-              max_connections: int = 4096) -> dict[str, Any]:
-    """Envoy's bootstrap: admin on loopback (0: an ephemeral port, see --admin-address-path), LDS and CDS from files."""
-    return {
+              max_connections: int = 4096, latency_buckets_ms: tuple[float, ...] = ()) -> dict[str, Any]:
+    """Envoy's bootstrap: admin on loopback (0: an ephemeral port, see --admin-address-path), LDS and CDS from files;
+    the routes' latency histograms in `latency_buckets_ms` (Envoy's defaults when empty)."""
+    document: dict[str, Any] = {
         "node": {"id": node_id, "cluster": node_id},
         "admin": {"address": _address("127.0.0.1", admin_port)},
         "dynamic_resources": {"lds_config": paths.config_source("lds"), "cds_config": paths.config_source("cds")},
         "overload_manager": overload_manager(max_connections),
     }
+    if latency_buckets_ms:
+        document["stats_config"] = {"histogram_bucket_settings": [
+            {"match": {"prefix": f"vhost.{LISTENER}.route."}, "buckets": list(latency_buckets_ms)}]}
+    return document
 
 
 # ---- the listener and its error replies -------------------------------------------------------

@@ -107,10 +107,12 @@ class Gateway:
     async def prometheus(self, request: web.Request) -> web.Response:
         """Python's metrics plus the calls Envoy answered from the replicas and its requests in flight."""
         try:
-            counts = await self.pool.data_plane.request_counts() if self.pool.data_plane else {}
+            data_plane = self.pool.data_plane
+            counts = await data_plane.request_counts() if data_plane else {}
+            latency = await data_plane.latency() if data_plane else None
         except (OSError, ValueError, asyncio.TimeoutError) as exc:
             return json_error(503, f"envoy's stats did not answer: {exc!r}", {"Retry-After": "1"})
-        body = self.metrics.render(counts, envoy_in_flight=self.pool.envoy.demand)
+        body = self.metrics.render(counts, envoy_in_flight=self.pool.envoy.demand, envoy_latency=latency)
         return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
     async def status(self, request: web.Request) -> web.Response:

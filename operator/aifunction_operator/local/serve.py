@@ -32,7 +32,7 @@ from .autoscaler import ScalingPolicy
 from .data_plane import DataPlane, ListenerError
 from .envoy_config import FunctionRoute
 from .gateway import Gateway
-from .metrics import GatewayMetrics
+from .metrics import LATENCY_BUCKETS, GatewayMetrics
 from .pool import ReplicaPool
 from .envoy_process import find_envoy
 from .tritonserver import TritonInstall, TritonProcess, find_triton, free_port, free_ports
@@ -177,7 +177,8 @@ async def serve(
         activator_grpc_port = free_port() if fn.spec.runtime.protocol == "grpc" else None
         route = function_route(fn, options, activator_port, activator_grpc_port,
                                ("/", "/invoke") if handler is not None else ())
-        data_plane = DataPlane(route, log_dir / "envoy", max_connections=options.max_connections or default_max_connections())
+        data_plane = DataPlane(route, log_dir / "envoy", max_connections=options.max_connections or default_max_connections(),
+                               latency_buckets=LATENCY_BUCKETS)
         pool = build_pool(fn, repository, options, install, metrics, log_dir, data_plane)
         gateway = Gateway(
             fn.spec.model.name, pool, metrics,
