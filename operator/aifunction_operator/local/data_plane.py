@@ -16,6 +16,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
@@ -127,16 +128,7 @@ class DataPlane:
         """Per replica HTTP and gRPC port: its requests in flight and served through Envoy."""
         assert self._session is not None
         async with self._session.get("/clusters?format=json") as response:
-            document = json.loads(await response.read())
-        result: dict[int, HostLoad] = {}
-        for cluster in document.get("cluster_statuses", []):
-            if cluster.get("name") not in REPLICA_CLUSTERS:
-                continue
-            for host in cluster.get("host_statuses", []):
-                port = int(host.get("address", {}).get("socket_address", {}).get("port_value", 0))
-                values = {s.get("name"): int(s.get("value", 0) or 0) for s in host.get("stats", [])}
-                result[port] = HostLoad(values.get("rq_active", 0), values.get("rq_total", 0))
-        return result
+            return parse_host_loads(json.loads(await response.read()))
 
     async def request_counts(self) -> dict[tuple[str, str], int]:
         """Calls answered by the replicas through Envoy, by (endpoint, code): infer/model with the HTTP status,
@@ -145,38 +137,14 @@ class DataPlane:
         Route stats count the answer the client got: after a retry (envoy_config.PYTHON_SECOND_OPINION)
         the activator's, which the activator does not count again.
         """
-        counts: dict[tuple[str, str], int] = {}
-        for name, value in (await self._stats(COUNTS_FILTER)).items():
-            if not isinstance(value, int) or not value:
-                continue
-            if match := ROUTE_CODE.match(name):
-                key = (match.group(1), match.group(2))
-            elif match := GRPC_CODE.match(name):
-                code = int(match.group(2))
-                key = (f"grpc-{match.group(1)}", GRPC_STATUS_NAMES[code] if code < len(GRPC_STATUS_NAMES) else str(code))
-            else:
-                continue
-            counts[key] = counts.get(key, 0) + value
-        return counts
+        return parse_request_counts(await self._stats(COUNTS_FILTER))
 
     async def latency(self) -> Latency:
         """Seconds the model's calls took at the replicas through Envoy (its routes' upstream_rq_time, merged)."""
         assert self._session is not None
         params = {"format": "prometheus", "histogram_buckets": "cumulative", "filter": LATENCY_FILTER}
         async with self._session.get("/stats", params=params) as response:
-            text = await response.text()
-        buckets: dict[float, float] = {}
-        total = count = 0.0
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name.endswith("_bucket") and sample.labels.get("le") != "+Inf":
-                    bound = round(float(sample.labels["le"]) / 1000, 9)
-                    buckets[bound] = buckets.get(bound, 0.0) + sample.value
-                elif sample.name.endswith("_sum"):
-                    total += sample.value / 1000
-                elif sample.name.endswith("_count"):
-                    count += sample.value
-        return Latency(buckets, total, count)
+            return parse_latency(await response.text())
 
     async def stop(self) -> None:
         if self._session is not None:
@@ -194,6 +162,52 @@ class DataPlane:
         mode: ec.Mode = "serve" if any(not r.draining for r in replicas) else "proxy"
         self.envoy.write_xds(ec.xds_files(self.route, self.paths, mode, replicas, str(self.version)))
         self._published = list(replicas)
+
+
+def parse_host_loads(clusters: dict[str, Any]) -> dict[int, HostLoad]:
+    """Envoy's `/clusters?format=json` as the replicas' load by port (HTTP and gRPC ports alike)."""
+    result: dict[int, HostLoad] = {}
+    for cluster in clusters.get("cluster_statuses", []):
+        if cluster.get("name") not in REPLICA_CLUSTERS:
+            continue
+        for host in cluster.get("host_statuses", []):
+            port = int(host.get("address", {}).get("socket_address", {}).get("port_value", 0))
+            values = {s.get("name"): int(s.get("value", 0) or 0) for s in host.get("stats", [])}
+            result[port] = HostLoad(values.get("rq_active", 0), values.get("rq_total", 0))
+    return result
+
+
+def parse_request_counts(stats: dict[str, int | str]) -> dict[tuple[str, str], int]:
+    """Parsed stats as requests by (endpoint, code): route stats by HTTP status, gRPC stats by status name."""
+    counts: dict[tuple[str, str], int] = {}
+    for name, value in stats.items():
+        if not isinstance(value, int) or not value:
+            continue
+        if match := ROUTE_CODE.match(name):
+            key = (match.group(1), match.group(2))
+        elif match := GRPC_CODE.match(name):
+            code = int(match.group(2))
+            key = (f"grpc-{match.group(1)}", GRPC_STATUS_NAMES[code] if code < len(GRPC_STATUS_NAMES) else str(code))
+        else:
+            continue
+        counts[key] = counts.get(key, 0) + value
+    return counts
+
+
+def parse_latency(prometheus_text: str) -> Latency:
+    """Envoy's route latency histograms (Prometheus text, milliseconds) merged into one, in seconds."""
+    buckets: dict[float, float] = {}
+    total = count = 0.0
+    for family in text_string_to_metric_families(prometheus_text):
+        for sample in family.samples:
+            if sample.name.endswith("_bucket") and sample.labels.get("le") != "+Inf":
+                bound = round(float(sample.labels["le"]) / 1000, 9)
+                buckets[bound] = buckets.get(bound, 0.0) + sample.value
+            elif sample.name.endswith("_sum"):
+                total += sample.value / 1000
+            elif sample.name.endswith("_count"):
+                count += sample.value
+    return Latency(buckets, total, count)
 
 
 def _bind_error(log: str) -> str:
