@@ -171,7 +171,7 @@ def test_a_warm_route_reaches_triton_through_envoy(data_path: DataPath) -> None:
 def test_refusals_are_json_errors(data_path: DataPath, method: str, path: str, status: int, words: str) -> None:
     response = http(method, data_path.url + path, b"" if method != "GET" else None)
     assert response.status == status, response.body
-    assert response.headers.get("content-type") == "application/json"
+    assert response.headers.get("Content-Type") == "application/json"
     error = response.json()["error"]
     assert words in error and path in error, error
 
@@ -242,7 +242,7 @@ def test_container_concurrency_queues_then_503_with_retry_after(data_path: DataP
         for t in threads:
             t.join()
         assert refused.status == 503, refused.body
-        assert refused.headers.get("retry-after") == "1"
+        assert refused.headers.get("Retry-After") == "1"
         assert "too many requests waiting" in refused.json()["error"]
         assert sorted(status for status, _, _ in results) == [200, 200]
         assert len(slow.requests) == 2  # never two at once: the second waited in Envoy's queue
