@@ -110,6 +110,13 @@ class DataPlane:
         except (OSError, ValueError):
             pass  # Envoy is gone or never started
 
+    @property
+    def _admin(self) -> aiohttp.ClientSession:
+        """The admin API's client; EnvoyStartError until start() has seen Envoy ready."""
+        if self._session is None:
+            raise EnvoyStartError("envoy is not started yet")
+        return self._session
+
     async def publish(self, replicas: list[ec.ReplicaAddress]) -> int:
         """Tell Envoy the replica set (unchanged sets are not rewritten); returns the version that carries it."""
         if replicas != self._published:
@@ -126,8 +133,7 @@ class DataPlane:
 
     async def hosts(self) -> dict[int, HostLoad]:
         """Per replica HTTP and gRPC port: its requests in flight and served through Envoy."""
-        assert self._session is not None
-        async with self._session.get("/clusters?format=json") as response:
+        async with self._admin.get("/clusters?format=json") as response:
             return parse_host_loads(json.loads(await response.read()))
 
     async def request_counts(self) -> dict[tuple[str, str], int]:
@@ -141,9 +147,8 @@ class DataPlane:
 
     async def latency(self) -> Latency:
         """Seconds the model's calls took at the replicas through Envoy (its routes' upstream_rq_time, merged)."""
-        assert self._session is not None
         params = {"format": "prometheus", "histogram_buckets": "cumulative", "filter": LATENCY_FILTER}
-        async with self._session.get("/stats", params=params) as response:
+        async with self._admin.get("/stats", params=params) as response:
             return parse_latency(await response.text())
 
     async def stop(self) -> None:
@@ -153,8 +158,7 @@ class DataPlane:
         await asyncio.to_thread(self.envoy.stop, 5.0, False)
 
     async def _stats(self, pattern: str) -> dict[str, int | str]:
-        assert self._session is not None
-        async with self._session.get("/stats", params={"format": "json", "filter": pattern}) as response:
+        async with self._admin.get("/stats", params={"format": "json", "filter": pattern}) as response:
             return parse_stats(json.loads(await response.read()))
 
     def _write(self, replicas: list[ec.ReplicaAddress]) -> None:

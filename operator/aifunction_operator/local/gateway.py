@@ -32,6 +32,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
+from .envoy_process import EnvoyStartError
 from .metrics import GatewayMetrics
 from .pool import ReplicaPool, Unavailable
 
@@ -110,8 +111,8 @@ class Gateway:
             data_plane = self.pool.data_plane
             counts = await data_plane.request_counts() if data_plane else {}
             latency = await data_plane.latency() if data_plane else None
-        except (OSError, ValueError, asyncio.TimeoutError) as exc:
-            return json_error(503, f"envoy's stats did not answer: {exc!r}", {"Retry-After": "1"})
+        except (OSError, ValueError, asyncio.TimeoutError, EnvoyStartError) as exc:
+            return json_error(503, f"envoy's stats did not answer: {exc}", {"Retry-After": "1"})
         body = self.metrics.render(counts, envoy_in_flight=self.pool.envoy.demand, envoy_latency=latency)
         return web.Response(body=body, content_type="text/plain", charset="utf-8")
 

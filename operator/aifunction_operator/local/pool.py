@@ -176,7 +176,7 @@ class ReplicaPool:
             return {}
         try:
             self._hosts = await self.data_plane.hosts()
-        except (OSError, ValueError, asyncio.TimeoutError) as exc:
+        except (OSError, ValueError, asyncio.TimeoutError, EnvoyStartError) as exc:
             log.warning("envoy's /clusters did not answer: %s", exc)
         return self._hosts
 
