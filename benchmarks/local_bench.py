@@ -64,7 +64,7 @@ def main() -> int:
     bare_cold: list[float] = []
     fn_file = _function_file(workdir, min_replicas=0)
     for i in range(0 if args.skip_cold else args.repeats):
-        with Gateway(fn_file, workdir / f"cold{i}") as gw:
+        with AifnRun(fn_file, workdir / f"cold{i}") as gw:
             gateway_cold.append(_timed_post(gw.url + f"/v2/models/{MODEL}/infer", body))
         started = time.monotonic()
         proc = TritonProcess(install, MODEL_REPO, MODEL, ports=free_ports(), log_path=workdir / f"bare{i}.log").start()
@@ -84,7 +84,7 @@ def main() -> int:
     # 2. warm throughput and latency
     rows: list[tuple[int, str, float, float, float]] = []
     warm_fn = _function_file(workdir, min_replicas=1)
-    with Gateway(warm_fn, workdir / "warm") as gw:
+    with AifnRun(warm_fn, workdir / "warm") as gw:
         _post(gw.url + f"/v2/models/{MODEL}/infer", body)
         proc = TritonProcess(install, MODEL_REPO, MODEL, ports=free_ports(), log_path=workdir / "direct.log").start()
         try:
@@ -117,7 +117,7 @@ def main() -> int:
 PATHS = ["aifn run", "triton", "torch"]
 
 
-class Gateway:
+class AifnRun:
     """`aifn run` in a subprocess on a free port, stopped with SIGINT on exit."""
 
     def __init__(self, function_file: Path, log_dir: Path) -> None:
@@ -127,7 +127,7 @@ class Gateway:
         self.log_dir = log_dir
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> Gateway:
+    def __enter__(self) -> AifnRun:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_dir / "aifn-run.log", "wb") as log:
             self.proc = subprocess.Popen(

@@ -43,8 +43,8 @@ DEFAULT_REQUEST_TIMEOUT = 300.0
 
 
 def default_max_connections() -> int:
-    """Open gateway connections allowed by default: half the descriptors this process may open
-    (raised to the hard limit first), at most 4096; the rest serve replicas, logs and gRPC."""
+    """Open client connections Envoy allows by default: half the descriptors a process may open
+    (raised to the hard limit first; Envoy inherits it), at most 4096; the rest serve the replicas."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = hard if hard != resource.RLIM_INFINITY else 65536
     if soft != resource.RLIM_INFINITY and soft < wanted:
