@@ -208,6 +208,11 @@ def local_reply_config(fn: FunctionRoute) -> dict[str, Any]:
         _mapper(_flags_filter("UT"), f"the Triton replica did not answer within timeoutSeconds ({timeout}s)", 504),
         _mapper(_flags_filter("UF", "UC", "UR", "LR", "URX", "UPE"),
                 "the Triton replica failed while serving the request; it is replaced", 502),
+        # gRPC: a message over the limit is RESOURCE_EXHAUSTED, as gRPC's own size limit says it.
+        _mapper({"and_filter": {"filters": [_status_filter(413), {"header_filter": {"header": {
+            "name": "content-type", "string_match": {"prefix": "application/grpc"}}}}]}},
+            f"request message is larger than the gateway's limit of {fn.max_body_bytes} bytes (--max-body-bytes)",
+            None, {"grpc-status": "8"}),
         _mapper(_status_filter(413), f"request body is larger than the gateway's limit of {fn.max_body_bytes} bytes "
                 "(--max-body-bytes)"),
         _mapper(_flags_filter("SI"), f"stream idle for {timeout}s (timeoutSeconds) with no message either way; "
@@ -322,9 +327,9 @@ def grpc_routes(fn: FunctionRoute, mode: Mode) -> list[dict[str, Any]]:
     routes = [_forward("grpc-health", _grpc_match(GRPC_HEALTH), ACTIVATOR_GRPC, 10, buffered=False)]
     routes += [_forward(f"grpc-{m}", _grpc_match(GRPC_SERVICE + m), ACTIVATOR_GRPC, 10, buffered=False)
                for m in GRPC_SERVER_METHODS]
-    routes += [_forward(f"grpc-{m}", _grpc_match(GRPC_SERVICE + m), cluster, limit, buffered=False)
-               for m in GRPC_MODEL_METHODS]
-    # A stream has no overall limit; one idle for timeoutSeconds (no message either way) ends.
+    # A unary call is one message: buffered, so bounded by max_body_bytes as an HTTP body is.
+    routes += [_forward(f"grpc-{m}", _grpc_match(GRPC_SERVICE + m), cluster, limit) for m in GRPC_MODEL_METHODS]
+    # A stream has no overall limit (nor a size limit here); one idle for timeoutSeconds (no message either way) ends.
     routes.append(_forward("grpc-stream", _grpc_match(GRPC_SERVICE + GRPC_STREAM_METHOD), cluster, 0,
                            buffered=False, idle_timeout=fn.timeout_seconds if mode == "serve" else limit))
     # 404 becomes gRPC status UNIMPLEMENTED in Envoy's local reply to a gRPC request.
