@@ -313,12 +313,13 @@ class ReplicaPool:
             replica.state = State.FAILED
             if replica in self.replicas:
                 self.replicas.remove(replica)
+            # Before any await: the control loop must not start another replica at once in its place.
+            self._backoff_until = self._clock() + START_FAILURE_BACKOFF
             try:
                 await self._stop(replica, grace=0.0)
             except Exception:  # noqa: BLE001 - nothing may have been started
                 log.exception("replica %d: cleaning up after the failed start", replica.id)
             self.metrics.replica_failures.inc()
-            self._backoff_until = self._clock() + START_FAILURE_BACKOFF
             message = str(exc) if isinstance(exc, TritonStartError) else f"replica {replica.id}: {type(exc).__name__}: {exc}"
             if isinstance(exc, TritonStartError):
                 log.error("replica %d failed to start: %s", replica.id, exc)
