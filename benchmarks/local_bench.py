@@ -2,13 +2,14 @@
 
     .venv/bin/python benchmarks/local_bench.py [--repeats 3] [--seconds 4] [--concurrency 1 8 64]
 
-1. Cold start: the first request through `aifn run` from zero replicas (gateway already up)
-   versus starting a bare tritonserver, waiting for the model, and sending the same request.
-2. Throughput and p50/p99 latency of single-digit requests at each concurrency: through the
-   gateway (one replica: min = max = 1, so both paths use one Triton), directly to that kind
-   of Triton, through Envoy with aifn's configuration (local/envoy_config.py, serve mode, one
-   warm replica: the direct Triton) and calling the TorchScript model in this process (no
-   server at all).
+1. Cold start: the first request through `aifn run` from zero replicas (Envoy and the
+   activator already up) versus starting a bare tritonserver, waiting for the model, and
+   sending the same request.
+2. Throughput and p50/p99 latency of single-digit requests at each concurrency: through
+   `aifn run` (Envoy in front of one warm replica: min = max = 1, so both paths use one
+   Triton), directly to that kind of Triton, and calling the TorchScript model in this
+   process (no server at all). The ratios compare `aifn run` with direct Triton side by side
+   (targets of issue 18: throughput >= 0.85x at each concurrency, p99 overhead <= 5 ms at 64).
 
 Clients run in this process (asyncio + aiohttp; threads for torch) and share the machine's
 CPUs with the servers, as on a laptop; figures are for comparing paths within one run.
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -28,7 +28,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -47,7 +46,6 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="cold starts measured per path (median reported)")
     parser.add_argument("--seconds", type=float, default=4.0, help="load duration per concurrency and path")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
-    parser.add_argument("--envoy-workers", type=int, default=1, help="Envoy's --concurrency (worker threads; aifn's default is 1)")
     parser.add_argument("--skip-cold", action="store_true", help="measure the warm paths only")
     args = parser.parse_args()
     from aifunction_operator.local.tritonserver import TritonProcess, find_triton, free_ports  # noqa: PLC0415
@@ -66,7 +64,7 @@ def main() -> int:
     bare_cold: list[float] = []
     fn_file = _function_file(workdir, min_replicas=0)
     for i in range(0 if args.skip_cold else args.repeats):
-        with Gateway(fn_file, workdir / f"cold{i}") as gw:
+        with AifnRun(fn_file, workdir / f"cold{i}") as gw:
             gateway_cold.append(_timed_post(gw.url + f"/v2/models/{MODEL}/infer", body))
         started = time.monotonic()
         proc = TritonProcess(install, MODEL_REPO, MODEL, ports=free_ports(), log_path=workdir / f"bare{i}.log").start()
@@ -79,68 +77,47 @@ def main() -> int:
     if not args.skip_cold:
         g, b = statistics.median(gateway_cold), statistics.median(bare_cold)
         print("cold start, seconds to the first answer (median; all runs)")
-        print(f"  aifn run (gateway up, zero replicas)   {g:6.2f}   {_runs(gateway_cold)}")
+        print(f"  aifn run (Envoy up, zero replicas)     {g:6.2f}   {_runs(gateway_cold)}")
         print(f"  bare tritonserver start + load + infer {b:6.2f}   {_runs(bare_cold)}")
         print(f"  ratio aifn run / bare                  {g / b:6.2f}x\n")
 
     # 2. warm throughput and latency
     rows: list[tuple[int, str, float, float, float]] = []
     warm_fn = _function_file(workdir, min_replicas=1)
-    with Gateway(warm_fn, workdir / "warm") as gw:
+    with AifnRun(warm_fn, workdir / "warm") as gw:
         _post(gw.url + f"/v2/models/{MODEL}/infer", body)
         proc = TritonProcess(install, MODEL_REPO, MODEL, ports=free_ports(), log_path=workdir / "direct.log").start()
         try:
             proc.wait_ready(300)
             direct_url = f"http://{proc.http_url}/v2/models/{MODEL}/infer"
             _post(direct_url, body)
-            with _envoy_in_front(proc.ports.http, workdir / "envoy", args.envoy_workers) as envoy_url:
-                envoy_infer = envoy_url + f"/v2/models/{MODEL}/infer"
-                _post(envoy_infer, body)
-                for concurrency in args.concurrency:
-                    rows.append((concurrency, "gateway", *_load_http(gw.url + f"/v2/models/{MODEL}/infer", body, concurrency, args.seconds)))
-                    rows.append((concurrency, "envoy", *_load_http(envoy_infer, body, concurrency, args.seconds)))
-                    rows.append((concurrency, "triton", *_load_http(direct_url, body, concurrency, args.seconds)))
+            for concurrency in args.concurrency:
+                rows.append((concurrency, "aifn run", *_load_http(gw.url + f"/v2/models/{MODEL}/infer", body, concurrency, args.seconds)))
+                rows.append((concurrency, "triton", *_load_http(direct_url, body, concurrency, args.seconds)))
         finally:
             proc.stop()
     for concurrency in args.concurrency:
         rows.append((concurrency, "torch", *_load_torch(model, image, concurrency, args.seconds)))
 
     print("warm, single-digit requests: throughput and latency")
-    print(f"  {'conc':>4}  {'path':<8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"  {'conc':>4}  {'path':<9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
     for concurrency, path, rps, p50, p99 in sorted(rows, key=lambda r: (r[0], PATHS.index(r[1]))):
-        print(f"  {concurrency:>4}  {path:<8} {rps:>9.0f} {p50:>8.2f} {p99:>8.2f}")
-    print("\nratios (gateway and Envoy vs direct Triton; gateway vs in-process torch)")
-    print(f"  {'conc':>4}  {'req/s gw/triton':>16} {'p50 gw/triton':>14} {'p99 gw/triton':>14} "
-          f"{'req/s envoy/triton':>19} {'p50 envoy/triton':>17} {'p99 envoy/triton':>17} {'req/s gw/torch':>15}")
+        print(f"  {concurrency:>4}  {path:<9} {rps:>9.0f} {p50:>8.2f} {p99:>8.2f}")
+    print("\nratios (aifn run vs direct Triton; aifn run vs in-process torch)")
+    print(f"  {'conc':>4}  {'req/s aifn/triton':>18} {'p50 aifn/triton':>16} {'p99 aifn/triton':>16} "
+          f"{'p99 overhead ms':>16} {'req/s aifn/torch':>17}")
     by = {(c, p): (r, p50, p99) for c, p, r, p50, p99 in rows}
     for concurrency in args.concurrency:
-        gw, ev = by[(concurrency, "gateway")], by[(concurrency, "envoy")]
-        tr, to = by[(concurrency, "triton")], by[(concurrency, "torch")]
-        print(f"  {concurrency:>4}  {gw[0] / tr[0]:>16.2f} {gw[1] / tr[1]:>14.2f} {gw[2] / tr[2]:>14.2f} "
-              f"{ev[0] / tr[0]:>19.2f} {ev[1] / tr[1]:>17.2f} {ev[2] / tr[2]:>17.2f} {gw[0] / to[0]:>15.3f}")
+        run, tr, to = by[(concurrency, "aifn run")], by[(concurrency, "triton")], by[(concurrency, "torch")]
+        print(f"  {concurrency:>4}  {run[0] / tr[0]:>18.2f} {run[1] / tr[1]:>16.2f} {run[2] / tr[2]:>16.2f} "
+              f"{run[2] - tr[2]:>16.2f} {run[0] / to[0]:>17.3f}")
     return 0
 
 
-PATHS = ["gateway", "envoy", "triton", "torch"]
+PATHS = ["aifn run", "triton", "torch"]
 
 
-@contextlib.contextmanager
-def _envoy_in_front(triton_http_port: int, workdir: Path, workers: int) -> Iterator[str]:
-    """Envoy with aifn's configuration in serve mode, the given Triton its one replica; yields its URL."""
-    from aifunction_operator.local import envoy_config as ec  # noqa: PLC0415
-    from aifunction_operator.local.envoy_process import EnvoyProcess  # noqa: PLC0415
-
-    fn = ec.FunctionRoute(model=MODEL, port=free_port(), activator_port=free_port(), timeout_seconds=60,
-                          queue_limit=1024)
-    paths = ec.XdsPaths(str(workdir / "xds"))
-    envoy = EnvoyProcess(ec.bootstrap(paths), workdir=workdir, concurrency=workers)
-    envoy.write_xds(ec.xds_files(fn, paths, "serve", [ec.ReplicaAddress(triton_http_port)], "1"))
-    with envoy:
-        envoy.wait_ready()
-        yield f"http://127.0.0.1:{fn.port}"
-
-
-class Gateway:
+class AifnRun:
     """`aifn run` in a subprocess on a free port, stopped with SIGINT on exit."""
 
     def __init__(self, function_file: Path, log_dir: Path) -> None:
@@ -150,7 +127,7 @@ class Gateway:
         self.log_dir = log_dir
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> Gateway:
+    def __enter__(self) -> AifnRun:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_dir / "aifn-run.log", "wb") as log:
             self.proc = subprocess.Popen(

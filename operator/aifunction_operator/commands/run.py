@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C / SIGTERM; returns the exit code."""
     from ..local.model_download import RepositoryError, resolve_repository  # noqa: PLC0415 - keep `aifn render` light
     from ..local.serve import Endpoints, ListenError, RunOptions, serve  # noqa: PLC0415
+    from ..local.envoy_process import EnvoyUnavailable  # noqa: PLC0415
     from ..local.tritonserver import TritonUnavailable  # noqa: PLC0415
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s aifn: %(message)s", stream=sys.stderr)
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(serve(fn, repository, options, on_ready=announce, handler=handler))
-    except TritonUnavailable as exc:
+    except (TritonUnavailable, EnvoyUnavailable) as exc:
         print(f"aifn run: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except ListenError as exc:

@@ -48,6 +48,7 @@ CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ENDPOINTS_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+GRPC_STATS_TYPE = "type.googleapis.com/envoy.extensions.filters.http.grpc_stats.v3.FilterConfig"
 BUFFER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer"
 BUFFER_PER_ROUTE_TYPE = "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute"
 HTTP_OPTIONS_TYPE = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -73,6 +74,19 @@ MODEL_TAIL = r"(/versions/[0-9]+)?(/(ready|config|stats|infer|generate|generate_
 PYTHON_PATHS = ("/v2/health/live", "/v2/health/ready", "/v2", "/metrics", "/aifn/status")
 UPSTREAM_IDLE = "2s"  # an idle connection to a replica closes after this (see containerConcurrency above)
 UNLIMITED = 1_000_000_000  # Envoy's circuit breakers take a number: "no limit" is a big one
+# Triton answers 500 to bodies it cannot parse (not JSON, no 'inputs', data that does not fit its
+# shape) and a text/plain 400 to a bad binary header: such an inference is retried once on the
+# activator, which sits in the replicas' cluster at priority 1 (used only by a retry that excludes
+# priority 0), checks the body and names the problem (400), or passes the request to a replica
+# again (Triton's own 400 for a wrong shape or datatype, or a genuine 500, is then the answer).
+PYTHON_SECOND_OPINION = {
+    "retry_on": "retriable-status-codes", "retriable_status_codes": [400, 500], "num_retries": 1,
+    "retry_priority": {"name": "envoy.retry_priorities.previous_priorities", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig",
+        "update_frequency": 1}},
+}
+ACTIVATOR_PRIORITY = 1
+MAX_HEADERS_KB = 8  # request line and headers, as the aiohttp gateway's 8190 bytes before
 
 Mode = Literal["proxy", "serve"]
 
@@ -93,6 +107,8 @@ class FunctionRoute:
     retry_after: int = 1  # the Retry-After of Envoy's own 503s
     activator_grpc_port: int | None = None  # the Python gRPC side; None: no gRPC routes
     address: str = "127.0.0.1"
+    grpc_port: int | None = None  # a second listener, same routes (`aifn run --grpc-port`); None: gRPC on `port`
+    python_paths: tuple[str, ...] = ()  # more exact paths answered by Python (the handler's `/`, `/invoke`)
 
 
 @dataclass(frozen=True)
@@ -102,6 +118,7 @@ class ReplicaAddress:
     http_port: int
     grpc_port: int | None = None
     host: str = "127.0.0.1"
+    draining: bool = False  # no new requests (EDS health DRAINING); its requests in flight finish
 
 
 @dataclass(frozen=True)
@@ -138,14 +155,19 @@ def overload_manager(max_connections: int) -> dict[str, Any]:
 
 
 def bootstrap(paths: XdsPaths, *, admin_port: int = 0, node_id: str = "aifn-run",
-              max_connections: int = 4096) -> dict[str, Any]:
-    """Envoy's bootstrap: admin on loopback (0: an ephemeral port, see --admin-address-path), LDS and CDS from files."""
-    return {
+              max_connections: int = 4096, latency_buckets_ms: tuple[float, ...] = ()) -> dict[str, Any]:
+    """Envoy's bootstrap: admin on loopback (0: an ephemeral port, see --admin-address-path), LDS and CDS from files;
+    the routes' latency histograms in `latency_buckets_ms` (Envoy's defaults when empty)."""
+    document: dict[str, Any] = {
         "node": {"id": node_id, "cluster": node_id},
         "admin": {"address": _address("127.0.0.1", admin_port)},
         "dynamic_resources": {"lds_config": paths.config_source("lds"), "cds_config": paths.config_source("cds")},
         "overload_manager": overload_manager(max_connections),
     }
+    if latency_buckets_ms:
+        document["stats_config"] = {"histogram_bucket_settings": [
+            {"match": {"prefix": f"vhost.{LISTENER}.route."}, "buckets": list(latency_buckets_ms)}]}
+    return document
 
 
 # ---- the listener and its error replies -------------------------------------------------------
@@ -186,9 +208,19 @@ def local_reply_config(fn: FunctionRoute) -> dict[str, Any]:
         _mapper(_flags_filter("UT"), f"the Triton replica did not answer within timeoutSeconds ({timeout}s)", 504),
         _mapper(_flags_filter("UF", "UC", "UR", "LR", "URX", "UPE"),
                 "the Triton replica failed while serving the request; it is replaced", 502),
+        # gRPC: a message over the limit is RESOURCE_EXHAUSTED, as gRPC's own size limit says it.
+        _mapper({"and_filter": {"filters": [_status_filter(413), {"header_filter": {"header": {
+            "name": "content-type", "string_match": {"prefix": "application/grpc"}}}}]}},
+            f"request message is larger than the gateway's limit of {fn.max_body_bytes} bytes (--max-body-bytes)",
+            None, {"grpc-status": "8"}),
         _mapper(_status_filter(413), f"request body is larger than the gateway's limit of {fn.max_body_bytes} bytes "
                 "(--max-body-bytes)"),
-        _mapper(_status_filter(408), f"request headers: not received within {fn.read_timeout:g}s (--read-timeout)"),
+        _mapper(_flags_filter("SI"), f"stream idle for {timeout}s (timeoutSeconds) with no message either way; "
+                "it is closed so that it does not hold a Triton replica", 504),
+        _mapper(_status_filter(408), f"request body (or headers): not received within {fn.read_timeout:g}s "
+                "(--read-timeout); the connection is closed"),
+        _mapper(_status_filter(431), f"the request line and headers are over the gateway's limit of {MAX_HEADERS_KB} KiB "
+                "(or more than 100 headers)"),
         _mapper(_status_filter(503), "the function is unavailable; retry", None, retry),
     ]
     return {
@@ -201,27 +233,48 @@ def local_reply_config(fn: FunctionRoute) -> dict[str, Any]:
 def _router_filters(fn: FunctionRoute) -> list[dict[str, Any]]:
     return [
         {"name": "envoy.filters.http.buffer", "typed_config": {"@type": BUFFER_TYPE, "max_request_bytes": fn.max_body_bytes}},
-        {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER_TYPE}},
+        # gRPC calls by method and status, per upstream cluster (metrics.py reads the replicas' ones).
+        {"name": "envoy.filters.http.grpc_stats", "typed_config": {"@type": GRPC_STATS_TYPE, "stats_for_all_methods": True,
+                                                                   "enable_upstream_stats": False}},
+        {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER_TYPE, "suppress_envoy_headers": True}},
     ]
 
 
-def listener(fn: FunctionRoute, paths: XdsPaths) -> dict[str, Any]:
-    """The one listener: HTTP/1.1 and h2c on fn.port, routes from RDS, errors as JSON."""
+def listeners(fn: FunctionRoute, paths: XdsPaths) -> list[dict[str, Any]]:
+    """The LDS resources: the listener on fn.port, and the same on fn.grpc_port when there is one."""
+    streams_here = fn.activator_grpc_port is not None and fn.grpc_port is None
+    result = [listener(fn, paths, whole_request_timeout=not streams_here)]
+    if fn.grpc_port is not None:
+        result.append(listener(fn, paths, name=f"{LISTENER}-grpc", port=fn.grpc_port))
+    return result
+
+
+def listener(fn: FunctionRoute, paths: XdsPaths, *, name: str = LISTENER, port: int | None = None,
+             whole_request_timeout: bool = False) -> dict[str, Any]:
+    """One listener: HTTP/1.1 and h2c on `port` (fn.port), routes from RDS, errors as JSON.
+
+    With `whole_request_timeout` a request's body must arrive within read_timeout too (408); a
+    listener carrying gRPC streams cannot have it (a stream's request lasts as long as the stream).
+    """
     hcm = {
         "@type": HCM_TYPE,
         "stat_prefix": LISTENER,
         "codec_type": "AUTO",  # HTTP/1.1 and HTTP/2 with prior knowledge (gRPC) on one port
+        "generate_request_id": False,  # nothing reads x-request-id; a UUID per request costs CPU on the warm path
         "rds": {"route_config_name": ROUTES, "config_source": paths.config_source("rds")},
         "http_filters": _router_filters(fn),
         "local_reply_config": local_reply_config(fn),
         "request_headers_timeout": f"{fn.read_timeout:g}s",
+        "max_request_headers_kb": MAX_HEADERS_KB,
+        "http_protocol_options": {"header_key_format": {"proper_case_words": {}}},  # Retry-After, Content-Type
+        **({"request_timeout": f"{fn.read_timeout:g}s"} if whole_request_timeout else {}),
         "common_http_protocol_options": {"idle_timeout": f"{fn.read_timeout:g}s"},
         "http2_protocol_options": {"max_concurrent_streams": 1024},
     }
     return {
         "@type": LISTENER_TYPE,
-        "name": LISTENER,
-        "address": _address(fn.address, fn.port),
+        "name": name,
+        "address": _address(fn.address, fn.port if port is None else port),
         "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
     }
 
@@ -274,11 +327,11 @@ def grpc_routes(fn: FunctionRoute, mode: Mode) -> list[dict[str, Any]]:
     routes = [_forward("grpc-health", _grpc_match(GRPC_HEALTH), ACTIVATOR_GRPC, 10, buffered=False)]
     routes += [_forward(f"grpc-{m}", _grpc_match(GRPC_SERVICE + m), ACTIVATOR_GRPC, 10, buffered=False)
                for m in GRPC_SERVER_METHODS]
-    routes += [_forward(f"grpc-{m}", _grpc_match(GRPC_SERVICE + m), cluster, limit, buffered=False)
-               for m in GRPC_MODEL_METHODS]
-    # A stream has no overall limit; one idle for timeoutSeconds (no message either way) ends.
+    # A unary call is one message: buffered, so bounded by max_body_bytes as an HTTP body is.
+    routes += [_forward(f"grpc-{m}", _grpc_match(GRPC_SERVICE + m), cluster, limit) for m in GRPC_MODEL_METHODS]
+    # A stream has no overall limit (nor a size limit here); one idle for timeoutSeconds (no message either way) ends.
     routes.append(_forward("grpc-stream", _grpc_match(GRPC_SERVICE + GRPC_STREAM_METHOD), cluster, 0,
-                           buffered=False, idle_timeout=fn.timeout_seconds))
+                           buffered=False, idle_timeout=fn.timeout_seconds if mode == "serve" else limit))
     # 404 becomes gRPC status UNIMPLEMENTED in Envoy's local reply to a gRPC request.
     routes.append(_direct("grpc-other", _grpc_match("/", prefix=True), 404,
                           "not exposed by aifn functions (the repository, shared-memory, trace and log APIs are not)"))
@@ -293,15 +346,27 @@ def http_routes(fn: FunctionRoute, mode: Mode) -> list[dict[str, Any]]:
     allowed = f"/v2/models/{model}{MODEL_TAIL}"
     get_or_post = [{"name": ":method", "string_match": {"safe_regex": {"regex": "GET|POST"}}}]
     routes = [_forward(f"python{p}", {"path": p}, ACTIVATOR, 10) for p in PYTHON_PATHS]
+    routes += [_forward(f"python{p}", {"path": p}, ACTIVATOR, limit) for p in fn.python_paths]
     routes.append(_forward("python-aifn", {"prefix": "/aifn/"}, ACTIVATOR, 10))
-    routes.append(_forward("model", {**_regex(allowed), "headers": get_or_post}, cluster, limit))
+    # Compressed bodies go to Python, which decompresses them within max_body_bytes (Triton would
+    # take gzip and deflate unbounded, and answer anything else in text/plain).
+    encoded = {**_regex(allowed), "headers": [*get_or_post, {"name": "content-encoding", "present_match": True}]}
+    routes.append(_forward("encoded", encoded, ACTIVATOR, fn.timeout_seconds + fn.startup_timeout))
+    infer = _forward("infer", {**_regex(f"/v2/models/{model}(/versions/[0-9]+)?/infer"), "headers": get_or_post},
+                     cluster, limit)
+    if mode == "serve":
+        infer["route"]["retry_policy"] = PYTHON_SECOND_OPINION
+    routes += [infer, _forward("model", {**_regex(allowed), "headers": get_or_post}, cluster, limit)]
+    if mode == "serve":  # counted by Envoy (route stats, metrics.py); in proxy mode Python counts them
+        for route in routes[-2:]:
+            route["stat_prefix"] = route["name"]
     routes.append(_direct("model-method", _regex(allowed), 405, "a model's calls are GET or POST", {"Allow": "GET, POST"}))
     routes.append(_direct("model-other", _regex(f"/v2/models/{model}/.*"), 403,
                           "not exposed by aifn functions (a model serves metadata, ready, config, stats, infer and generate)"))
     routes.append(_direct("admin", _regex(f"/v2/({ADMIN_APIS})(/.*)?"), 403,
                           "Triton's repository, shared-memory, trace and logging APIs are not exposed by aifn functions"))
-    routes.append(_direct("unknown-model", _regex("/v2/models/[^/]+(/.*)?"), 404,
-                          f"unknown model: this function serves model '{fn.model}'"))
+    # Python names the model asked for in its 404 (Envoy's replies cannot quote a part of the path).
+    routes.append(_forward("unknown-model", _regex("/v2/models/[^/]+(/.*)?"), ACTIVATOR, 10))
     routes.append(_direct("not-found", {"prefix": "/"}, 404, f"Not Found (this gateway serves /v2/health/*, "
                           f"/v2/models/{fn.model}/..., /metrics, /aifn/status)"))
     return routes
@@ -310,7 +375,8 @@ def http_routes(fn: FunctionRoute, mode: Mode) -> list[dict[str, Any]]:
 def route_configuration(fn: FunctionRoute, mode: Mode) -> dict[str, Any]:
     """The RDS resource: `proxy` sends the model's calls to the activator, `serve` to the replicas."""
     return {"@type": ROUTE_TYPE, "name": ROUTES, "virtual_hosts": [
-        {"name": LISTENER, "domains": ["*"], "routes": grpc_routes(fn, mode) + http_routes(fn, mode)}]}
+        {"name": LISTENER, "domains": ["*"], "routes": grpc_routes(fn, mode) + http_routes(fn, mode),
+         "include_request_attempt_count": True}]}  # x-envoy-attempt-count: 2 marks a second opinion
 
 
 # ---- clusters and endpoints -------------------------------------------------------------------
@@ -347,13 +413,15 @@ def _replica_cluster(fn: FunctionRoute, name: str, paths: XdsPaths, *, http2: bo
     """Least-request balancing over the replicas, at most containerConcurrency requests each, a bounded queue."""
     cc = fn.container_concurrency
     thresholds = {"max_connections": UNLIMITED, "max_pending_requests": fn.queue_limit,
-                  "max_requests": UNLIMITED, "max_retries": 0}
+                  "max_requests": UNLIMITED, "max_retries": UNLIMITED}
     cluster: dict[str, Any] = {
         "@type": CLUSTER_TYPE, "name": name, "type": "EDS", "connect_timeout": "2s",
         "lb_policy": "LEAST_REQUEST",
         "typed_extension_protocol_options": _protocol_options(http2, cc),
         "eds_cluster_config": {"service_name": name, "eds_config": paths.config_source(f"eds-{name}")},
         "circuit_breakers": {"thresholds": [thresholds]},
+        # Never route to a draining replica, however few are left (Envoy's panic mode would).
+        "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
     }
     if cc > 0:
         # HTTP/1.1: one request per connection at a time, so cc connections = cc requests.
@@ -371,16 +439,29 @@ def clusters(fn: FunctionRoute, paths: XdsPaths) -> list[dict[str, Any]]:
     return result
 
 
-def _load_assignment(name: str, addresses: list[tuple[str, int]]) -> dict[str, Any]:
-    return {"@type": ENDPOINTS_TYPE, "cluster_name": name, "endpoints": [{"lb_endpoints": [
-        {"endpoint": {"address": _address(host, port)}} for host, port in addresses]}]}
+def _load_assignment(name: str, addresses: list[tuple[str, int, bool]],
+                     second_opinion: tuple[str, int] | None = None) -> dict[str, Any]:
+    def lb_endpoint(host: str, port: int, draining: bool) -> dict[str, Any]:
+        endpoint: dict[str, Any] = {"endpoint": {"address": _address(host, port)}}
+        if draining:
+            endpoint["health_status"] = "DRAINING"
+        return endpoint
+    assignment: dict[str, Any] = {"@type": ENDPOINTS_TYPE, "cluster_name": name, "endpoints": [{"lb_endpoints": [
+        lb_endpoint(*address) for address in addresses]}]}
+    if second_opinion is not None:
+        assignment["endpoints"].append({"priority": ACTIVATOR_PRIORITY, "lb_endpoints": [lb_endpoint(*second_opinion, False)]})
+        # Priority 0 takes every request while one replica there is healthy, however many drain.
+        assignment["policy"] = {"overprovisioning_factor": UNLIMITED}
+    return assignment
 
 
 def endpoints(fn: FunctionRoute, replicas: list[ReplicaAddress]) -> dict[str, dict[str, Any]]:
-    """The EDS resources, by cluster name: the ready replicas' HTTP (and gRPC) addresses."""
-    result = {REPLICAS: _load_assignment(REPLICAS, [(r.host, r.http_port) for r in replicas])}
+    """The EDS resources, by cluster name: the replicas' HTTP (and gRPC) addresses; draining ones take no new requests."""
+    result = {REPLICAS: _load_assignment(REPLICAS, [(r.host, r.http_port, r.draining) for r in replicas],
+                                         second_opinion=("127.0.0.1", fn.activator_port))}
     if fn.activator_grpc_port is not None:
-        result[REPLICAS_GRPC] = _load_assignment(REPLICAS_GRPC, [(r.host, r.grpc_port) for r in replicas if r.grpc_port])
+        result[REPLICAS_GRPC] = _load_assignment(
+            REPLICAS_GRPC, [(r.host, r.grpc_port, r.draining) for r in replicas if r.grpc_port])
     return result
 
 
@@ -390,7 +471,7 @@ def xds_files(fn: FunctionRoute, paths: XdsPaths, mode: Mode, replicas: list[Rep
     eds = {f"eds-{name}": discovery_response(version, [assignment])
            for name, assignment in endpoints(fn, replicas).items()}
     cds_lds = {"cds": discovery_response(version, clusters(fn, paths)),
-               "lds": discovery_response(version, [listener(fn, paths)])}
+               "lds": discovery_response(version, listeners(fn, paths))}
     rds = {"rds": discovery_response(version, [route_configuration(fn, mode)])}
     # An EDS file must exist before the cluster naming it (Envoy rejects the CDS update otherwise).
     content = {**eds, **cds_lds, **rds} if mode == "serve" else {**rds, **eds, **cds_lds}

@@ -1,17 +1,15 @@
-"""The HTTP gateway of `aifn run`: the KServe v2 / Triton HTTP API of one model, proxied to replicas.
+"""The Python side of `aifn run`'s HTTP data path, behind Envoy: health, status, metrics, and the activator.
 
-The gateway is the only door: Triton replicas listen on loopback ports nobody else is told
-about. It answers health itself (the function is live and ready even at zero replicas: the
-next request starts one), checks what it can without Triton (model name, body size, JSON),
-holds requests in the pool's bounded queue during a cold start, and passes Triton's own
-answer through otherwise, including its 400s for a wrong shape or datatype. Every error the
-gateway produces itself is JSON `{"error": "..."}`, as Triton's are.
+Envoy (data_plane.py) is the only door and sends here what Python decides: health (the function
+is live and ready even at zero replicas: the next request starts one), /metrics, /aifn/status,
+and the model's calls while no replica takes requests (Envoy's proxy mode). Those cold calls
+are checked (model name, body size, JSON), wait in the pool's bounded queue while a replica
+starts, and are forwarded to it; Triton's own answer passes through, including its 400s for a
+wrong shape or datatype. Every error produced here is JSON `{"error": "..."}`, as Triton's are.
 
-Bounds: every request body is read here, once, within `read_timeout` (408 otherwise) and up
+Bounds: Envoy caps connections, header and body sizes and times; here a body is read once, up
 to `max_body_bytes` after decompression (413); a gzip/deflate body is forwarded decompressed,
-without its Content-Encoding. `limit_connections` caps the open connections (503 and close
-over the cap), and the runner's keep-alive timeout (`read_timeout`) closes a connection
-whose request head does not arrive in time: slow clients cannot hold descriptors.
+without its Content-Encoding.
 
 Only the model's own calls are forwarded (metadata, ready, config, stats, infer, generate,
 optionally under /versions/<n>); Triton's admin APIs (repository, shared memory, trace,
@@ -31,10 +29,10 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
-from aiohttp.web_protocol import RequestHandler, RequestPayloadError
-from aiohttp.web_request import BaseRequest
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
+from .envoy_process import EnvoyStartError
 from .metrics import GatewayMetrics
 from .pool import ReplicaPool, Unavailable
 
@@ -108,10 +106,19 @@ class Gateway:
         return web.json_response({"name": "aifn", "version": "v2", "extensions": ["binary_tensor_data"], "models": [self.model_name]})
 
     async def prometheus(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.metrics.render(), content_type="text/plain", charset="utf-8")
+        """Python's metrics plus the calls Envoy answered from the replicas and its requests in flight."""
+        try:
+            data_plane = self.pool.data_plane
+            counts = await data_plane.request_counts() if data_plane else {}
+            latency = await data_plane.latency() if data_plane else None
+        except (OSError, ValueError, asyncio.TimeoutError, EnvoyStartError) as exc:
+            return json_error(503, f"envoy's stats did not answer: {exc}", {"Retry-After": "1"})
+        body = self.metrics.render(counts, envoy_in_flight=self.pool.envoy.demand, envoy_latency=latency)
+        return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
     async def status(self, request: web.Request) -> web.Response:
-        return web.json_response({"model": self.model_name, **self.extra_status(), **self.pool.describe()})
+        hosts = await self.pool.hosts()
+        return web.json_response({"model": self.model_name, **self.extra_status(), **self.pool.describe(hosts)})
 
     async def replica_metrics(self, request: web.Request) -> web.Response:
         """Triton's own metrics for one replica."""
@@ -229,63 +236,9 @@ class Gateway:
         except Exception:  # noqa: BLE001 - the gateway must answer, and keep serving
             log.exception("unexpected error serving %s %s", request.method, request.path)
             response = json_error(500, f"internal gateway error serving {request.method} {request.path}; see the aifn log")
-        self.metrics.requests.labels(self.metrics.function, endpoint_of(request), str(response.status)).inc()
+        if request.headers.get("x-envoy-attempt-count", "1") == "1":  # Envoy counts its retries' answers itself
+            self.metrics.requests.labels(self.metrics.function, endpoint_of(request), str(response.status)).inc()
         return response
-
-
-def limit_connections(server: web.Server, limit: int) -> None:
-    """Cap `server`'s open connections: one over `limit` gets a JSON 503 and is closed at once."""
-    body = json.dumps({"error": f"too many open connections to the gateway (limit {limit}, --max-connections); "
-                                "retry, or reuse a keep-alive connection"}).encode()
-    refusal = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
-               b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-    admit = server.connection_made
-
-    def connection_made(handler: Any, transport: asyncio.Transport) -> None:
-        if len(server.connections) >= limit:
-            transport.write(refusal)
-            transport.close()
-            return
-        admit(handler, transport)
-
-    server.connection_made = connection_made  # type: ignore[method-assign]
-
-
-class _JSONErrorsProtocol(RequestHandler):
-    """aiohttp's connection handler, answering what it refuses before the application (a request
-    line or header over 8190 bytes, too many headers, bytes after `Connection: close`, a bad
-    Content-Length) with a JSON error instead of text/plain that echoes the offending bytes."""
-
-    __slots__ = ()
-
-    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
-                     message: str | None = None) -> web.StreamResponse:
-        super().handle_error(request, status, exc, message)  # logs; raises when a response was already sent
-        if isinstance(exc, LineTooLong):
-            what = "a request line or header is longer than the gateway's limit of 8190 bytes"
-        elif isinstance(exc, HttpProcessingError) or status == 400:
-            # aiohttp's message, without the request bytes it quotes after its first line or a `b'`.
-            reason = (str(getattr(exc, "message", "") or "").splitlines() or [""])[0].split(" b'")[0].split(' b"')[0]
-            what = f"malformed HTTP request ({type(exc).__name__ if exc else 'unparsable'}: {reason.rstrip(':')[:80]})"
-        elif status == 504:
-            what = "the gateway timed out serving the request"
-        else:
-            what = "internal gateway error; see the aifn log"
-        response = json_error(status, what)
-        response.force_close()
-        return response
-
-
-def json_protocol_errors(server: web.Server) -> None:
-    """Make `server`'s connections answer protocol-level refusals with JSON (`_JSONErrorsProtocol`)."""
-    admit = server.connection_made
-
-    def connection_made(handler: Any, transport: asyncio.Transport) -> None:
-        if type(handler) is RequestHandler:
-            handler.__class__ = _JSONErrorsProtocol  # same slots: only handle_error differs
-        admit(handler, transport)
-
-    server.connection_made = connection_made  # type: ignore[method-assign]
 
 
 def endpoint_of(request: web.Request) -> str:

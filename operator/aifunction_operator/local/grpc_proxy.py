@@ -1,13 +1,15 @@
-"""The gRPC side of the gateway, for functions whose protocol is grpc: Triton's GRPCInferenceService, proxied.
+"""The Python gRPC side of `aifn run`, behind Envoy, for functions whose protocol is grpc.
 
-Messages pass through as bytes; only the request's `model_name` is read (to refuse other
+Envoy sends here health and server calls always, and the model's calls of Triton's
+GRPCInferenceService while no replica is ready (proxy mode); warm calls go from Envoy straight
+to the replicas' gRPC ports. Messages pass through as bytes; only the request's `model_name` is read (to refuse other
 models with NOT_FOUND without starting Triton). Health (ServerLive, ServerReady and the
 standard grpc.health.v1 Check) is answered here, as the HTTP gateway does; model calls go
 through the same pool as HTTP (queue, cold start, least-loaded routing); a stream keeps one
 replica for its whole life, and a stream idle for the function's timeoutSeconds (no message
 either way) is ended with DEADLINE_EXCEEDED, so an abandoned stream cannot hold a replica
 (and keep it from scaling to zero) forever. Repository, shared-memory, trace and log calls are not exposed
-(UNIMPLEMENTED): the gateway is the only door and loads nothing but the function's model.
+(UNIMPLEMENTED, here and in Envoy's routes): nothing but the function's model is loaded.
 """
 
 from __future__ import annotations

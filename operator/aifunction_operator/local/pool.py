@@ -1,11 +1,15 @@
-"""The replica pool: admission (a bounded queue), least-loaded routing, and the scaling loop.
+"""The replica pool: the scaling loop, and admission for the cold path (a bounded queue).
 
-Requests `acquire()` a ready replica with room under `containerConcurrency`, or wait in a
-bounded FIFO queue while replicas start (scale from zero) or are busy; a full queue, a wait
-past `startupTimeout`, or a replica that cannot start answers `Unavailable` (the gateway's 503
-with Retry-After). A control loop samples demand every `tick` seconds (and at once when a
-request queues), asks the `Autoscaler` how many replicas are wanted, starts or drains
-replicas, and replaces replicas whose process died.
+Warm requests never pass through here: Envoy sends them to the replicas the pool publishes
+(data_plane.py). Requests that reach the Python activator (no replica took requests when
+they arrived) `acquire()` a ready replica with room under `containerConcurrency`, or wait in a
+bounded FIFO queue while replicas start; a full queue, a wait past `startupTimeout`, or a
+replica that cannot start answers `Unavailable` (503 with Retry-After). A control loop samples
+demand every `tick` seconds (and at once when a request queues): the activator's requests
+plus Envoy's at the replicas; asks the `Autoscaler` how many replicas are wanted, starts or
+drains replicas, publishes the replica set to Envoy, and replaces replicas whose process died.
+A draining replica is published as DRAINING and stopped once neither Envoy nor the activator
+has a request at it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from ..spec.model import PrewarmSchedule, Scaling
 from ..spec.prewarm import Prewarm, prewarm_at
 
 from .autoscaler import Autoscaler, ScalingPolicy
+from .data_plane import DataPlane, HostLoad, Load
+from .envoy_config import ReplicaAddress
+from .envoy_process import EnvoyStartError
 from .metrics import GatewayMetrics
 from .replicas import Replica, State
 from .tritonserver import TritonProcess, TritonStartError, TritonStartTimeout
@@ -60,6 +67,7 @@ class ReplicaPool:
         policy: ScalingPolicy,
         metrics: GatewayMetrics,
         *,
+        data_plane: DataPlane | None = None,  # None: no Envoy (the pool is only inspected, never run)
         queue_limit: int = 256,
         startup_timeout: float = 900.0,
         tick: float = 0.1,
@@ -76,6 +84,9 @@ class ReplicaPool:
         # Called before a replica is stopped (e.g. to close client connections to it).
         self.before_stop: list[Callable[[Replica], Awaitable[None]]] = []
         self.new_process = new_process
+        self.data_plane = data_plane
+        self.envoy = Load()  # the last sample of Envoy's requests at the replicas
+        self._hosts: dict[int, HostLoad] = {}
         self._tick = tick
         self._clock = clock
         self._autoscaler = Autoscaler(policy, clock())
@@ -84,7 +95,7 @@ class ReplicaPool:
         self._tasks: set[asyncio.Task[None]] = set()
         self._starting: set[asyncio.Task[None]] = set()
         self._next_id = 1
-        self._arrivals = 0  # requests since the last autoscaler sample (for the rps metric)
+        self._arrivals = 0  # activator requests since the last autoscaler sample (for the rps metric)
         self._backoff_until = 0.0
         self._closing = False
         self._prewarm_scaling = Scaling(min_replicas=policy.min_replicas, schedules=tuple(schedules))
@@ -100,8 +111,8 @@ class ReplicaPool:
 
     @property
     def in_flight(self) -> int:
-        """Requests proxied to a replica right now."""
-        return sum(r.in_flight for r in self.replicas)
+        """Requests at a replica right now (through the activator or Envoy), or waiting in Envoy for a slot."""
+        return sum(r.in_flight for r in self.replicas) + self.envoy.demand
 
     async def acquire(self) -> Replica:
         """A ready replica with a slot reserved for the caller; raises Unavailable."""
@@ -160,15 +171,69 @@ class ReplicaPool:
 
     async def run(self) -> None:
         """The control loop; runs until `close()`."""
-        self._scale()
         while not self._closing:
+            await self._control()
             try:
                 await asyncio.wait_for(self._wake.wait(), self._tick)
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
-            if not self._closing:
-                self._scale()
+
+    async def hosts(self) -> dict[int, HostLoad]:
+        """Envoy's requests per replica port (empty when Envoy does not answer)."""
+        if self.data_plane is None:
+            return {}
+        try:
+            self._hosts = await self.data_plane.hosts()
+        except (OSError, ValueError, asyncio.TimeoutError, EnvoyStartError) as exc:
+            log.warning("envoy's /clusters did not answer: %s", exc)
+        return self._hosts
+
+    async def _control(self) -> None:
+        """One round: sample Envoy, decide, publish the replica set, stop drained replicas."""
+        if self.data_plane is None:
+            raise RuntimeError("a ReplicaPool without a data plane cannot run")
+        arrivals_before = self.envoy.total
+        await self._sample()
+        if self._closing:
+            return
+        self._arrivals += max(0, self.envoy.total - arrivals_before)
+        self._scale()
+        try:
+            version = await self.data_plane.publish(self._addresses())
+        except OSError as exc:
+            log.error("cannot write Envoy's replica set: %s", exc)
+            return
+        draining = [r for r in self.replicas if r.state is State.DRAINING]
+        for replica in draining:
+            replica.drain_version = replica.drain_version or version
+        if draining:
+            hosts = await self.hosts()
+            for replica in draining:
+                if self._drained(replica, hosts):
+                    self.replicas.remove(replica)
+                    self._spawn(self._stop(replica))
+        self._publish()
+
+    async def _sample(self) -> None:
+        if self.data_plane is None:
+            return
+        try:
+            self.envoy = await self.data_plane.sample()
+        except (OSError, ValueError, asyncio.TimeoutError, EnvoyStartError) as exc:
+            log.warning("envoy's stats did not answer: %s", exc)
+
+    def _addresses(self) -> list[ReplicaAddress]:
+        """The replicas Envoy should know: ready ones take requests, draining ones finish theirs."""
+        return [ReplicaAddress(r.process.ports.http, r.process.ports.grpc, draining=r.state is State.DRAINING)
+                for r in self.replicas if r.state in (State.READY, State.DRAINING)]
+
+    def _drained(self, replica: Replica, hosts: dict[int, HostLoad]) -> bool:
+        """No request left at `replica`: none from the activator, none from Envoy once it applied the DRAINING mark."""
+        if replica.in_flight or self.envoy.applied_version < (replica.drain_version or 0):
+            return False
+        ports = (replica.process.ports.http, replica.process.ports.grpc)
+        return all(hosts.get(port, HostLoad()).active == 0 for port in ports)
 
     async def close(self, drain_timeout: float = 10.0) -> None:
         """Refuse new requests, let in-flight ones finish (up to `drain_timeout`), stop every replica."""
@@ -180,6 +245,7 @@ class ReplicaPool:
         deadline = self._clock() + drain_timeout
         while self.in_flight and self._clock() < deadline:
             await asyncio.sleep(0.05)
+            await self._sample()
         for task in list(self._starting):
             task.cancel()  # replicas still starting are stopped below with the others
         await asyncio.gather(*self._tasks, return_exceptions=True)  # stops already under way finish
@@ -200,11 +266,11 @@ class ReplicaPool:
                 log.info("pre-warm: at least %d replicas (%s)", self._prewarm.min_replicas, windows)
         return self._prewarm
 
-    def describe(self) -> dict[str, object]:
-        """A JSON-ready snapshot: replicas, queue, policy, pre-warm, last cold start."""
+    def describe(self, hosts: dict[int, HostLoad] | None = None) -> dict[str, object]:
+        """A JSON-ready snapshot: replicas (with Envoy's requests per replica from `hosts`), queue, policy, pre-warm, last cold start."""
         prewarm = self.prewarm()
         return {
-            "replicas": [r.describe() for r in self.replicas],
+            "replicas": [r.describe(hosts or {}) for r in self.replicas],
             "queued": self.queued,
             "in_flight": self.in_flight,
             "last_cold_start": self.last_cold_start,
@@ -244,9 +310,6 @@ class ReplicaPool:
             for replica in ready[: len(active) - desired]:
                 replica.state = State.DRAINING
                 log.info("replica %d draining (%d in flight; %d replicas wanted)", replica.id, replica.in_flight, desired)
-        for replica in [r for r in self.replicas if r.state is State.DRAINING and r.in_flight == 0]:
-            self.replicas.remove(replica)
-            self._spawn(self._stop(replica))
         self._publish()
 
     def _reap_exited(self) -> None:
@@ -279,6 +342,8 @@ class ReplicaPool:
             replica.state = State.FAILED
             if replica in self.replicas:
                 self.replicas.remove(replica)
+            # Before any await: the control loop must not start another replica at once in its place.
+            self._backoff_until = self._clock() + START_FAILURE_BACKOFF
             try:
                 await self._stop(replica, grace=0.0)
             except Exception:  # noqa: BLE001 - nothing may have been started
@@ -286,7 +351,6 @@ class ReplicaPool:
             self.metrics.replica_failures.inc()
             if isinstance(exc, TritonStartTimeout):
                 self.metrics.cold_start_timeouts.inc()
-            self._backoff_until = self._clock() + START_FAILURE_BACKOFF
             message = str(exc) if isinstance(exc, TritonStartError) else f"replica {replica.id}: {type(exc).__name__}: {exc}"
             if isinstance(exc, TritonStartError):
                 log.error("replica %d failed to start: %s", replica.id, exc)

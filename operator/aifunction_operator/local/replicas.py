@@ -1,4 +1,4 @@
-"""One Triton replica of a local function: its process, its state, its HTTP client, its cold-start stages.
+"""One Triton replica of a local function: its process, its state, the activator's client to it, its cold-start stages.
 
 A replica moves STARTING -> READY -> DRAINING -> STOPPED, or to FAILED when its process
 exits on its own. The blocking work of `TritonProcess` (spawn, stop) runs in a thread so the
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from .data_plane import HostLoad
 from .tritonserver import TritonProcess, TritonStartError, TritonStartTimeout
 
 POLL_INTERVAL = 0.05
@@ -64,6 +65,7 @@ class Replica:
     in_flight: int = 0
     served: int = 0
     cold_start: ColdStart = field(default_factory=ColdStart)
+    drain_version: int | None = None  # the data plane's version that marked it draining
     _started_at: float = 0.0
     _session: aiohttp.ClientSession | None = None
 
@@ -129,14 +131,15 @@ class Replica:
         async with self.session.get(self.process.metrics_url, timeout=aiohttp.ClientTimeout(total=5)) as resp:
             return await resp.text()
 
-    def describe(self) -> dict[str, object]:
-        """A JSON-ready summary for the gateway's status page."""
+    def describe(self, hosts: Mapping[int, HostLoad]) -> dict[str, object]:
+        """A JSON-ready summary for the status page; `hosts`: Envoy's requests per replica port."""
+        through_envoy = [hosts[port] for port in (self.process.ports.http, self.process.ports.grpc) if port in hosts]
         return {
             "id": self.id,
             "pid": self.process.pid,
             "state": self.state.value,
-            "in_flight": self.in_flight,
-            "served": self.served,
+            "in_flight": self.in_flight + sum(h.active for h in through_envoy),
+            "served": self.served + sum(h.total - h.active for h in through_envoy),
             "http": self.process.http_url,
             "grpc": self.process.grpc_url,
             "metrics": self.process.metrics_url,

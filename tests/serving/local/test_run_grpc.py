@@ -49,13 +49,16 @@ for _ in range(3):
     streamed.append(str(err) if err else result.as_numpy("label").reshape(-1).tolist())
 client.stop_stream()
 report["stream"] = streamed
+big = g.InferInput("image", [300, 8, 8], "FP32")  # 76,800 bytes of data: over --max-body-bytes 65536
+big.set_data_from_numpy(np.ones((300, 8, 8), np.float32))
+report["too_big"] = error(lambda: client.infer("digits", [big]))
 print(json.dumps(report))
 """
 
 
 def test_grpc_function_scales_from_zero_and_checks_requests(run_function) -> None:
     grpc_port = free_port()
-    run = run_function(protocol="grpc", args=("--grpc-port", str(grpc_port), "--idle-timeout", "3s"))
+    run = run_function(protocol="grpc", args=("--grpc-port", str(grpc_port), "--idle-timeout", "3s", "--max-body-bytes", "65536"))
     assert run.triton_pids() == []
     done = subprocess.run([sys.executable, "-c", CLIENT, f"127.0.0.1:{grpc_port}"],
                           capture_output=True, text=True, timeout=180)
@@ -63,10 +66,14 @@ def test_grpc_function_scales_from_zero_and_checks_requests(run_function) -> Non
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["live"] and report["ready"]
     assert len(report["labels"]) == 2
-    assert report["unknown_model"][0] == "StatusCode.NOT_FOUND" and "unknown model 'nosuch'" in report["unknown_model"][1]
+    # Warm, Envoy sends the call to Triton, whose NOT_FOUND says "unknown model: 'nosuch'" (Envoy cannot read
+    # the model name inside the protobuf message); cold, the Python side answers "unknown model 'nosuch'".
+    assert report["unknown_model"][0] == "StatusCode.NOT_FOUND", report["unknown_model"]
+    assert "unknown model" in report["unknown_model"][1] and "'nosuch'" in report["unknown_model"][1]
     assert report["wrong_shape"][0] == "StatusCode.INVALID_ARGUMENT" and "unexpected shape" in report["wrong_shape"][1]
     assert report["load"][0] == "StatusCode.UNIMPLEMENTED"
     assert report["stream"] == [report["labels"]] * 3
+    assert report["too_big"][0] == "StatusCode.RESOURCE_EXHAUSTED" and "limit of 65536 bytes" in report["too_big"][1]
     assert run.status()["last_cold_start"]["first_response"] > 0
     metrics = run.get("/metrics").body.decode()
     assert 'aifn_requests_total{code="OK",endpoint="grpc-ModelInfer",function="fn0"} 1.0' in metrics
