@@ -17,6 +17,7 @@ import pytest
 from support.envoy import envoy_or_skip
 
 from aifunction_operator.local import envoy_config as ec
+from aifunction_operator.handler.routes import parse_routes
 from aifunction_operator.local import gateway
 
 FUNCTIONS = {
@@ -25,6 +26,10 @@ FUNCTIONS = {
                                  container_concurrency=4, queue_limit=10, max_body_bytes=1024, activator_grpc_port=18082),
     "dotted-cc1": ec.FunctionRoute(model="my.model-v2", port=9000, activator_port=9001, timeout_seconds=300,
                                    container_concurrency=1, startup_timeout=30),
+    # A handler with declared routes (the built-in OpenAI embeddings handler's), as serve.py passes them.
+    "handler-routes": ec.FunctionRoute(model="minilm", port=9000, activator_port=9001, timeout_seconds=60,
+                                       python_paths=("/", "/invoke"), python_patterns=tuple(r.pattern.pattern for r in parse_routes(
+                                           ["POST /v1/embeddings", "GET /v1/models", "GET /v1/models/{model}"], "h:f"))),
 }
 REPLICAS = [ec.ReplicaAddress(20001, 20002), ec.ReplicaAddress(20011, 20012)]
 MODES: tuple[ec.Mode, ...] = ("proxy", "serve")
@@ -64,6 +69,15 @@ def test_model_calls_go_to_the_activator_or_the_replicas(name: str, mode: ec.Mod
         assert ("retry_policy" in action) == (mode == "serve" and tail.endswith("/infer")), (method, tail)
     for path in ec.PYTHON_PATHS + ("/aifn/replicas/0/metrics", "/v2/models/other/ready"):  # Python names other models
         assert first_route(fn, mode, "GET", path)["route"]["cluster"] == ec.ACTIVATOR, path
+
+
+def test_a_handlers_declared_routes_reach_the_activator_and_nothing_else_under_them() -> None:
+    fn = FUNCTIONS["handler-routes"]
+    for mode in MODES:
+        for method, path in [("POST", "/v1/embeddings"), ("GET", "/v1/models"), ("GET", "/v1/models/minilm"), ("POST", "/invoke")]:
+            assert first_route(fn, mode, method, path)["route"]["cluster"] == ec.ACTIVATOR, (mode, path)
+        for path in ("/v1/models/a/b", "/v1/embeddingsx", "/v1"):
+            assert first_route(fn, mode, "GET", path)["direct_response"]["status"] == 404, (mode, path)
 
 
 REFUSED = [

@@ -109,6 +109,7 @@ class FunctionRoute:
     address: str = "127.0.0.1"
     grpc_port: int | None = None  # a second listener, same routes (`aifn run --grpc-port`); None: gRPC on `port`
     python_paths: tuple[str, ...] = ()  # more exact paths answered by Python (the handler's `/`, `/invoke`)
+    python_patterns: tuple[str, ...] = ()  # RE2 patterns of paths answered by Python (the handler's declared routes)
 
 
 @dataclass(frozen=True)
@@ -347,6 +348,7 @@ def http_routes(fn: FunctionRoute, mode: Mode) -> list[dict[str, Any]]:
     get_or_post = [{"name": ":method", "string_match": {"safe_regex": {"regex": "GET|POST"}}}]
     routes = [_forward(f"python{p}", {"path": p}, ACTIVATOR, 10) for p in PYTHON_PATHS]
     routes += [_forward(f"python{p}", {"path": p}, ACTIVATOR, limit) for p in fn.python_paths]
+    routes += [_forward(f"python-route-{i}", _regex(p), ACTIVATOR, limit) for i, p in enumerate(fn.python_patterns)]
     routes.append(_forward("python-aifn", {"prefix": "/aifn/"}, ACTIVATOR, 10))
     # Compressed bodies go to Python, which decompresses them within max_body_bytes (Triton would
     # take gzip and deflate unbounded, and answer anything else in text/plain).

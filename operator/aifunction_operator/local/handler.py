@@ -99,6 +99,10 @@ class LocalHandler:
         for route in self.user_code.routes if isinstance(self.user_code, LambdaHandler) else ():
             app.router.add_route(route.method, route.template, self.handle)
 
+    def route_patterns(self) -> tuple[str, ...]:
+        """The declared routes' paths as regular expressions (Envoy sends those paths to the gateway)."""
+        return tuple(route.pattern.pattern for route in self.user_code.routes) if isinstance(self.user_code, LambdaHandler) else ()
+
     async def start(self, gateway_url: str) -> None:
         """Create the invoker (model calls go to `gateway_url`) and start the schedules."""
         address = gateway_url.removeprefix("http://").removeprefix("https://").rstrip("/")

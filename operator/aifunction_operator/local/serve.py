@@ -123,7 +123,7 @@ def build_pool(
 
 
 def function_route(fn: AIFunction, options: RunOptions, activator_port: int, activator_grpc_port: int | None,
-                   handler_paths: tuple[str, ...]) -> FunctionRoute:
+                   handler_paths: tuple[str, ...], handler_patterns: tuple[str, ...] = ()) -> FunctionRoute:
     """What Envoy serves for `fn`: its ports, limits and the Python side's loopback ports."""
     scaling = fn.spec.scaling
     return FunctionRoute(
@@ -140,6 +140,7 @@ def function_route(fn: AIFunction, options: RunOptions, activator_port: int, act
         address=options.host,
         grpc_port=(options.grpc_port or 0) if activator_grpc_port is not None else None,
         python_paths=handler_paths,
+        python_patterns=handler_patterns,
     )
 
 
@@ -177,7 +178,8 @@ async def serve(
         activator_port = free_port()
         activator_grpc_port = free_port() if fn.spec.runtime.protocol == "grpc" else None
         route = function_route(fn, options, activator_port, activator_grpc_port,
-                               ("/", "/invoke") if handler is not None else ())
+                               ("/", "/invoke") if handler is not None else (),
+                               handler.route_patterns() if handler is not None else ())
         data_plane = DataPlane(route, log_dir / "envoy", max_connections=options.max_connections or default_max_connections(),
                                latency_buckets=LATENCY_BUCKETS)
         pool = build_pool(fn, repository, options, install, metrics, log_dir, data_plane)
