@@ -13,6 +13,9 @@
 
 Clients run in this process (asyncio + aiohttp; threads for torch) and share the machine's
 CPUs with the servers, as on a laptop; figures are for comparing paths within one run.
+3. Where the CPU goes: for each warm HTTP cell, the CPU each process used (from /proc, in
+   cores: CPU seconds per second of load): the load generator (this process), Envoy, the
+   `aifn run` Python process, and Triton.
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ def main() -> int:
 
     # 2. warm throughput and latency
     rows: list[tuple[int, str, float, float, float]] = []
+    cpu: dict[tuple[int, str], dict[str, float]] = {}
     warm_fn = _function_file(workdir, min_replicas=1)
     with AifnRun(warm_fn, workdir / "warm") as gw:
         _post(gw.url + f"/v2/models/{MODEL}/infer", body)
@@ -91,9 +95,14 @@ def main() -> int:
             proc.wait_ready(300)
             direct_url = f"http://{proc.http_url}/v2/models/{MODEL}/infer"
             _post(direct_url, body)
+            assert gw.proc is not None and proc.pid is not None
             for concurrency in args.concurrency:
-                rows.append((concurrency, "aifn run", *_load_http(gw.url + f"/v2/models/{MODEL}/infer", body, concurrency, args.seconds)))
-                rows.append((concurrency, "triton", *_load_http(direct_url, body, concurrency, args.seconds)))
+                for path, url, roots in (("aifn run", gw.url + f"/v2/models/{MODEL}/infer", [gw.proc.pid]),
+                                         ("triton", direct_url, [proc.pid])):
+                    before = _cpu_by_process(roots)
+                    started = time.monotonic()
+                    rows.append((concurrency, path, *_load_http(url, body, concurrency, args.seconds)))
+                    cpu[(concurrency, path)] = _cores(before, _cpu_by_process(roots), time.monotonic() - started)
         finally:
             proc.stop()
     for concurrency in args.concurrency:
@@ -111,7 +120,41 @@ def main() -> int:
         run, tr, to = by[(concurrency, "aifn run")], by[(concurrency, "triton")], by[(concurrency, "torch")]
         print(f"  {concurrency:>4}  {run[0] / tr[0]:>18.2f} {run[1] / tr[1]:>16.2f} {run[2] / tr[2]:>16.2f} "
               f"{run[2] - tr[2]:>16.2f} {run[0] / to[0]:>17.3f}")
+    print(f"\nwhere the CPU goes during each warm cell, in cores ({os.cpu_count()} on this machine)")
+    print(f"  {'conc':>4}  {'path':<9} {'client':>7} {'envoy':>7} {'aifn py':>8} {'triton':>7} {'total':>7}")
+    for (concurrency, path), used in sorted(cpu.items(), key=lambda item: (item[0][0], PATHS.index(item[0][1]))):
+        print(f"  {concurrency:>4}  {path:<9} " + " ".join(f"{used.get(k, 0.0):>{w}.2f}" for k, w in
+                                                        (("client", 7), ("envoy", 7), ("aifn py", 8), ("triton", 7)))
+              + f" {sum(used.values()):>7.2f}")
     return 0
+
+
+def _cpu_by_process(roots: list[int]) -> dict[str, float]:
+    """CPU seconds (user + system) of this process (the client) and of each root and its descendants, by role:
+    client, envoy, aifn py, triton."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, str, float]] = {}  # pid -> (parent, command, cpu seconds)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                text = (entry / "stat").read_text()
+            except OSError:
+                continue  # gone meanwhile
+            command, rest = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+            stats[int(entry.name)] = (int(rest[1]), command, (int(rest[11]) + int(rest[12])) / tick)
+    used: dict[str, float] = {"client": stats[os.getpid()][2]}
+    for pid, (_, command, seconds) in stats.items():
+        ancestor = pid
+        while ancestor not in roots and ancestor in stats and ancestor > 1:
+            ancestor = stats[ancestor][0]
+        if ancestor in roots:
+            role = "envoy" if command.startswith("envoy") else "triton" if command.startswith("tritonserver") else "aifn py"
+            used[role] = used.get(role, 0.0) + seconds
+    return used
+
+
+def _cores(before: dict[str, float], after: dict[str, float], elapsed: float) -> dict[str, float]:
+    return {role: (after.get(role, 0.0) - before.get(role, 0.0)) / elapsed for role in after}
 
 
 PATHS = ["aifn run", "triton", "torch"]

@@ -37,6 +37,7 @@ log = logging.getLogger("aifn.run")
 
 ANNOTATION_LOCAL_HANDLER_PATH = f"{GROUP}/local-handler-path"
 INVOKE_PATHS = ("/", "/invoke")
+START_WAIT_SECONDS = 30.0  # serve.py starts the handler right after Envoy listens
 
 
 class LocalHandlerError(ValueError):
@@ -55,6 +56,7 @@ class LocalHandler:
         self.clock = clock
         self.threads = threads
         self.invoker: FunctionInvoker | None = None
+        self._started = asyncio.Event()  # set by start(): Envoy may pass a request on before it
         self.scheduler: Scheduler | None = None
         self._schedule_task: asyncio.Task[None] | None = None
         schedules = list(fn.spec.triggers.schedules)
@@ -115,6 +117,7 @@ class LocalHandler:
             self.scheduler = Scheduler(self.fn.name, self._schedules, self.invoke, clock=self.clock)
             self._schedule_task = asyncio.get_running_loop().create_task(self.scheduler.run())
             log.info("schedules of %s: %s", self.fn.name, ", ".join(f"{s.name} ({s.cron})" for s in self._schedules))
+        self._started.set()
 
     async def invoke(self, request: HttpRequest) -> HttpResponse:
         """Run the function for one request (the schedules call this too)."""
@@ -123,7 +126,12 @@ class LocalHandler:
         return await self.invoker.invoke(request)
 
     async def handle(self, request: web.Request) -> web.Response:
-        """aiohttp route: translate, invoke, translate back."""
+        """aiohttp route: translate, invoke, translate back (a request that comes before start() waits for it)."""
+        try:
+            await asyncio.wait_for(self._started.wait(), START_WAIT_SECONDS)
+        except TimeoutError:
+            return web.json_response({"error": "the function's handler is still starting; retry"}, status=503,
+                                     headers={"Retry-After": "1"})
         body = await request.read()
         response = await self.invoke(
             HttpRequest(
