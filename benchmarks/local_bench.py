@@ -15,7 +15,7 @@ Clients run in this process (asyncio + aiohttp; threads for torch) and share the
 CPUs with the servers, as on a laptop; figures are for comparing paths within one run.
 3. Where the CPU goes: for each warm HTTP cell, the CPU each process used (from /proc, in
    cores: CPU seconds per second of load): the load generator (this process), Envoy, the
-   `aifn run` Python process, and Triton.
+   `aifn run` Python process, and Triton (with its python-backend model processes).
 """
 
 from __future__ import annotations
@@ -148,7 +148,8 @@ def _cpu_by_process(roots: list[int]) -> dict[str, float]:
         while ancestor not in roots and ancestor in stats and ancestor > 1:
             ancestor = stats[ancestor][0]
         if ancestor in roots:
-            role = "envoy" if command.startswith("envoy") else "triton" if command.startswith("tritonserver") else "aifn py"
+            # Triton's python-backend model processes (triton_python_backend_stub) count as Triton.
+            role = "envoy" if command.startswith("envoy") else "triton" if command.startswith("triton") else "aifn py"
             used[role] = used.get(role, 0.0) + seconds
     return used
 
