@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from support.cluster.stack import GATEWAY_FILE
+from support.models import minilm_weights
 
 from .conftest import ClusterClient
 from .functions import ROOT, condition, diagnose, example_function, handler_ready, model_volume
@@ -36,6 +37,7 @@ PAIRS = [
 
 def test_openai_client_gets_embeddings_through_the_gateway(cluster: ClusterClient, namespace: str) -> None:
     handler_ready(cluster)
+    minilm_weights()  # the nodes read model_repo/ through the PV; a fresh clone has no weights until built
     gateway = GATEWAY_FILE.read_text().strip()
     volume = model_volume(namespace)
     try:

