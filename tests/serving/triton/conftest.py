@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.models import minilm_weights
 from support.triton import serve_model
 
 from aifunction_operator.local.tritonserver import (
@@ -74,7 +75,5 @@ def co2_server(triton_install: TritonInstall, tmp_path_factory: pytest.TempPathF
 @pytest.fixture(scope="session")
 def minilm_server(triton_install: TritonInstall, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonProcess]:
     """A real Triton serving model_repo/minilm; produces its weights first when missing."""
-    weights = MODEL_REPO / "minilm" / "1" / "weights" / "model.safetensors"
-    if not weights.is_file():
-        load_model_repo_module("build").build_minilm()
+    minilm_weights()
     yield from _serve(triton_install, "minilm", tmp_path_factory.mktemp("minilm"))
